@@ -1,0 +1,43 @@
+"""bliss_utils: the BLISS score, its baselines, backbones, embedding cache and experiment grid.
+
+Heavy dependencies (torch, open_clip, transformers, pyod) are imported lazily, so ``import bliss_utils`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "BLISS": "bliss",
+    "RawSimilarity": "baselines",
+    "BiasedCLIP": "baselines",
+    "MCM": "baselines",
+    "DN2": "baselines",
+    "GMM": "baselines",
+    "LUNAR": "baselines",
+    "auroc": "metrics",
+    "fpr95": "metrics",
+    "fpr_at_tpr": "metrics",
+    "one_sided_ttest": "metrics",
+    "class_splits": "splits",
+    "evaluate_grid": "grid",
+    "EmbeddingSet": "grid",
+    "load_encoder": "encoders",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'bliss_utils' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,85 @@
+"""Input validation shared by every scorer: clear errors instead of silent garbage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Return ``x`` as a numpy array; torch tensors are detached and moved to the CPU."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def as_embeddings(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
+    """Validate a (n, d) embedding matrix (finite, no zero rows) and return it as float32/float64."""
+    arr = to_numpy(x)
+    if arr.ndim == 1 and name.endswith("_embedding"):
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n, dim); got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has zero embedding dimensions (shape {arr.shape})")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype}")
+    if dtype is None:
+        dtype = np.float64 if arr.dtype == np.float64 else np.float32
+    arr = arr.astype(dtype, copy=False)
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name} contains NaN or infinite values (first at row {bad[0]}, column {bad[1]})")
+    return arr
+
+
+def l2_normalize(x: np.ndarray, name: str) -> np.ndarray:
+    """Divide each row by its L2 norm; a zero row is an error (its direction is undefined)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    zero = np.flatnonzero(norms[:, 0] == 0)
+    if zero.size:
+        raise ValueError(f"{name} has {zero.size} zero vector(s) (first at row {zero[0]}): cannot L2-normalise")
+    return x / norms
+
+
+def check_same_dim(**arrays: np.ndarray) -> None:
+    """Raise if the named (n, d) arrays disagree on d (e.g. embeddings from two backbones)."""
+    dims = {name: a.shape[1] for name, a in arrays.items()}
+    if len(set(dims.values())) > 1:
+        listed = ", ".join(f"{n}={d}" for n, d in dims.items())
+        raise ValueError(f"embedding dimensions disagree ({listed}): were they made by the same backbone?")
+
+
+def as_labels(y: Any, n: int, n_classes: int, name: str = "train_labels") -> np.ndarray:
+    """Validate integer class labels of length ``n`` indexing ``n_classes`` rows."""
+    arr = to_numpy(y)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must be 1-D of length {n} (one per embedding); got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and np.isfinite(arr).all() and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise ValueError(f"{name} must be integers indexing the class texts; got dtype {arr.dtype}")
+    bad = arr[(arr < 0) | (arr >= n_classes)]
+    if bad.size:
+        raise ValueError(
+            f"{name} has label(s) {sorted(set(bad.tolist()))[:5]} outside the {n_classes} class texts (0..{n_classes - 1})"
+        )
+    return arr.astype(np.int64, copy=False)
+
+
+def as_class_list(normal_classes: Any, available: np.ndarray, n_classes: int) -> np.ndarray:
+    """Validate a set of normal classes against the classes fitted (``available``) and return it as an index array."""
+    arr = np.atleast_1d(to_numpy(normal_classes)).astype(np.int64).ravel()
+    if arr.size == 0:
+        raise ValueError("normal_classes is empty: give at least one normal class")
+    unknown = arr[(arr < 0) | (arr >= n_classes)]
+    if unknown.size:
+        raise ValueError(f"unknown class(es) {sorted(set(unknown.tolist()))}: there are {n_classes} class texts")
+    missing = np.setdiff1d(arr, available)
+    if missing.size:
+        raise ValueError(f"normal class(es) {missing.tolist()} have no training images: their statistics were not fitted")
+    return np.unique(arr)

@@ -1,0 +1,41 @@
+"""Project paths, as pathlib constants (override the root with ``BLISS_ROOT``, the data folder with ``BLISS_DATA_DIR``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """Return ``$BLISS_ROOT``, else the nearest folder above ``start`` holding ``pyproject.toml``, else the cwd."""
+    env = os.environ.get("BLISS_ROOT")
+    if env:
+        return Path(env).expanduser().resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "bliss_utils").is_dir():
+            return folder
+    return here
+
+
+def data_dir() -> Path:
+    """Folder for downloaded datasets, weights and caches (``$BLISS_DATA_DIR`` or ``<root>/data``)."""
+    env = os.environ.get("BLISS_DATA_DIR")
+    return Path(env).expanduser().resolve() if env else find_project_root() / "data"
+
+
+def embeddings_dir() -> Path:
+    """Root of the embedding cache: ``<data>/embeddings``."""
+    return data_dir() / "embeddings"
+
+
+def figures_dir() -> Path:
+    """Where notebooks write figures: ``<root>/figures``."""
+    return find_project_root() / "figures"
+
+
+def results_dir() -> Path:
+    """Where notebooks write tables and the report: ``<root>/results``."""
+    return find_project_root() / "results"
