@@ -1,0 +1,202 @@
+"""The numbers behind the paper's figures (Fig. 1b-4), computed from plain numpy embedding arrays; no plotting here.
+
+Every input embedding is L2-normalised here again, so ``sim`` is the cosine similarity whatever the caller passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._checks import as_embeddings, check_same_dim, l2_normalize
+
+
+def _unit(x: np.ndarray, name: str) -> np.ndarray:
+    return l2_normalize(as_embeddings(x, name, dtype=np.float64), name)
+
+
+def _labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must be 1-D of length {n}; got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integer class indices; got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def subsample_per_class(labels: np.ndarray, n_per_class: int, seed: int = 0) -> np.ndarray:
+    """Indices of at most ``n_per_class`` random rows of every class (sorted), for plots that cannot take them all."""
+    labels = np.asarray(labels)
+    if n_per_class < 1:
+        raise ValueError(f"n_per_class must be >= 1; got {n_per_class}")
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        keep.append(rows if len(rows) <= n_per_class else rng.choice(rows, n_per_class, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def _mean_offdiagonal(a: np.ndarray) -> float:
+    sims = a @ a.T
+    n = len(a)
+    if n < 2:
+        return float("nan")
+    return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
+
+
+def mean_cosine_similarities(images: np.ndarray, image_labels: np.ndarray, class_texts: np.ndarray,
+                             dictionary: np.ndarray | None = None, max_images: int = 5000, seed: int = 0) -> dict[str, float]:
+    """Mean cosine similarities behind Fig. 1b: text-text, image-image, image-own-text, image-other-text (and text-dictionary).
+
+    text-text and image-image average over distinct pairs; image-own-text pairs each image with its class text;
+    image-other-text with every other class text; text-dictionary every class text with every dictionary entry.
+    Images beyond ``max_images`` are subsampled (seeded) to bound the (n, n) image-image product.
+    """
+    z = _unit(images, "images")
+    t = _unit(class_texts, "class_texts")
+    check_same_dim(images=z, class_texts=t)
+    y = _labels(image_labels, len(z), "image_labels")
+    if y.min() < 0 or y.max() >= len(t):
+        raise ValueError(f"image_labels must index the {len(t)} class texts; got range {y.min()}..{y.max()}")
+    sub = np.arange(len(z)) if len(z) <= max_images else np.sort(
+        np.random.default_rng(seed).choice(len(z), max_images, replace=False))
+    sims = z @ t.T
+    own = sims[np.arange(len(z)), y]
+    other_mask = np.ones_like(sims, dtype=bool)
+    other_mask[np.arange(len(z)), y] = False
+    out = {
+        "text_text": _mean_offdiagonal(t),
+        "image_image": _mean_offdiagonal(z[sub]),
+        "image_own_text": float(own.mean()),
+        "image_other_text": float(sims[other_mask].mean()) if other_mask.any() else float("nan"),
+    }
+    if dictionary is not None:
+        d = _unit(dictionary, "dictionary")
+        check_same_dim(class_texts=t, dictionary=d)
+        out["text_dictionary"] = float((t @ d.T).mean())
+    return out
+
+
+def tsne_inputs(images: np.ndarray, image_labels: np.ndarray, class_texts: np.ndarray, n_per_class: int = 100,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stack a per-class image subsample and the class texts for Fig. 1b: (points, is_text, labels)."""
+    z = _unit(images, "images")
+    t = _unit(class_texts, "class_texts")
+    check_same_dim(images=z, class_texts=t)
+    y = _labels(image_labels, len(z), "image_labels")
+    rows = subsample_per_class(y, n_per_class, seed)
+    classes = np.unique(y[rows])
+    points = np.vstack([z[rows], t[classes]])
+    is_text = np.r_[np.zeros(len(rows), bool), np.ones(len(classes), bool)]
+    labels = np.r_[y[rows], classes]
+    return points.astype(np.float32), is_text, labels
+
+
+def tsne_2d(points: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
+    """2-D t-SNE (sklearn, cosine metric, PCA init) of the stacked points; perplexity is capped below n/3."""
+    from sklearn.manifold import TSNE
+
+    x = as_embeddings(points, "points")
+    if len(x) < 5:
+        raise ValueError(f"t-SNE needs at least 5 points; got {len(x)}")
+    perplexity = float(min(perplexity, max(2.0, (len(x) - 1) / 3)))
+    tsne = TSNE(n_components=2, perplexity=perplexity, metric="cosine", init="pca", random_state=seed)
+    return tsne.fit_transform(x)
+
+
+def similarity_distributions(images: np.ndarray, image_labels: np.ndarray, class_texts: np.ndarray,
+                             dictionary: np.ndarray, classes: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    """Fig. 2: sim(image, its own class text) for every image, and sim(class text, entry) for every class x entry pair."""
+    z = _unit(images, "images")
+    t = _unit(class_texts, "class_texts")
+    d = _unit(dictionary, "dictionary")
+    check_same_dim(images=z, class_texts=t, dictionary=d)
+    y = _labels(image_labels, len(z), "image_labels")
+    if y.min() < 0 or y.max() >= len(t):
+        raise ValueError(f"image_labels must index the {len(t)} class texts; got range {y.min()}..{y.max()}")
+    cls = np.unique(y) if classes is None else np.asarray(classes, dtype=np.int64)
+    return {
+        "image_to_own_text": np.einsum("ij,ij->i", z, t[y]),
+        "text_to_dictionary": (t[cls] @ d.T).ravel(),
+    }
+
+
+def mean_dictionary_similarity(images: np.ndarray, dictionary: np.ndarray) -> np.ndarray:
+    """Mean cosine similarity of each image to the whole dictionary (the x-axis of Fig. 3)."""
+    z = _unit(images, "images")
+    d = _unit(dictionary, "dictionary")
+    check_same_dim(images=z, dictionary=d)
+    return z @ d.mean(axis=0)  # mean of dot products = dot with the mean entry
+
+
+def threshold_for_flag_rate(scores: np.ndarray, flag_rate: float) -> float:
+    """Score threshold that flags (score > threshold) the top ``flag_rate`` share of samples."""
+    s = np.asarray(scores, float)
+    if not 0 < flag_rate < 1:
+        raise ValueError(f"flag_rate must be in (0, 1); got {flag_rate}")
+    return float(np.quantile(s, 1 - flag_rate))
+
+
+def errors_by_quantile(mean_dict_sim: np.ndarray, scores: np.ndarray, is_anomaly: np.ndarray, threshold: float,
+                       n_quantiles: int = 10) -> pd.DataFrame:
+    """Fig. 3: false negatives / false positives of ``scores > threshold`` per quantile of mean dictionary similarity.
+
+    Returns one row per quantile (1 = lowest similarity) with counts, ``fn_share``/``fp_share`` (share of all FN/FP
+    errors falling in that quantile; each sums to 1 over quantiles) and ``fn_rate``/``fp_rate`` (errors / samples in it).
+    """
+    m = np.asarray(mean_dict_sim, float).ravel()
+    s = np.asarray(scores, float).ravel()
+    a = np.asarray(is_anomaly, bool).ravel()
+    if not (len(m) == len(s) == len(a)):
+        raise ValueError(f"mean_dict_sim, scores and is_anomaly must have the same length; got {len(m)}, {len(s)}, {len(a)}")
+    if n_quantiles < 1 or n_quantiles > len(m):
+        raise ValueError(f"n_quantiles must be between 1 and the number of samples ({len(m)}); got {n_quantiles}")
+    flagged = s > threshold
+    fn = a & ~flagged
+    fp = ~a & flagged
+    order = np.argsort(m, kind="stable")
+    rows = []
+    for q, idx in enumerate(np.array_split(order, n_quantiles), start=1):
+        rows.append({
+            "quantile": q,
+            "n": len(idx),
+            "mean_dictionary_similarity": float(m[idx].mean()),
+            "n_anomalies": int(a[idx].sum()),
+            "fn": int(fn[idx].sum()),
+            "fp": int(fp[idx].sum()),
+        })
+    out = pd.DataFrame(rows)
+    out["fn_share"] = out["fn"] / max(int(fn.sum()), 1)
+    out["fp_share"] = out["fp"] / max(int(fp.sum()), 1)
+    out["fn_rate"] = out["fn"] / out["n"]
+    out["fp_rate"] = out["fp"] / out["n"]
+    return out
+
+
+def error_similarity_correlation(table: pd.DataFrame) -> dict[str, float]:
+    """Spearman correlation of quantile index with FN and FP share (Fig. 3's claim: FN rises, FP falls)."""
+    from scipy.stats import spearmanr
+
+    fn = spearmanr(table["quantile"], table["fn_share"]).statistic
+    fp = spearmanr(table["quantile"], table["fp_share"]).statistic
+    return {"spearman_fn": float(fn), "spearman_fp": float(fp)}
+
+
+def components_at_min(ic: np.ndarray, et: np.ndarray, normal_classes: Sequence[int], lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fig. 4: each sample's (IC, ET) pair for the normal class that attains min_c IC + lam * ET (the class BLISS uses)."""
+    ic = np.asarray(ic, float)
+    et = np.asarray(et, float)
+    if ic.shape != et.shape or ic.ndim != 2:
+        raise ValueError(f"ic and et must be (n_test, n_classes) arrays of the same shape; got {ic.shape}, {et.shape}")
+    cols = np.asarray(list(normal_classes), dtype=np.int64)
+    if cols.size == 0:
+        raise ValueError("normal_classes is empty")
+    total = ic[:, cols] + lam * et[:, cols]
+    if np.isnan(total).all(axis=0).any():
+        raise ValueError("some normal classes have NaN scores: were they fitted (do they have training images)?")
+    best = cols[np.nanargmin(total, axis=1)]
+    rows = np.arange(len(ic))
+    return ic[rows, best], et[rows, best]
