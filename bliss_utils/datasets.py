@@ -1,0 +1,365 @@
+"""Image datasets of the paper (CIFAR-10, CIFAR-100, TinyImageNet) and any ImageFolder, as (PIL image, label) sequences.
+
+Every dataset carries an ``identity`` fingerprint (name, split, count, a hash of the labels and of the content or file list)
+that the embedding cache puts into its key, so embeddings of one copy of a dataset are never served for another.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import config
+from .prompts import clean_label
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+TINYIMAGENET_FOLDER = "tiny-imagenet-200"
+TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+# Written by bliss_utils.synthetic next to generated data: such files cannot match torchvision's md5 sums.
+SYNTHETIC_MARKER = "BLISS_SYNTHETIC.json"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are missing or unreadable; the message says what to download and where to put it."""
+
+
+def _sha(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
+    return h.hexdigest()[:16]
+
+
+class ImageDataset:
+    """A sequence of ``(PIL.Image RGB, int label)``, held as a uint8 array (N, H, W, 3) or as a list of image files.
+
+    Attributes: ``name``, ``split``, ``class_names`` (cleaned for prompts, in label order), ``labels`` (int64 array),
+    ``identity`` (fingerprint used in cache keys) and ``transform`` (applied to each PIL image when set).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        split: str,
+        class_names: Sequence[str],
+        labels: Any,
+        *,
+        arrays: np.ndarray | None = None,
+        paths: Sequence[str | Path] | None = None,
+        base: Path | None = None,
+    ) -> None:
+        if (arrays is None) == (paths is None):
+            raise ValueError("give exactly one of arrays= (uint8 images) or paths= (image files)")
+        self.name = name
+        self.split = split
+        self.class_names = [clean_label(c) for c in class_names]
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.arrays = arrays
+        self.paths = [Path(p) for p in paths] if paths is not None else None
+        self.transform: Callable[[Any], Any] | None = None
+        n = len(arrays) if arrays is not None else len(self.paths)
+        if self.labels.shape != (n,):
+            raise ValueError(f"{name}/{split}: {n} images but labels of shape {self.labels.shape}")
+        if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
+            raise ValueError(f"{name}/{split}: labels outside 0..{len(self.class_names) - 1}")
+        self.identity = self._fingerprint(base)
+
+    def _fingerprint(self, base: Path | None) -> str:
+        if self.arrays is not None:
+            content = _sha(np.ascontiguousarray(self.arrays).tobytes())
+        else:
+            # relative paths and sizes: hashing every image's bytes would cost minutes on the full datasets
+            rel = [str(p.relative_to(base)) if base else str(p) for p in self.paths]
+            sizes = [p.stat().st_size for p in self.paths]
+            content = _sha("\n".join(f"{r}\t{s}" for r, s in zip(rel, sizes)).encode())
+        labels = _sha(self.labels.astype("<i8").tobytes(), "\n".join(self.class_names).encode())
+        return f"{self.name}|{self.split}|n={len(self)}|labels={labels}|content={content}"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, index: int) -> Any:
+        """Return image ``index`` as an RGB PIL image (no transform)."""
+        from PIL import Image
+
+        if self.arrays is not None:
+            return Image.fromarray(self.arrays[index])
+        with Image.open(self.paths[index]) as img:
+            return img.convert("RGB")
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        img = self.image(index)
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, int(self.labels[index])
+
+    def __repr__(self) -> str:
+        return f"ImageDataset({self.name!r}, split={self.split!r}, n={len(self)}, classes={len(self.class_names)})"
+
+
+# ----------------------------------------------------------------------------------------------- class names, no data
+
+
+def _package_lines(filename: str) -> list[str]:
+    return [ln.strip() for ln in (config.PACKAGE_DATA / filename).read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def tinyimagenet_classes() -> list[tuple[str, str]]:
+    """Return TinyImageNet's (wnid, raw label) pairs in wnid-sorted order, as an ImageFolder sorts them."""
+    with open(config.PACKAGE_DATA / "tinyimagenet_classes.tsv", encoding="utf-8", newline="") as f:
+        rows = [(r["wnid"], r["label"]) for r in csv.DictReader(f, delimiter="\t")]
+    return sorted(rows)
+
+
+def _names_cifar10() -> list[str]:
+    return _package_lines("cifar10_classes.txt")
+
+
+def _names_cifar100() -> list[str]:
+    return _package_lines("cifar100_classes.txt")
+
+
+def _names_tinyimagenet() -> list[str]:
+    return [label for _, label in tinyimagenet_classes()]
+
+
+_CLASS_NAMES: dict[str, Callable[[], list[str]]] = {
+    "cifar10": _names_cifar10,
+    "cifar100": _names_cifar100,
+    "tinyimagenet": _names_tinyimagenet,
+}
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(f"unknown dataset {name!r}: valid names are {', '.join(DATASETS)} or 'imagefolder:<path>'")
+
+
+def class_names(dataset: str) -> list[str]:
+    """Class names of a paper dataset in label order, cleaned for prompts (no data needed on disk)."""
+    if dataset.startswith("imagefolder:"):
+        return _folder_classes(Path(dataset.split(":", 1)[1]).expanduser())[0]
+    if dataset not in _CLASS_NAMES:
+        raise _unknown(dataset)
+    return [clean_label(c) for c in _CLASS_NAMES[dataset]()]
+
+
+# ----------------------------------------------------------------------------------------------------------- CIFAR
+
+
+def _cifar_class(name: str, synthetic: bool) -> Any:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = CIFAR10 if name == "cifar10" else CIFAR100
+    if not synthetic:
+        return cls
+    # Generated files cannot match the md5 sums of the real ones. check_integrity(path, md5=None) only checks that
+    # the file exists, so this subclass runs torchvision's own reading code with the checksums switched off.
+    return type(
+        f"Synthetic{cls.__name__}",
+        (cls,),
+        {
+            "train_list": [[f, None] for f, _ in cls.train_list],
+            "test_list": [[f, None] for f, _ in cls.test_list],
+            "meta": {**cls.meta, "md5": None},
+        },
+    )
+
+
+def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageDataset:
+    try:
+        from torchvision.datasets import CIFAR10, CIFAR100
+    except ImportError as err:  # pragma: no cover - torchvision is a dependency
+        raise ImportError("CIFAR loading needs torchvision: pip install torchvision") from err
+    real = CIFAR10 if name == "cifar10" else CIFAR100
+    folder = root / real.base_folder
+    if download:
+        root.mkdir(parents=True, exist_ok=True)
+        real(str(root), train=split == "train", download=True)
+    needed = [f for f, _ in real.train_list + real.test_list] + [real.meta["filename"]]
+    missing = [f for f in needed if not (folder / f).is_file()]
+    if missing:
+        raise DatasetNotFoundError(
+            f"{name} not found: {folder} lacks {', '.join(missing)}. Download it with "
+            f"`python -m bliss_utils embed --dataset {name} --download ...` or load_dataset({name!r}, ..., download=True), "
+            f"or extract {real.url} into {root} (or set BLISS_DATA_DIR / pass root= to the folder that holds "
+            f"{real.base_folder}/)."
+        )
+    synthetic = (folder / SYNTHETIC_MARKER).is_file()
+    try:
+        ds = _cifar_class(name, synthetic)(str(root), train=split == "train", download=False)
+    except RuntimeError as err:
+        raise DatasetNotFoundError(
+            f"{name} in {folder} failed torchvision's integrity check ({err}); delete that folder and download again"
+        ) from err
+    names = [clean_label(c) for c in ds.classes]
+    if names != class_names(name):
+        log.warning("%s: class names on disk %s differ from the standard list; using the ones on disk", name, names[:5])
+    return ImageDataset(name, split, names, np.asarray(ds.targets), arrays=np.ascontiguousarray(ds.data))
+
+
+# ---------------------------------------------------------------------------------------------------- TinyImageNet
+
+
+def tinyimagenet_folder(root: Path) -> Path:
+    """Return the ``tiny-imagenet-200`` folder under ``root`` (or ``root`` itself when it is that folder)."""
+    return root if (root / "wnids.txt").is_file() else root / TINYIMAGENET_FOLDER
+
+
+def download_tinyimagenet(root: Path) -> Path:
+    """Download and extract TinyImageNet (about 240 MB) into ``root``; return its folder."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    root.mkdir(parents=True, exist_ok=True)
+    download_and_extract_archive(TINYIMAGENET_URL, str(root))
+    return root / TINYIMAGENET_FOLDER
+
+
+def _tiny_missing(folder: Path, what: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"TinyImageNet not found: {what}. Download {TINYIMAGENET_URL} and unzip it so that {folder}/wnids.txt, "
+        f"train/ and val/ exist (or pass download=True / --download, set BLISS_DATA_DIR, or pass root=)."
+    )
+
+
+def _words(folder: Path) -> dict[str, str]:
+    words = folder / "words.txt"
+    if not words.is_file():
+        return {}
+    out = {}
+    for line in words.read_text(encoding="utf-8").splitlines():
+        wnid, _, names = line.partition("\t")
+        out[wnid.strip()] = names.split(",")[0].strip()
+    return out
+
+
+def _load_tinyimagenet(split: str, root: Path, download: bool) -> ImageDataset:
+    folder = tinyimagenet_folder(root)
+    if download and not (folder / "wnids.txt").is_file():
+        folder = download_tinyimagenet(root)
+    if not (folder / "wnids.txt").is_file():
+        raise _tiny_missing(folder, f"{folder / 'wnids.txt'} does not exist")
+    wnids = sorted({w.strip() for w in (folder / "wnids.txt").read_text().split() if w.strip()})
+    known = dict(tinyimagenet_classes())
+    extra = _words(folder)
+    names = [known.get(w) or extra.get(w) or w for w in wnids]
+    index = {w: i for i, w in enumerate(wnids)}
+    paths: list[Path] = []
+    labels: list[int] = []
+    if split == "train":
+        for wnid in wnids:
+            files = sorted(p for p in (folder / "train" / wnid / "images").glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                raise _tiny_missing(folder, f"no training images in {folder / 'train' / wnid / 'images'}")
+            paths += files
+            labels += [index[wnid]] * len(files)
+    else:
+        # TinyImageNet's own test split has no labels: the paper's test split is the official validation split
+        annotations = folder / "val" / "val_annotations.txt"
+        if not annotations.is_file():
+            raise _tiny_missing(folder, f"{annotations} does not exist")
+        for line in annotations.read_text().splitlines():
+            fields = line.split("\t")
+            if len(fields) < 2:
+                continue
+            if fields[1] not in index:
+                raise ValueError(f"{annotations}: wnid {fields[1]!r} of {fields[0]} is not listed in wnids.txt")
+            paths.append(folder / "val" / "images" / fields[0])
+            labels.append(index[fields[1]])
+        absent = [p for p in paths if not p.is_file()]
+        if absent or not paths:
+            raise _tiny_missing(folder, f"{len(absent)} validation images listed in {annotations} are missing")
+    return ImageDataset("tinyimagenet", split, names, labels, paths=paths, base=folder)
+
+
+# ----------------------------------------------------------------------------------------------------- ImageFolder
+
+
+def _class_dirs(folder: Path) -> list[str]:
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _split_dirs(path: Path) -> list[Path]:
+    dirs = [path / s for s in SPLITS if (path / s).is_dir()]
+    if not dirs:
+        raise DatasetNotFoundError(
+            f"image folder {path} has no train/ or test/ subfolder: lay it out as {path}/train/<class>/<image> and "
+            f"{path}/test/<class>/<image>"
+        )
+    return dirs
+
+
+def _folder_classes(path: Path) -> tuple[list[str], list[str]]:
+    """Return (cleaned class names, folder names): the sorted union of the class folders of every split."""
+    if not path.is_dir():
+        raise DatasetNotFoundError(f"image folder {path} does not exist")
+    folders = sorted(set().union(*(_class_dirs(d) for d in _split_dirs(path))))
+    return [clean_label(f) for f in folders], folders
+
+
+def _load_imagefolder(spec: str, split: str) -> ImageDataset:
+    path = Path(spec.split(":", 1)[1]).expanduser().resolve()
+    names, folders = _folder_classes(path)
+    split_dir = path / split
+    if not split_dir.is_dir():
+        raise DatasetNotFoundError(f"image folder {path} has no {split}/ subfolder (expected {split_dir}/<class>/<image>)")
+    paths: list[Path] = []
+    labels: list[int] = []
+    for i, folder in enumerate(folders):
+        if (split_dir / folder).is_dir():
+            files = sorted(p for p in (split_dir / folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            paths += files
+            labels += [i] * len(files)
+    if not paths:
+        raise DatasetNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {split_dir}/<class>/")
+    return ImageDataset(f"imagefolder:{path}", split, names, labels, paths=paths, base=path)
+
+
+# ------------------------------------------------------------------------------------------------------- registry
+
+DATASETS: dict[str, Callable[[str, Path, bool], ImageDataset]] = {
+    "cifar10": lambda split, root, download: _load_cifar("cifar10", split, root, download),
+    "cifar100": lambda split, root, download: _load_cifar("cifar100", split, root, download),
+    "tinyimagenet": _load_tinyimagenet,
+}
+
+
+def load_dataset(name: str, split: str, root: str | Path | None = None, download: bool = False) -> ImageDataset:
+    """Load split ``"train"`` or ``"test"`` of ``cifar10``, ``cifar100``, ``tinyimagenet`` or ``imagefolder:<path>``.
+
+    ``root`` defaults to :func:`bliss_utils.config.data_dir`; ``download=True`` fetches CIFAR / TinyImageNet when absent.
+    Missing files raise :class:`DatasetNotFoundError` saying what to download and where to put it.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: use 'train' or 'test' (TinyImageNet's test is its official val split)")
+    if isinstance(name, str) and name.startswith("imagefolder:"):
+        return _load_imagefolder(name, split)
+    if name not in DATASETS:
+        raise _unknown(name)
+    folder = Path(root).expanduser() if root is not None else config.data_dir()
+    return DATASETS[name](split, folder, download)
+
+
+def dataset_dirname(name: str) -> str:
+    """Filesystem-safe folder name for a dataset name (``imagefolder:<path>`` -> ``imagefolder-<folder>-<hash>``)."""
+    if name.startswith("imagefolder:"):
+        path = name.split(":", 1)[1]
+        return f"imagefolder-{safe_name(Path(path).name)}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
+    return safe_name(name)
+
+
+def safe_name(text: str) -> str:
+    """Replace every character outside ``[A-Za-z0-9._-]`` by ``_`` (for cache folder names)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
+    if not safe:
+        raise ValueError(f"cannot make a folder name from {text!r}")
+    return safe

@@ -1,0 +1,187 @@
+"""Small generated stand-ins for CIFAR and TinyImageNet, written in each dataset's own on-disk format.
+
+Tests and the notebooks' smoke mode read them through the same loaders as the real data. Each class gets its own colour
+and stripe pattern plus noise, so even a random encoder separates the classes a little. Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import SYNTHETIC_MARKER, TINYIMAGENET_FOLDER, _names_cifar10, _names_cifar100, tinyimagenet_classes
+
+# CIFAR-100's 20 superclasses, each with its 5 fine classes (the dataset's own grouping).
+_CIFAR100_COARSE = {
+    "aquatic_mammals": ["beaver", "dolphin", "otter", "seal", "whale"],
+    "fish": ["aquarium_fish", "flatfish", "ray", "shark", "trout"],
+    "flowers": ["orchid", "poppy", "rose", "sunflower", "tulip"],
+    "food_containers": ["bottle", "bowl", "can", "cup", "plate"],
+    "fruit_and_vegetables": ["apple", "mushroom", "orange", "pear", "sweet_pepper"],
+    "household_electrical_devices": ["clock", "keyboard", "lamp", "telephone", "television"],
+    "household_furniture": ["bed", "chair", "couch", "table", "wardrobe"],
+    "insects": ["bee", "beetle", "butterfly", "caterpillar", "cockroach"],
+    "large_carnivores": ["bear", "leopard", "lion", "tiger", "wolf"],
+    "large_man-made_outdoor_things": ["bridge", "castle", "house", "road", "skyscraper"],
+    "large_natural_outdoor_scenes": ["cloud", "forest", "mountain", "plain", "sea"],
+    "large_omnivores_and_herbivores": ["camel", "cattle", "chimpanzee", "elephant", "kangaroo"],
+    "medium_mammals": ["fox", "porcupine", "possum", "raccoon", "skunk"],
+    "non-insect_invertebrates": ["crab", "lobster", "snail", "spider", "worm"],
+    "people": ["baby", "boy", "girl", "man", "woman"],
+    "reptiles": ["crocodile", "dinosaur", "lizard", "snake", "turtle"],
+    "small_mammals": ["hamster", "mouse", "rabbit", "shrew", "squirrel"],
+    "trees": ["maple_tree", "oak_tree", "palm_tree", "pine_tree", "willow_tree"],
+    "vehicles_1": ["bicycle", "bus", "motorcycle", "pickup_truck", "train"],
+    "vehicles_2": ["lawn_mower", "rocket", "streetcar", "tank", "tractor"],
+}
+
+
+def class_images(labels: np.ndarray, n_classes: int, size: int, seed: int, stream: int = 0) -> np.ndarray:
+    """Return uint8 images (n, size, size, 3): per class a fixed colour and stripe pattern (from ``seed``), per image noise."""
+    style = np.random.default_rng([seed, n_classes, 0])  # the class look depends on the seed, not on the image count
+    colours = style.uniform(40, 215, size=(n_classes, 3))
+    angles = style.uniform(0, np.pi, size=n_classes)
+    freqs = style.uniform(1.0, 4.0, size=n_classes)
+    noise = np.random.default_rng([seed, n_classes, 1, stream])
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    phase = noise.uniform(0, 2 * np.pi, size=len(labels))
+    coord = np.cos(angles[labels])[:, None, None] * xx + np.sin(angles[labels])[:, None, None] * yy
+    stripes = np.sin(2 * np.pi * freqs[labels][:, None, None] * coord + phase[:, None, None])
+    imgs = colours[labels][:, None, None, :] + 40 * stripes[..., None] + noise.normal(0, 12, size=(len(labels), size, size, 3))
+    return np.clip(np.rint(imgs), 0, 255).astype(np.uint8)
+
+
+def _labels(n_classes: int, per_class: int) -> np.ndarray:
+    return np.tile(np.arange(n_classes, dtype=np.int64), per_class)
+
+
+def _write_pickle(path: Path, obj: dict) -> None:
+    # CIFAR's files are pickles (the format torchvision reads); str keys load the same way with encoding="latin1"
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+    os.replace(tmp, path)
+
+
+def _mark(folder: Path, **info: object) -> None:
+    (folder / SYNTHETIC_MARKER).write_text(json.dumps({"generator": "bliss_utils.synthetic", **info}, indent=1))
+
+
+def _check_counts(**counts: int) -> None:
+    for name, n in counts.items():
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"{name} must be a non-negative integer; got {n!r}")
+
+
+def make_fake_cifar(
+    root: str | Path, name: str = "cifar10", n_train_per_class: int = 5, n_test_per_class: int = 3, seed: int = 0
+) -> Path:
+    """Write a small fake CIFAR-10/100 in CIFAR's own format under ``root``; return its folder (torchvision reads it)."""
+    _check_counts(n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class)
+    if name not in ("cifar10", "cifar100"):
+        raise ValueError(f"name must be 'cifar10' or 'cifar100'; got {name!r}")
+    names = _names_cifar10() if name == "cifar10" else _names_cifar100()
+    k = len(names)
+    train_y, test_y = _labels(k, n_train_per_class), _labels(k, n_test_per_class)
+    images = class_images(np.concatenate([train_y, test_y]), k, 32, seed)
+    # CIFAR stores each image as 3072 bytes: the 1024 red, then green, then blue values, row-major
+    flat = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
+    train_x, test_x = flat[: len(train_y)], flat[len(train_y) :]
+    folder = Path(root) / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def files(n: int, prefix: str) -> list[str]:
+        return [f"{prefix}_{i}.png" for i in range(n)]
+
+    if name == "cifar10":
+        for i, idx in enumerate(np.array_split(np.arange(len(train_y)), 5), start=1):
+            _write_pickle(folder / f"data_batch_{i}", {
+                "batch_label": f"training batch {i} of 5", "labels": train_y[idx].tolist(),
+                "data": train_x[idx], "filenames": files(len(idx), f"train{i}"),
+            })  # fmt: skip
+        _write_pickle(folder / "test_batch", {
+            "batch_label": "testing batch 1 of 1", "labels": test_y.tolist(), "data": test_x,
+            "filenames": files(len(test_y), "test"),
+        })  # fmt: skip
+        _write_pickle(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": len(train_y) // 5 or 1, "num_vis": 3072})
+    else:
+        coarse_names = list(_CIFAR100_COARSE)
+        coarse_of = {fine: c for c, fines in enumerate(_CIFAR100_COARSE.values()) for fine in fines}
+        coarse = np.array([coarse_of[n] for n in names])
+        for split, y, x in (("train", train_y, train_x), ("test", test_y, test_x)):
+            _write_pickle(folder / split, {
+                "filenames": files(len(y), split), "batch_label": f"{split}ing batch 1 of 1",
+                "fine_labels": y.tolist(), "coarse_labels": coarse[y].tolist(), "data": x,
+            })  # fmt: skip
+        _write_pickle(folder / "meta", {"fine_label_names": names, "coarse_label_names": coarse_names})
+    _mark(folder, dataset=name, seed=seed, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class)
+    return folder
+
+
+def make_fake_tinyimagenet(
+    root: str | Path, n_train_per_class: int = 2, n_val_per_class: int = 1, seed: int = 0, n_classes: int | None = None
+) -> Path:
+    """Write a small fake TinyImageNet (64x64 JPEGs, official layout incl. val annotations) under ``root``; return its folder.
+
+    ``n_classes`` keeps only the first classes in wnid order (default: all 200).
+    """
+    from PIL import Image
+
+    _check_counts(n_train_per_class=n_train_per_class, n_val_per_class=n_val_per_class)
+    classes = tinyimagenet_classes()
+    if n_classes is not None:
+        if not 1 <= n_classes <= len(classes):
+            raise ValueError(f"n_classes must be between 1 and {len(classes)}; got {n_classes}")
+        classes = classes[:n_classes]
+    k = len(classes)
+    folder = Path(root) / TINYIMAGENET_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    wnids = [w for w, _ in classes]
+    # the real wnids.txt is not sorted: shuffling checks that the loader sorts, as an ImageFolder would
+    order = np.random.default_rng(seed).permutation(k)
+    (folder / "wnids.txt").write_text("".join(f"{wnids[i]}\n" for i in order))
+    (folder / "words.txt").write_text("".join(f"{w}\t{label.replace('_', ' ')}\n" for w, label in classes))
+    train_y, val_y = _labels(k, n_train_per_class), _labels(k, n_val_per_class)
+    images = class_images(np.concatenate([train_y, val_y]), k, 64, seed)
+    counters = [0] * k
+    boxes: dict[int, list[str]] = {c: [] for c in range(k)}
+    for img, c in zip(images[: len(train_y)], train_y):
+        wnid = wnids[c]
+        out = folder / "train" / wnid / "images"
+        out.mkdir(parents=True, exist_ok=True)
+        fname = f"{wnid}_{counters[c]}.JPEG"
+        counters[c] += 1
+        Image.fromarray(img).save(out / fname, format="JPEG", quality=90)
+        boxes[c].append(f"{fname}\t0\t0\t63\t63\n")
+    for c, lines in boxes.items():
+        if lines:
+            (folder / "train" / wnids[c] / f"{wnids[c]}_boxes.txt").write_text("".join(lines))
+    val_images = folder / "val" / "images"
+    val_images.mkdir(parents=True, exist_ok=True)
+    annotations = []
+    for i, (img, c) in enumerate(zip(images[len(train_y) :], val_y)):
+        Image.fromarray(img).save(val_images / f"val_{i}.JPEG", format="JPEG", quality=90)
+        annotations.append(f"val_{i}.JPEG\t{wnids[c]}\t0\t0\t63\t63\n")
+    (folder / "val" / "val_annotations.txt").write_text("".join(annotations))
+    _mark(folder, dataset="tinyimagenet", seed=seed, n_train_per_class=n_train_per_class, n_val_per_class=n_val_per_class)
+    return folder
+
+
+def make_fake_imagefolder(root: str | Path, class_names: list[str], n_per_class: int = 2, seed: int = 0) -> Path:
+    """Write ``root/{train,test}/<class>/*.png`` (32x32) for an ImageFolder dataset; return ``root``."""
+    from PIL import Image
+
+    _check_counts(n_per_class=n_per_class)
+    root = Path(root)
+    k = len(class_names)
+    for s, split in enumerate(("train", "test")):
+        y = _labels(k, n_per_class)
+        for i, (img, c) in enumerate(zip(class_images(y, k, 32, seed, stream=s), y)):
+            out = root / split / class_names[c]
+            out.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(out / f"{i:05d}.png")
+    return root
