@@ -1,0 +1,77 @@
+"""Text dictionaries for the external text score: ImageNet-1k names, the datasets' label sets, general English words."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from . import config
+from .datasets import class_names
+from .prompts import clean_label
+
+DEFAULT_ENGLISH_SIZE = 10_000
+
+
+def imagenet_entries() -> list[str]:
+    """Every comma-separated name of ``imagenet1k_class_names.txt``, whitespace-stripped, first occurrence kept.
+
+    The file has 1,860 names; 18 are exact repeats across classes (e.g. "crane", the bird and the machine). A repeat
+    would embed to the same vector and fill two of the K nearest-entry slots, so it is kept once: 1,842 entries.
+    """
+    seen: dict[str, None] = {}
+    text = (config.PACKAGE_DATA / "imagenet1k_class_names.txt").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        for name in line.split(","):
+            if name.strip():
+                seen.setdefault(name.strip(), None)
+    return list(seen)
+
+
+def english_words(size: int) -> list[str]:
+    """The ``size`` most frequent purely alphabetic English words according to ``wordfreq``'s offline word list."""
+    try:
+        from wordfreq import top_n_list
+    except ImportError as err:
+        raise ImportError("the 'english' dictionary needs wordfreq: pip install wordfreq") from err
+    n = size
+    while True:
+        # ask for more than needed: the list also holds numbers, contractions and symbols that are filtered out
+        words = [w for w in top_n_list("en", int(n * 1.3) + 100) if w.isalpha()]
+        if len(words) >= size or n > 2_000_000:
+            break
+        n *= 2
+    if len(words) < size:
+        raise ValueError(f"wordfreq knows only {len(words)} alphabetic English words; asked for {size}")
+    return words[:size]
+
+
+_DICTIONARIES: dict[str, Callable[[], list[str]]] = {
+    "imagenet": imagenet_entries,
+    "cifar10": lambda: class_names("cifar10"),
+    "cifar100": lambda: class_names("cifar100"),
+    "tinyimagenet": lambda: class_names("tinyimagenet"),
+}
+DICTIONARIES = (*_DICTIONARIES, "english")
+
+
+def load_dictionary(name: str = "imagenet", size: int | None = None, exclude: Iterable[str] = ()) -> list[str]:
+    """Return a dictionary's entries in their fixed order, minus ``exclude``, cut to the first ``size`` entries.
+
+    ``exclude`` compares case-insensitively after :func:`clean_label` (so "aquarium_fish" removes "aquarium fish") and is
+    applied before ``size``. For ``"english"`` ``size`` (default 10,000) is the number of most frequent words.
+    """
+    if size is not None and (not isinstance(size, int) or size < 1):
+        raise ValueError(f"size must be a positive integer or None; got {size!r}")
+    if isinstance(exclude, str):
+        raise ValueError("exclude must be a list of labels, not a single string")
+    drop = {clean_label(e).casefold() for e in exclude}
+    if name == "english":
+        want = size or DEFAULT_ENGLISH_SIZE
+        entries = english_words(want + len(drop))
+    elif name in _DICTIONARIES:
+        entries = _DICTIONARIES[name]()
+    else:
+        raise ValueError(f"unknown dictionary {name!r}: valid names are {', '.join(DICTIONARIES)}")
+    kept = [e for e in entries if clean_label(e).casefold() not in drop]
+    if name == "english":
+        size = size or DEFAULT_ENGLISH_SIZE
+    return kept[:size] if size is not None else kept
