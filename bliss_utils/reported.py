@@ -1,0 +1,127 @@
+"""The paper's reported numbers (bliss_utils/data/reported.json) as one tidy DataFrame, for side-by-side comparison."""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from typing import Any
+
+from .config import PACKAGE_DATA
+from .splits import class_splits
+
+REPORTED_FILE = PACKAGE_DATA / "reported.json"
+
+COLUMNS = [
+    "table", "dataset", "setting", "method", "backbone", "lam", "auroc_mean", "auroc_std", "note",
+    "label", "group", "dictionary", "n_trials", "starred", "source",
+]  # fmt: skip
+
+_NAN = float("nan")
+
+
+@lru_cache(maxsize=1)
+def load_reported() -> dict[str, Any]:
+    """The raw content of reported.json (checked for its four sections)."""
+    data = json.loads(REPORTED_FILE.read_text(encoding="utf-8"))
+    missing = {"table1", "table2", "table3", "dictionary_ablation"} - set(data)
+    if missing:
+        raise ValueError(f"{REPORTED_FILE} is missing section(s) {sorted(missing)}")
+    return data
+
+
+def _split_setting(setting: str) -> tuple[str, int]:
+    dataset, _, n = setting.rpartition("-")
+    return dataset, int(n)
+
+
+def _row(table: str, setting: str, method: str, backbone: str, mean: float, std: float | None = None, **extra: Any) -> dict:
+    dataset, n_normal = _split_setting(setting)
+    lam = extra.pop("lam", None)
+    return {
+        "table": table,
+        "dataset": dataset,
+        "setting": setting,
+        "method": method,
+        "backbone": backbone,
+        "lam": _NAN if lam is None else float(lam),
+        "auroc_mean": float(mean),
+        "auroc_std": _NAN if std is None else float(std),
+        "note": extra.pop("note", ""),
+        "label": extra.pop("label", ""),
+        "group": extra.pop("group", ""),
+        # only BLISS uses a dictionary; the paper's default is ImageNet-1k class names
+        "dictionary": extra.pop("dictionary", "imagenet" if method == "bliss" else ""),
+        # computed from the splits, so the t-test uses the same trial counts as the paper's protocol
+        "n_trials": len(class_splits(dataset, n_normal)),
+        "starred": bool(extra.pop("starred", False)),
+        "source": extra.pop("source"),
+    }
+
+
+def _rows() -> list[dict]:
+    data = load_reported()
+    rows: list[dict] = []
+
+    t1 = data["table1"]
+    for r in t1["rows"]:
+        starred = r.get("starred", [False] * len(t1["settings"]))
+        for setting, cell, star in zip(t1["settings"], r["auroc"], starred, strict=True):
+            if cell is None:
+                continue  # '-' in the paper: no number reported
+            rows.append(
+                _row("table1", setting, r["method"], r["backbone"], cell[0], cell[1], lam=r.get("lam"),
+                     note=r.get("note", ""), label=r["label"], group=r["group"], starred=star, source=t1["source"])
+            )  # fmt: skip
+
+    t2 = data["table2"]
+    for r in t2["rows"]:
+        for setting, mean in zip(t2["settings"], r["auroc_mean"], strict=True):
+            rows.append(
+                _row("table2", setting, t2["method"], t2["backbone"], mean, lam=r["lam"],
+                     label=f"lambda={r['lam']}", source=t2["source"])
+            )  # fmt: skip
+
+    t3 = data["table3"]
+    for setting, means in zip(t3["settings"], t3["auroc_mean"], strict=True):
+        for col, mean in zip(t3["columns"], means, strict=True):
+            rows.append(
+                _row("table3", setting, col["method"], col["backbone"], mean, lam=col.get("lam"),
+                     label=col["label"], source=t3["source"])
+            )  # fmt: skip
+
+    ab = data["dictionary_ablation"]
+    for r in ab["rows"]:
+        rows.append(
+            _row("dictionary_ablation", ab["setting"], ab["method"], ab["backbone"], r["auroc_mean"], lam=ab["lam"],
+                 dictionary=r["dictionary"], note=r["note"], label=r["dictionary"], source=ab["source"])
+        )  # fmt: skip
+    return rows
+
+
+def reported_results() -> "Any":
+    """Tidy pandas DataFrame of every AUROC the paper reports (one row per table cell; AUROC in percent)."""
+    import pandas as pd
+
+    df = pd.DataFrame(_rows(), columns=COLUMNS)
+    if df.empty or df["auroc_mean"].isna().any() or not df["auroc_mean"].between(0, 100).all():
+        raise ValueError(f"{REPORTED_FILE} holds an AUROC outside [0, 100] or no rows at all")
+    return df
+
+
+def reported_cell(table: str, setting: str, method: str, backbone: str = "clip-vit-b16", **where: Any) -> tuple[float, float]:
+    """(auroc_mean, auroc_std) of one reported cell; ValueError when it is absent or ambiguous."""
+    df = reported_results()
+    mask = (df["table"] == table) & (df["setting"] == setting) & (df["method"] == method) & (df["backbone"] == backbone)
+    for col, value in where.items():
+        if isinstance(value, float) and math.isnan(value):
+            mask &= df[col].isna()
+        else:
+            mask &= df[col] == value
+    hit = df[mask]
+    if len(hit) != 1:
+        raise ValueError(
+            f"{len(hit)} reported rows match table={table!r}, setting={setting!r}, method={method!r}, "
+            f"backbone={backbone!r}, {where}"
+        )
+    return float(hit["auroc_mean"].iloc[0]), float(hit["auroc_std"].iloc[0])

@@ -1,0 +1,80 @@
+"""The paper's normal/anomalous class splits (which classes are normal in each trial of each setting)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from .config import PACKAGE_DATA
+
+SPLITS_FILE = PACKAGE_DATA / "splits.json"
+
+# (dataset, number of normal classes) for every setting of the paper's Table 1
+PAPER_SETTINGS: list[tuple[str, int]] = [
+    ("cifar10", 1),
+    ("cifar10", 6),
+    ("cifar10", 9),
+    ("cifar100", 20),
+    ("tinyimagenet", 20),
+]
+
+_N_CLASSES = {"cifar10": 10, "cifar100": 100, "tinyimagenet": 200}
+
+
+def n_classes(dataset: str) -> int:
+    """Number of classes of one of the paper's datasets."""
+    if dataset not in _N_CLASSES:
+        raise ValueError(f"unknown dataset {dataset!r}: valid datasets are {sorted(_N_CLASSES)}")
+    return _N_CLASSES[dataset]
+
+
+@lru_cache(maxsize=1)
+def _load_splits() -> dict[str, dict[int, tuple[tuple[int, ...], ...]]]:
+    """Read and verify splits.json once (immutable copy, so callers cannot corrupt the cache)."""
+    raw = json.loads(SPLITS_FILE.read_text(encoding="utf-8"))
+    out: dict[str, dict[int, tuple[tuple[int, ...], ...]]] = {}
+    for dataset, settings in raw.items():
+        if dataset.startswith("_"):
+            continue
+        n_cls = n_classes(dataset)
+        out[dataset] = {}
+        for n_normal_str, trials in settings.items():
+            n_normal = int(n_normal_str)
+            checked = []
+            for trial in trials:
+                trial = tuple(int(c) for c in trial)
+                if len(trial) != n_normal or len(set(trial)) != n_normal or not all(0 <= c < n_cls for c in trial):
+                    raise ValueError(f"{SPLITS_FILE} is corrupt: {dataset} {n_normal}-class trial {list(trial)}")
+                checked.append(trial)
+            out[dataset][n_normal] = tuple(checked)
+    return out
+
+
+def valid_settings() -> list[tuple[str, int]]:
+    """Every (dataset, n_normal) that class_splits accepts."""
+    return list(PAPER_SETTINGS)
+
+
+def class_splits(dataset: str, n_normal: int) -> list[list[int]]:
+    """Normal classes of every trial of a paper setting, e.g. class_splits("cifar10", 6) -> 5 lists of 6 classes."""
+    if (dataset, n_normal) not in PAPER_SETTINGS:
+        listed = ", ".join(f"({d!r}, {n})" for d, n in PAPER_SETTINGS)
+        raise ValueError(f"no paper split for dataset={dataset!r}, n_normal={n_normal!r}; valid: {listed}")
+    if dataset == "cifar10" and n_normal == 1:
+        # one trial per class: that class alone is normal
+        return [[c] for c in range(10)]
+    if dataset == "cifar10" and n_normal == 9:
+        # one trial per class: that class alone is anomalous
+        return [[c for c in range(10) if c != anomalous] for anomalous in range(10)]
+    return [list(trial) for trial in _load_splits()[dataset][n_normal]]
+
+
+def setting_name(dataset: str, n_normal: int) -> str:
+    """Name of a setting as used in result tables, e.g. ("cifar10", 6) -> "cifar10-6"."""
+    n_classes(dataset)
+    return f"{dataset}-{int(n_normal)}"
+
+
+def paper_splits() -> dict[str, list[list[int]]]:
+    """Every paper setting, keyed by setting name, in the form evaluate_grid takes."""
+    return {setting_name(d, n): class_splits(d, n) for d, n in PAPER_SETTINGS}
