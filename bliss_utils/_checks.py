@@ -38,7 +38,7 @@ def as_embeddings(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarra
 
 def l2_normalize(x: np.ndarray, name: str) -> np.ndarray:
     """Divide each row by its L2 norm; a zero row is an error (its direction is undefined)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
     zero = np.flatnonzero(norms[:, 0] == 0)
     if zero.size:
         raise ValueError(f"{name} has {zero.size} zero vector(s) (first at row {zero[0]}): cannot L2-normalise")
