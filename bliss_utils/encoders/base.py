@@ -1,0 +1,173 @@
+"""The Encoder interface and what every backend shares: device choice, batching, precision and L2 normalisation."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._checks import as_embeddings, l2_normalize
+
+logger = logging.getLogger(__name__)
+
+
+def select_device(device: Any = None) -> Any:
+    """Return ``device`` as a torch.device; when None, CUDA, then MPS, then CPU."""
+    import torch
+
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} requested but MPS is not available here")
+    return dev
+
+
+def _batches(n: int, batch_size: int) -> Iterator[slice]:
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+class Encoder:
+    """An image (and usually text) encoder returning L2-normalised float32 numpy embeddings, in input order.
+
+    Backends subclass it and implement ``_image_features(pixels)`` (a preprocessed batch already on the device)
+    and, if ``has_text``, ``_text_features(texts)``; both return unnormalised (n, dim) tensors.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        dim: int,
+        device: Any,
+        preprocess: Callable[[Any], Any],
+        preprocess_id: str,
+        weights_id: str,
+        has_text: bool = True,
+    ) -> None:
+        self.name = name
+        self.dim = int(dim)
+        self.device = device
+        self.preprocess = preprocess
+        self.preprocess_id = preprocess_id
+        self.weights_id = weights_id
+        self.has_text = has_text
+        # fp16 autocast keeps LayerNorm/softmax in fp32 (safe); CPU and MPS stay in fp32
+        self.precision = "fp16-autocast" if getattr(device, "type", str(device)) == "cuda" else "fp32"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, device={str(self.device)!r}, "
+            f"precision={self.precision!r}, weights_id={self.weights_id!r}, preprocess_id={self.preprocess_id!r})"
+        )
+
+    # -- to implement -------------------------------------------------------------------------------------------
+    def _image_features(self, pixels: Any) -> Any:
+        raise NotImplementedError
+
+    def _text_features(self, texts: list[str]) -> Any:
+        raise NotImplementedError
+
+    # -- shared --------------------------------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        import torch
+
+        if self.precision == "fp16-autocast":
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _finish(self, chunks: list[np.ndarray], what: str) -> np.ndarray:
+        if not chunks:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = as_embeddings(np.concatenate(chunks, axis=0), what, dtype=np.float32)
+        if out.shape[1] != self.dim:
+            raise RuntimeError(f"{self.name}: {what} have dimension {out.shape[1]}, expected {self.dim}")
+        return l2_normalize(out, what).astype(np.float32, copy=False)
+
+    def _pixel_batches(self, images: Any, batch_size: int) -> Iterator[Any]:
+        import torch
+
+        if isinstance(images, torch.Tensor):
+            if images.ndim != 4 or images.shape[1] != 3:
+                raise ValueError(f"a preprocessed image tensor must have shape (n, 3, H, W); got {tuple(images.shape)}")
+            for sl in _batches(images.shape[0], batch_size):
+                yield images[sl].to(self.device, dtype=torch.float32)
+            return
+        if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+            raise ValueError(
+                f"images must be a list of PIL images or a preprocessed (n, 3, H, W) tensor; got {type(images).__name__}"
+            )
+        from PIL import Image
+
+        for sl in _batches(len(images), batch_size):
+            batch = images[sl]
+            for offset, img in enumerate(batch):
+                if not isinstance(img, Image.Image):
+                    raise ValueError(f"images[{sl.start + offset}] is a {type(img).__name__}, not a PIL image")
+            yield torch.stack([self.preprocess(img) for img in batch]).to(self.device, dtype=torch.float32)
+
+    def encode_images(self, images: Any, batch_size: int = 64) -> np.ndarray:
+        """Embed a list of PIL images (or a tensor already made by ``self.preprocess``): float32 (n, dim), unit norm."""
+        import torch
+
+        _check_batch_size(batch_size)
+        chunks = []
+        with torch.inference_mode(), self._autocast():
+            for pixels in self._pixel_batches(images, batch_size):
+                chunks.append(self._image_features(pixels).float().cpu().numpy())
+        return self._finish(chunks, f"{self.name} image embeddings")
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Embed a list of strings: float32 (m, dim), unit norm."""
+        import torch
+
+        if not self.has_text:
+            raise ValueError(f"encoder {self.name!r} is image-only: it has no text embeddings")
+        if isinstance(texts, str) or not isinstance(texts, Sequence):
+            raise ValueError(f"texts must be a list of strings; got {type(texts).__name__}")
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if bad:
+            raise ValueError(f"texts[{bad[0]}] is a {type(texts[bad[0]]).__name__}, not a string")
+        _check_batch_size(batch_size)
+        chunks = []
+        with torch.inference_mode(), self._autocast():
+            for sl in _batches(len(texts), batch_size):
+                chunks.append(self._text_features(list(texts[sl])).float().cpu().numpy())
+        return self._finish(chunks, f"{self.name} text embeddings")
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block with torch's CPU generator seeded, restoring the caller's RNG state afterwards."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def finish_model(model: Any, device: Any) -> Any:
+    """Move ``model`` to ``device`` in eval mode with gradients off (open_clip builds models in train mode)."""
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

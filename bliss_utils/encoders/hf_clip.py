@@ -1,0 +1,78 @@
+"""``hf:REPO_ID``: any transformers CLIP-style model (``get_image_features`` / ``get_text_features``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .base import Encoder, finish_model, select_device
+from .hf_common import import_transformers, model_folder, pil_processor_class
+from .preprocessing import ResizeCropNormalize, choose_recipe, hf_image_processor_transform
+from .weights import fingerprint
+
+
+def _features(out: Any) -> Any:
+    # transformers 5 returns a ModelOutput whose pooler_output holds the projected features; 4.x a tensor
+    if hasattr(out, "pooler_output") and out.pooler_output is not None:
+        return out.pooler_output
+    if hasattr(out, "image_embeds") or hasattr(out, "text_embeds"):
+        return out.image_embeds if getattr(out, "image_embeds", None) is not None else out.text_embeds
+    return out
+
+
+class HFClipEncoder(Encoder):
+    """A transformers dual encoder with get_image_features/get_text_features and its own tokenizer."""
+
+    def __init__(self, model: Any, tokenizer: Any, max_tokens: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    def _image_features(self, pixels: Any) -> Any:
+        return _features(self.model.get_image_features(pixel_values=pixels))
+
+    def _text_features(self, texts: list[str]) -> Any:
+        tok = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        tok = {k: v.to(self.device) for k, v in tok.items() if k in ("input_ids", "attention_mask")}
+        return _features(self.model.get_text_features(**tok))
+
+
+def load_hf_clip(repo_id: str, *, device: Any = None, weights: str | Path | None = None,
+                 preprocess: str = "default") -> HFClipEncoder:
+    """Build ``hf:REPO_ID`` (REPO_ID may also be a local folder saved with save_pretrained)."""
+    transformers = import_transformers()
+    name = f"hf:{repo_id}"
+    if not repo_id:
+        raise ValueError("hf:REPO_ID needs a repository id, e.g. hf:openai/clip-vit-base-patch16")
+    if weights is None and Path(repo_id).expanduser().is_dir():
+        weights = repo_id
+    folder, weights_id = model_folder(repo_id, name, weights)
+    if weights is not None and Path(repo_id).expanduser().is_dir():
+        weights_id = f"hf:{Path(repo_id).name}@sha256:{fingerprint(folder)}"
+    model = transformers.AutoModel.from_pretrained(folder)
+    if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
+        raise ValueError(f"{name} loads a {type(model).__name__}, which has no get_image_features/get_text_features")
+    generic = transformers.AutoImageProcessor.from_pretrained(folder)
+    processor = pil_processor_class(type(generic).__name__.removesuffix("Fast").removesuffix("Pil")).from_pretrained(folder)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    text_cfg = getattr(model.config, "text_config", model.config)
+    max_tokens = int(getattr(text_cfg, "max_position_embeddings", 77))
+    dim = int(getattr(model.config, "projection_dim", 0) or model.config.text_config.hidden_size)
+    device = select_device(device)
+    if preprocess == "cifar":
+        size = _processor_size(processor)
+        recipe = choose_recipe(ResizeCropNormalize(size, "bicubic", tuple(processor.image_mean),
+                                                   tuple(processor.image_std)), "cifar")
+        transform, preprocess_id = recipe.build(), recipe.id
+    else:
+        transform, preprocess_id = hf_image_processor_transform(processor)
+    return HFClipEncoder(finish_model(model, device), tokenizer, max_tokens, name=name, dim=dim, device=device,
+                         preprocess=transform, preprocess_id=preprocess_id, weights_id=weights_id)
+
+
+def _processor_size(processor: Any) -> int:
+    crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
+    size = crop or processor.size
+    get = size.get if hasattr(size, "get") else (lambda k, d=None: getattr(size, k, d))
+    return int(get("height", None) or get("shortest_edge", None))

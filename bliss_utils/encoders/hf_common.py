@@ -1,0 +1,54 @@
+"""What the transformers-based backends share: the import, PIL-backend image processors, model folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .weights import WeightsNotFoundError, explicit_path, fingerprint, hf_snapshot, missing, weights_dir_entry
+
+_CONFIG_AND_TOKENIZER = ["*.json", "*.txt", "*.model", "merges.txt"]
+
+
+def import_transformers() -> Any:
+    """Import transformers, or raise an ImportError naming the pip command."""
+    try:
+        import transformers
+    except ImportError as err:
+        raise ImportError("this encoder needs transformers: pip install transformers") from err
+    return transformers
+
+
+def pil_processor_class(name: str) -> Any:
+    """The PIL-backed image processor class ``name``: transformers 5 calls it ``<name>Pil``; in 4.x it is ``<name>``."""
+    transformers = import_transformers()
+    # transformers 5 defaults to a torchvision backend whose resize differs from the original PIL pipelines
+    return getattr(transformers, f"{name}Pil", None) or getattr(transformers, name)
+
+
+def _has_weights(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(
+        (folder / f).is_file() for f in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                                         "pytorch_model.bin.index.json")
+    )
+
+
+def model_folder(repo_id: str, encoder: str, weights: str | Path | None) -> tuple[Path, str]:
+    """Folder holding a transformers model (``weights``, ``$BLISS_WEIGHTS_DIR/<encoder>`` or the HF cache) and its id."""
+    fetch = f"the Hugging Face repo https://huggingface.co/{repo_id} (`huggingface-cli download {repo_id} --local-dir <folder>`)"
+    if weights is not None:
+        folder = explicit_path(weights, encoder, fetch, "")
+        if not _has_weights(folder):
+            raise missing(encoder, fetch, "", f"{folder} holds no config.json with model weights")
+        return folder, f"{encoder}@sha256:{fingerprint(folder)}"
+    folder = weights_dir_entry(encoder)
+    if folder is None or not _has_weights(folder):
+        folder = hf_snapshot(repo_id, [*_CONFIG_AND_TOKENIZER, "*.safetensors"], encoder)
+        if not _has_weights(folder):  # some repos ship only PyTorch .bin weights
+            folder = hf_snapshot(repo_id, [*_CONFIG_AND_TOKENIZER, "pytorch_model*.bin*"], encoder)
+        if not _has_weights(folder):
+            raise missing(encoder, fetch, "", f"the cached copy of {repo_id} has no model weights")
+    return folder, f"hf:{repo_id}"
+
+
+__all__ = ["WeightsNotFoundError", "import_transformers", "model_folder", "pil_processor_class"]

@@ -1,0 +1,84 @@
+"""Image preprocessing recipes with stable ids (the ids become part of embedding-cache keys)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# the statistics the BLISS authors' released code normalised CLIP inputs with (SPEC.md)
+CIFAR_MEAN = (0.4913, 0.4821, 0.4465)
+CIFAR_STD = (0.2470, 0.2434, 0.2615)
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v:.8g}" for v in values)
+
+
+@dataclass(frozen=True)
+class ResizeCropNormalize:
+    """Resize the shorter side to ``size`` (``interpolation``), centre-crop ``size``x``size``, RGB, normalise."""
+
+    size: int
+    interpolation: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def id(self) -> str:
+        """Stable description of the recipe, e.g. for cache keys."""
+        return (
+            f"resize-shortest{self.size}-{self.interpolation}+centercrop{self.size}+rgb"
+            f"+normalize(mean={_fmt(self.mean)};std={_fmt(self.std)})"
+        )
+
+    def build(self) -> Callable[[Any], Any]:
+        """The transform as a PIL -> (3, size, size) float tensor callable (open_clip's eval transform)."""
+        import open_clip
+
+        return open_clip.image_transform(
+            self.size, is_train=False, mean=self.mean, std=self.std,
+            interpolation=self.interpolation, resize_mode="shortest",
+        )
+
+
+def cifar_recipe(size: int) -> ResizeCropNormalize:
+    """The authors' CIFAR-statistics preprocessing: bicubic resize, centre crop, CIFAR mean/std."""
+    return ResizeCropNormalize(size=size, interpolation="bicubic", mean=CIFAR_MEAN, std=CIFAR_STD)
+
+
+def choose_recipe(default: ResizeCropNormalize, preprocess: str) -> ResizeCropNormalize:
+    """``default`` for preprocess="default", the CIFAR-statistics recipe at the same size for "cifar"."""
+    return cifar_recipe(default.size) if preprocess == "cifar" else replace(default)
+
+
+def _compact(size: Any) -> Any:
+    """A processor's size setting as a plain dict without unset fields (transformers 5 uses a SizeDict dataclass)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(size) and not isinstance(size, type):
+        size = dataclasses.asdict(size)
+    if hasattr(size, "items"):
+        return {k: v for k, v in size.items() if v is not None}
+    return size
+
+
+def hf_image_processor_transform(processor: Any) -> tuple[Callable[[Any], Any], str]:
+    """Wrap a transformers image processor as a PIL -> (3, H, W) tensor callable, with an id from its settings."""
+
+    def transform(image: Any) -> Any:
+        return processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    size = _compact(getattr(processor, "size", None))
+    crop = _compact(getattr(processor, "crop_size", None)) if getattr(processor, "do_center_crop", False) else None
+    resample = getattr(processor, "resample", None)
+    resample = getattr(resample, "name", resample)
+    pid = (
+        f"hf:{type(processor).__name__}(size={size};resample={resample};crop={crop};"
+        f"mean={_fmt(tuple(processor.image_mean))};std={_fmt(tuple(processor.image_std))})"
+    )
+    return transform, pid

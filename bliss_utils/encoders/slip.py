@@ -1,0 +1,227 @@
+"""SLIP ViT-B/16 (Mu et al. 2022): its released checkpoint mapped onto open_clip's CLIP with a timm vision tower.
+
+Route A of BACKBONES.md section 1.5: ``visual.*`` -> ``visual.trunk.*``, ``image_projection`` (x @ P) -> the
+bias-free ``visual.head.proj`` Linear with weight P.T, ``image_mlp.*`` (the SimCLR head) dropped, text keys unchanged.
+The checkpoint is read with ``torch.load(weights_only=True)``, allow-listing only ``argparse.Namespace``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from .base import seeded, select_device
+from .openclip import OpenClipEncoder, import_open_clip, make_open_clip_encoder
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, ResizeCropNormalize, choose_recipe
+from .weights import explicit_path, fingerprint, url_file, weights_dir_entry
+
+logger = logging.getLogger(__name__)
+
+# the best ViT-B/16 SLIP release (100 epochs on YFCC15M, 45.0% zero-shot ImageNet)
+SLIP_URL = "https://dl.fbaipublicfiles.com/slip/slip_base_100ep.pt"
+SLIP_FILENAME = SLIP_URL.rsplit("/", 1)[-1]
+SLIP_TIMM_MODEL = "vit_base_patch16_224"
+ENV_SLIP_CHECKPOINT = "BLISS_SLIP_CHECKPOINT"
+# SLIP evaluates with torchvision's default (bilinear) Resize and ImageNet statistics
+SLIP_RECIPE = ResizeCropNormalize(224, "bilinear", IMAGENET_MEAN, IMAGENET_STD)
+
+TINY_TIMM_MODEL = "bliss_tiny_slip_vit"
+TINY_VISION = {"img_size": 32, "patch_size": 8, "embed_dim": 48, "depth": 2, "num_heads": 2}
+TINY_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 32, "layers": 2}
+TINY_EMBED_DIM = 24
+TINY_SSL_DIMS = (64, 16)  # SimCLR head widths of the tiny checkpoint (the real one: 4096, 256)
+TINY_SEED = 0
+
+
+# -- the checkpoint file ---------------------------------------------------------------------------------------------
+def load_slip_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a SLIP checkpoint with weights_only=True, allowing only the ``argparse.Namespace`` its ``args`` holds."""
+    import pickle
+
+    import torch
+
+    serialization = torch.serialization
+    allow = [argparse.Namespace]
+    try:
+        if hasattr(serialization, "safe_globals"):
+            with serialization.safe_globals(allow):
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        else:  # torch < 2.5: the allow-list is process-wide
+            serialization.add_safe_globals(allow)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path} is not a SLIP checkpoint we can read safely: it needs a Python object beyond tensors and "
+            f"argparse.Namespace, which weights_only loading refuses ({str(err).splitlines()[0]})"
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path} holds a {type(ckpt).__name__}, not a SLIP checkpoint dict")
+    return ckpt
+
+
+def checkpoint_state_dict(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The model weights of a SLIP checkpoint (its ``state_dict`` entry, or the dict itself), ``module.`` stripped."""
+    sd = ckpt.get("state_dict", ckpt)
+    if "module.image_projection" not in sd and "image_projection" not in sd:
+        raise ValueError("not a SLIP/CLIP checkpoint from facebookresearch/SLIP: no 'image_projection' weight")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+# -- the key mapping (Route A) -----------------------------------------------------------------------------------------
+def slip_to_open_clip(sd: dict[str, Any]) -> dict[str, Any]:
+    """Map a SLIP state dict (``module.`` stripped) onto the keys of open_clip's CLIP with a timm tower."""
+    out = {}
+    for key, value in sd.items():
+        if key.startswith("image_mlp."):
+            continue  # SimCLR head: used in training only
+        if key == "image_projection":
+            out["visual.head.proj.weight"] = value.t().contiguous()  # x @ P == Linear(weight=P.T, bias=None)
+        elif key.startswith("visual."):
+            out["visual.trunk." + key[len("visual."):]] = value
+        else:
+            out[key] = value
+    return out
+
+
+def open_clip_to_slip(sd: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`slip_to_open_clip` (without the SimCLR head): used to build tiny SLIP-layout checkpoints."""
+    out = {}
+    for key, value in sd.items():
+        if key == "visual.head.proj.weight":
+            out["image_projection"] = value.t().contiguous()
+        elif key.startswith("visual.trunk."):
+            out["visual." + key[len("visual.trunk."):]] = value
+        else:
+            out[key] = value
+    return out
+
+
+def slip_config(sd: dict[str, Any], timm_model_name: str) -> dict[str, Any]:
+    """open_clip CLIP keyword arguments for a SLIP state dict; the text tower's sizes are read from its shapes."""
+    width = int(sd["token_embedding.weight"].shape[1])
+    layers = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"transformer\.resblocks\.(\d+)\.", k)))
+    return {
+        "embed_dim": int(sd["text_projection"].shape[1]),
+        "quick_gelu": True,  # reaches the text tower only: open_clip's timm towers keep timm's exact GELU, as SLIP
+        "vision_cfg": {
+            "timm_model_name": timm_model_name, "timm_model_pretrained": False, "timm_pool": "token",
+            "timm_proj": "linear", "timm_proj_bias": False, "image_size": _vision_image_size(sd),
+        },
+        "text_cfg": {
+            "context_length": int(sd["positional_embedding"].shape[0]),
+            "vocab_size": int(sd["token_embedding.weight"].shape[0]),
+            "width": width,
+            "heads": max(1, width // 64),  # SLIP (like OpenAI CLIP) uses 64-wide heads: 8 heads at width 512
+            "layers": layers,
+        },
+    }
+
+
+def _vision_image_size(sd: dict[str, Any]) -> int:
+    patch = int(sd["visual.patch_embed.proj.weight"].shape[-1])
+    n_patches = int(sd["visual.pos_embed"].shape[1]) - 1
+    return int(round(n_patches ** 0.5)) * patch
+
+
+def build_slip_model(sd: dict[str, Any], timm_model_name: str) -> Any:
+    """An open_clip CLIP holding the SLIP weights ``sd`` (``module.`` stripped); every key must match."""
+    open_clip = import_open_clip()
+    _register_tiny_timm_model()
+    model = open_clip.CLIP(**slip_config(sd, timm_model_name))
+    model.load_state_dict(slip_to_open_clip(sd), strict=True)
+    return model
+
+
+# -- tiny ------------------------------------------------------------------------------------------------------------
+def _register_tiny_timm_model() -> None:
+    import timm
+    from timm.models import register_model
+
+    if timm.models.is_model(TINY_TIMM_MODEL):
+        return
+
+    def bliss_tiny_slip_vit(pretrained: bool = False, **kwargs: Any) -> Any:
+        from timm.models.vision_transformer import VisionTransformer
+
+        for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+            kwargs.pop(key, None)
+        model = VisionTransformer(**TINY_VISION, **kwargs)
+        # open_clip's TimmModel reads default_cfg, which only timm's pretrained-config machinery would set
+        model.pretrained_cfg = model.default_cfg = {"architecture": TINY_TIMM_MODEL, "num_classes": 0}
+        return model
+
+    register_model(bliss_tiny_slip_vit)
+
+
+def make_tiny_slip_checkpoint(seed: int = TINY_SEED) -> dict[str, Any]:
+    """A random checkpoint in SLIP's own layout (``module.`` keys, SimCLR head, ``args``), at tiny sizes."""
+    import torch
+
+    open_clip = import_open_clip()
+    _register_tiny_timm_model()
+    cfg = {
+        "embed_dim": TINY_EMBED_DIM, "quick_gelu": True,
+        "vision_cfg": {"timm_model_name": TINY_TIMM_MODEL, "timm_model_pretrained": False, "timm_pool": "token",
+                       "timm_proj": "linear", "timm_proj_bias": False, "image_size": TINY_VISION["img_size"]},
+        "text_cfg": {**TINY_TEXT, "heads": max(1, TINY_TEXT["width"] // 64)},
+    }
+    with seeded(seed):
+        sd = open_clip_to_slip(open_clip.CLIP(**cfg).state_dict())
+        hidden, out_dim = TINY_SSL_DIMS
+        width = TINY_VISION["embed_dim"]
+        for i, (n_in, n_out) in enumerate([(width, hidden), (hidden, hidden), (hidden, out_dim)], start=1):
+            sd[f"image_mlp.layer{i}.weight"] = torch.randn(n_out, n_in) * 0.02
+            sd[f"image_mlp.layer{i}.bias"] = torch.zeros(n_out)
+            if i < 3:
+                sd[f"image_mlp.bn{i}.weight"] = torch.ones(n_out)
+                sd[f"image_mlp.bn{i}.bias"] = torch.zeros(n_out)
+                sd[f"image_mlp.bn{i}.running_mean"] = torch.zeros(n_out)
+                sd[f"image_mlp.bn{i}.running_var"] = torch.ones(n_out)
+                sd[f"image_mlp.bn{i}.num_batches_tracked"] = torch.tensor(0)
+    args = argparse.Namespace(model="SLIP_TINY", ssl_mlp_dim=hidden, ssl_emb_dim=out_dim)
+    return {"epoch": 0, "state_dict": {"module." + k: v for k, v in sd.items()}, "args": args}
+
+
+# -- encoders ----------------------------------------------------------------------------------------------------------
+def _slip_encoder(ckpt: dict[str, Any], timm_model_name: str, recipe: ResizeCropNormalize, name: str,
+                  device: Any, preprocess: str, weights_id: str) -> OpenClipEncoder:
+    open_clip = import_open_clip()
+    sd = checkpoint_state_dict(ckpt)
+    model = build_slip_model(sd, timm_model_name)
+    # SLIP's tokenizer is OpenAI CLIP's BPE, byte-identical to open_clip's (prompts over 77 tokens end differently)
+    return make_open_clip_encoder(
+        model, open_clip.get_tokenizer("ViT-B-16"), name, int(sd["text_projection"].shape[1]),
+        select_device(device), choose_recipe(recipe, preprocess), weights_id,
+    )
+
+
+def _slip_checkpoint_path(name: str, weights: str | Path | None) -> tuple[Path, str]:
+    import os
+
+    explicit = weights if weights is not None else os.environ.get(ENV_SLIP_CHECKPOINT) or None
+    if explicit is not None:
+        path = explicit_path(explicit, name, SLIP_URL, SLIP_FILENAME)
+        return path, f"slip:{path.name}@sha256:{fingerprint(path)}"
+    path = weights_dir_entry(name, SLIP_FILENAME) or url_file(SLIP_URL, name)
+    return path, f"slip:{SLIP_FILENAME.removesuffix('.pt')}"
+
+
+def load_slip_vit_b16(name: str, *, device: Any = None, weights: str | Path | None = None,
+                      preprocess: str = "default") -> OpenClipEncoder:
+    """SLIP ViT-B/16 from its released checkpoint (``weights``, $BLISS_SLIP_CHECKPOINT, $BLISS_WEIGHTS_DIR or download)."""
+    path, weights_id = _slip_checkpoint_path(name, weights)
+    ckpt = load_slip_checkpoint(path)
+    return _slip_encoder(ckpt, SLIP_TIMM_MODEL, SLIP_RECIPE, name, device, preprocess, weights_id)
+
+
+def load_tiny_slip(name: str, *, device: Any = None, weights: str | Path | None = None,
+                   preprocess: str = "default") -> OpenClipEncoder:
+    """tiny-slip: a seeded random SLIP-layout checkpoint through the same mapping as slip-vit-b16; no download."""
+    if weights is not None:
+        raise ValueError(f"{name} has seeded random weights; it takes no weights argument")
+    recipe = ResizeCropNormalize(TINY_VISION["img_size"], "bilinear", IMAGENET_MEAN, IMAGENET_STD)
+    return _slip_encoder(make_tiny_slip_checkpoint(), TINY_TIMM_MODEL, recipe, name, device, preprocess,
+                         f"{name}:random-seed{TINY_SEED}")

@@ -1,0 +1,172 @@
+"""Where pretrained weights come from: an explicit path, ``$BLISS_WEIGHTS_DIR``, or each library's own cache/download.
+
+Every way of not finding them ends in one :class:`WeightsNotFoundError` naming the file to fetch and where to put it.
+Environment variables are read at call time, so a test or notebook can switch them without re-importing anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import WeightsNotFoundError
+
+logger = logging.getLogger(__name__)
+
+ENV_WEIGHTS_DIR = "BLISS_WEIGHTS_DIR"
+ENV_OFFLINE = "BLISS_OFFLINE"
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", ENV_OFFLINE)
+_DOWNLOAD_TIMEOUT_S = 30
+
+
+def is_offline() -> bool:
+    """True when HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE or BLISS_OFFLINE is set to 1/true/yes/on."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in _OFFLINE_VARS)
+
+
+def folder_name(encoder: str) -> str:
+    """The encoder's folder under ``$BLISS_WEIGHTS_DIR`` (``:`` and ``/`` of the open forms become ``--``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", encoder)
+
+
+def weights_dir_entry(encoder: str, filename: str = "") -> Path | None:
+    """``$BLISS_WEIGHTS_DIR/<encoder>[/<filename>]`` if BLISS_WEIGHTS_DIR is set and that path exists, else None."""
+    root = os.environ.get(ENV_WEIGHTS_DIR)
+    if not root:
+        return None
+    path = Path(root).expanduser() / folder_name(encoder) / filename
+    return path if path.exists() else None
+
+
+def missing(encoder: str, fetch: str, filename: str, detail: str = "") -> WeightsNotFoundError:
+    """Build the one error a missing checkpoint ends in: what to fetch and the places it is looked for."""
+    root = os.environ.get(ENV_WEIGHTS_DIR) or "<BLISS_WEIGHTS_DIR>"
+    lines = [
+        f"pretrained weights for encoder {encoder!r} not found{': ' + detail if detail else ''}.",
+        f"Fetch: {fetch}",
+        "Then either:",
+        f"  - put it at {Path(root) / folder_name(encoder) / filename} (set the environment variable {ENV_WEIGHTS_DIR}), or",
+        f"  - pass load_encoder({encoder!r}, weights='/path/to/{filename}').",
+        "With internet access and offline mode off, the weights download into the library's cache on first use.",
+    ]
+    if is_offline():
+        on = [v for v in _OFFLINE_VARS if os.environ.get(v)]
+        lines.append(f"(Offline mode is on: {', '.join(on)}; nothing was downloaded.)")
+    return WeightsNotFoundError("\n".join(lines))
+
+
+def explicit_path(weights: str | Path, encoder: str, fetch: str, filename: str) -> Path:
+    """Return ``weights`` as an existing path, else raise :class:`WeightsNotFoundError`."""
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise missing(encoder, fetch, filename, f"weights path {str(path)!r} does not exist")
+    return path
+
+
+def _hf_cache_dir() -> str | None:
+    # huggingface_hub reads HF_HOME/HF_HUB_CACHE once at import; read them again so later changes are honoured
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return None
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    from huggingface_hub import errors
+
+    return (errors.EntryNotFoundError, errors.HfHubHTTPError, errors.OfflineModeIsEnabled, ConnectionError)
+
+
+def hf_snapshot(repo_id: str, patterns: Sequence[str], encoder: str) -> Path:
+    """Local folder with the files of ``repo_id`` matching ``patterns``, from the HF cache or downloaded into it."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            repo_id, allow_patterns=list(patterns), cache_dir=_hf_cache_dir(), local_files_only=is_offline()
+        )
+    except _hub_errors() as err:
+        raise missing(
+            encoder,
+            f"the Hugging Face repo https://huggingface.co/{repo_id} (e.g. `huggingface-cli download {repo_id}"
+            f" --local-dir <folder>`)",
+            "",
+            f"{type(err).__name__} while reading {repo_id} from the Hugging Face cache",
+        ) from None
+    return Path(folder)
+
+
+def hf_file(repo_id: str, filename: str, encoder: str) -> Path:
+    """Local path of ``filename`` from ``repo_id``, from the HF cache or downloaded into it."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = hf_hub_download(repo_id, filename, cache_dir=_hf_cache_dir(), local_files_only=is_offline())
+    except _hub_errors() as err:
+        raise missing(
+            encoder,
+            f"https://huggingface.co/{repo_id}/resolve/main/{filename}",
+            filename,
+            f"{type(err).__name__} while reading {repo_id}/{filename} from the Hugging Face cache",
+        ) from None
+    return Path(path)
+
+
+def hf_first_file(repo_id: str, filenames: Sequence[str], encoder: str) -> Path:
+    """The first of ``filenames`` that ``repo_id`` provides; if none, the error names the first (preferred) one."""
+    first_error = None
+    for fname in filenames:
+        try:
+            return hf_file(repo_id, fname, encoder)
+        except WeightsNotFoundError as err:
+            first_error = first_error or err
+    assert first_error is not None, "no filenames given"
+    raise first_error
+
+
+def url_file(url: str, encoder: str) -> Path:
+    """Local copy of ``url`` under torch.hub's checkpoint folder (``$TORCH_HOME``), downloaded once, atomically."""
+    import torch
+
+    filename = url.rsplit("/", 1)[-1]
+    target = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if target.is_file():
+        return target
+    if is_offline():
+        raise missing(encoder, url, filename, f"not in the torch hub cache ({target})")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{filename}.{os.getpid()}.part")
+    logger.info("downloading %s to %s", url, target)
+    try:
+        with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as out:
+            expected = int(response.headers.get("Content-Length") or 0)
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+        if expected and tmp.stat().st_size != expected:
+            raise OSError(f"incomplete download: {tmp.stat().st_size} of {expected} bytes")
+        os.replace(tmp, target)
+    except (urllib.error.URLError, OSError) as err:
+        tmp.unlink(missing_ok=True)
+        raise missing(encoder, url, filename, f"download failed ({err})") from None
+    return target
+
+
+def fingerprint(path: Path) -> str:
+    """Short sha256 of a weights file, or of a folder's weight files, so user-supplied weights get their own cache key."""
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".npz")
+    )
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
