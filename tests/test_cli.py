@@ -83,3 +83,6 @@ def test_embed_with_tiny_clip(fake_data, tmp_path, capsys):
     # deterministic and batch-size independent: a fresh run of the same encoder gives the same numbers
     direct = encoder.encode_images([ds[i][0] for i in range(len(ds))], batch_size=3)
     np.testing.assert_allclose(emb, direct, atol=1e-5)
+    # preprocessing in DataLoader workers feeds the same pixels as preprocessing in this process
+    workers, _ = image_embeddings(encoder, ds, cache_dir=tmp_path / "workers", num_workers=1, batch_size=8, progress=False)
+    np.testing.assert_allclose(workers, emb, atol=1e-5)

@@ -176,3 +176,21 @@ def test_bad_arguments(cifar_train, tmp_path, fake_encoder):
         text_embeddings(fake_encoder, "cat", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="not an encoder"):
         image_embeddings(object(), cifar_train, cache_dir=tmp_path)
+
+
+def test_embedding_set_with_tiny_clip(fake_data, tmp_path):
+    pytest.importorskip("open_clip")
+    data = load_embedding_set("tiny-clip", "cifar10", root=fake_data, cache_dir=tmp_path, dictionary_size=20,
+                              progress=False)  # fmt: skip
+    assert data.encoder == "tiny-clip" and data.meta["encoder"]["name"] == "tiny-clip"
+    dims = {a.shape[1] for a in (data.train, data.test, data.class_texts, data.dictionary)}
+    assert len(dims) == 1  # image and text embeddings live in one space
+    for a in (data.train, data.test, data.class_texts, data.dictionary):
+        np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
+    # a second load is served entirely from the cache, bit for bit
+    files = sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.npz"))
+    again = load_embedding_set("tiny-clip", "cifar10", root=fake_data, cache_dir=tmp_path, dictionary_size=20,
+                               progress=False)  # fmt: skip
+    np.testing.assert_array_equal(again.test, data.test)
+    np.testing.assert_array_equal(again.dictionary, data.dictionary)
+    assert sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.npz")) == files
