@@ -1,4 +1,4 @@
-"""Command line: ``python -m bliss_utils embed ...`` fills the embedding cache; ``reproduce`` runs the paper's pipeline."""
+"""Command line: ``python -m bliss_utils embed`` fills the embedding cache; ``reproduce`` runs the pipeline."""
 
 from __future__ import annotations
 
@@ -36,34 +36,76 @@ def _add_embed(subparsers: Any) -> None:
         epilog=EMBED_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--encoder", required=True,
-                   help="encoder name: clip-vit-b16, blip, slip-vit-b16, vit-b16-in21k, open_clip:MODEL/PRETRAINED, "
-                        "hf:REPO_ID, or tiny-clip / tiny-blip / tiny-slip / tiny-vit (random weights, for tests)")  # fmt: skip
-    p.add_argument("--dataset", required=True, help="cifar10, cifar100, tinyimagenet, or imagefolder:PATH "
-                   "(PATH/train/<class>/*.jpg and PATH/test/<class>/*.jpg)")
-    p.add_argument("--split", default="both", choices=("train", "test", "both"),
-                   help="which split to embed (TinyImageNet's test split is its official validation split); default both")
-    p.add_argument("--root", default=None, help="folder that holds the datasets (default: $BLISS_DATA_DIR or <project>/data)")
+    p.add_argument(
+        "--encoder",
+        required=True,
+        help="encoder name: clip-vit-b16, blip, slip-vit-b16, vit-b16-in21k, open_clip:MODEL/PRETRAINED, "
+        "hf:REPO_ID, or tiny-clip / tiny-blip / tiny-slip / tiny-vit (random weights, for tests)",
+    )
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="cifar10, cifar100, tinyimagenet, or imagefolder:PATH "
+        "(PATH/train/<class>/*.jpg and PATH/test/<class>/*.jpg)",
+    )
+    p.add_argument(
+        "--split",
+        default="both",
+        choices=("train", "test", "both"),
+        help="which split to embed (TinyImageNet's test split is its official validation split); default both",
+    )
+    p.add_argument(
+        "--root", default=None, help="folder that holds the datasets (default: $BLISS_DATA_DIR or <project>/data)"
+    )
     p.add_argument("--download", action="store_true", help="download CIFAR / TinyImageNet into --root if absent")
     p.add_argument("--cache-dir", default=None, help="embedding cache folder (default: <data>/embeddings)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
-    p.add_argument("--shard-size", type=int, default=5000,
-                   help="images per saved shard: an interrupted run loses at most one shard of work (default 5000)")
-    p.add_argument("--num-workers", type=int, default=0,
-                   help="DataLoader worker processes that decode and preprocess images (default 0: in this process)")
-    p.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, mps, cpu (default: CUDA, then MPS, then CPU)")
-    p.add_argument("--weights", default=None,
-                   help="local weights file or folder for the encoder (offline use); default: the library's own cache")
-    p.add_argument("--preprocess", default="default", choices=("default", "cifar"),
-                   help="'default': the backbone's own preprocessing; 'cifar': the authors' CIFAR-statistics "
-                        "normalisation after a bicubic resize to 224 (CLIP only)")  # fmt: skip
-    p.add_argument("--texts", action="store_true",
-                   help="also embed the class names and the dictionary (needs an encoder with a text tower)")
-    p.add_argument("--dictionary", default="imagenet",
-                   help="dictionary for --texts: imagenet, cifar10, cifar100, tinyimagenet or english (default imagenet)")
-    p.add_argument("--dictionary-size", type=int, default=None, help="keep the first N dictionary entries (english: N words)")
-    p.add_argument("--template", action="append", default=None,
-                   help="prompt template with one {} (repeat to average several); default 'This is a photo of a {}'")
+    p.add_argument(
+        "--shard-size",
+        type=int,
+        default=5000,
+        help="images per saved shard: an interrupted run loses at most one shard of work (default 5000)",
+    )
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=0,
+        help="DataLoader worker processes that decode and preprocess images (default 0: in this process)",
+    )
+    p.add_argument(
+        "--device", default=None, help="torch device, e.g. cuda, cuda:1, mps, cpu (default: CUDA, then MPS, then CPU)"
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="local weights file or folder for the encoder (offline use); default: the library's own cache",
+    )
+    p.add_argument(
+        "--preprocess",
+        default="default",
+        choices=("default", "cifar"),
+        help="'default': the backbone's own preprocessing; 'cifar': the authors' CIFAR-statistics "
+        "normalisation after a bicubic resize to 224 (CLIP only)",
+    )
+    p.add_argument(
+        "--texts",
+        action="store_true",
+        help="also embed the class names and the dictionary (needs an encoder with a text tower)",
+    )
+    p.add_argument(
+        "--dictionary",
+        default="imagenet",
+        help="dictionary for --texts: imagenet, cifar10, cifar100, tinyimagenet or english (default imagenet)",
+    )
+    p.add_argument(
+        "--dictionary-size", type=int, default=None, help="keep the first N dictionary entries (english: N words)"
+    )
+    p.add_argument(
+        "--template",
+        action="append",
+        default=None,
+        help="prompt template with one {} (repeat to average several); default 'This is a photo of a {}'",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (cache hits, resumes, throughput)")
     p.set_defaults(func=_run_embed)
@@ -86,9 +128,15 @@ def _run_embed(args: argparse.Namespace) -> int:
     for split in splits:
         ds = load_dataset(args.dataset, split, root=args.root, download=args.download)
         class_names = ds.class_names
-        emb, labels = image_embeddings(encoder, ds, cache_dir=args.cache_dir, batch_size=args.batch_size,
-                                       shard_size=args.shard_size, progress=not args.no_progress,
-                                       num_workers=args.num_workers)  # fmt: skip
+        emb, labels = image_embeddings(
+            encoder,
+            ds,
+            cache_dir=args.cache_dir,
+            batch_size=args.batch_size,
+            shard_size=args.shard_size,
+            progress=not args.no_progress,
+            num_workers=args.num_workers,
+        )
         path = image_cache_path(encoder, ds, args.cache_dir)
         print(f"{encoder.name} {ds.name}/{split}: {emb.shape[0]} images x {emb.shape[1]} dims -> {path}")
     if args.texts:
@@ -119,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     for name in ("batch_size", "shard_size"):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -1,7 +1,8 @@
 """Image datasets of the paper (CIFAR-10, CIFAR-100, TinyImageNet) and any ImageFolder, as (PIL image, label) sequences.
 
-Every dataset carries an ``identity`` fingerprint (name, split, count, a hash of the labels and of the content or file list)
-that the embedding cache puts into its key, so embeddings of one copy of a dataset are never served for another.
+Every dataset carries an ``identity`` fingerprint (name, split, count, a hash of the labels and of the content or
+file list) that the embedding cache puts into its key, so embeddings of one copy of a dataset are never served for
+another.
 """
 
 from __future__ import annotations
@@ -111,7 +112,9 @@ class ImageDataset:
 
 
 def _package_lines(filename: str) -> list[str]:
-    return [ln.strip() for ln in (config.PACKAGE_DATA / filename).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return [
+        ln.strip() for ln in (config.PACKAGE_DATA / filename).read_text(encoding="utf-8").splitlines() if ln.strip()
+    ]
 
 
 def tinyimagenet_classes() -> list[tuple[str, str]]:
@@ -190,7 +193,8 @@ def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageDatas
     if missing:
         raise DatasetNotFoundError(
             f"{name} not found: {folder} lacks {', '.join(missing)}. Download it with "
-            f"`python -m bliss_utils embed --dataset {name} --download ...` or load_dataset({name!r}, ..., download=True), "
+            f"`python -m bliss_utils embed --dataset {name} --download ...` "
+            f"or load_dataset({name!r}, ..., download=True), "
             f"or extract {real.url} into {root} (or set BLISS_DATA_DIR / pass root= to the folder that holds "
             f"{real.base_folder}/)."
         )
@@ -257,7 +261,9 @@ def _load_tinyimagenet(split: str, root: Path, download: bool) -> ImageDataset:
     labels: list[int] = []
     if split == "train":
         for wnid in wnids:
-            files = sorted(p for p in (folder / "train" / wnid / "images").glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            files = sorted(
+                p for p in (folder / "train" / wnid / "images").glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+            )
             if not files:
                 raise _tiny_missing(folder, f"no training images in {folder / 'train' / wnid / 'images'}")
             paths += files
@@ -311,7 +317,9 @@ def _load_imagefolder(spec: str, split: str) -> ImageDataset:
     names, folders = _folder_classes(path)
     split_dir = path / split
     if not split_dir.is_dir():
-        raise DatasetNotFoundError(f"image folder {path} has no {split}/ subfolder (expected {split_dir}/<class>/<image>)")
+        raise DatasetNotFoundError(
+            f"image folder {path} has no {split}/ subfolder (expected {split_dir}/<class>/<image>)"
+        )
     paths: list[Path] = []
     labels: list[int] = []
     for i, folder in enumerate(folders):
@@ -336,11 +344,14 @@ DATASETS: dict[str, Callable[[str, Path, bool], ImageDataset]] = {
 def load_dataset(name: str, split: str, root: str | Path | None = None, download: bool = False) -> ImageDataset:
     """Load split ``"train"`` or ``"test"`` of ``cifar10``, ``cifar100``, ``tinyimagenet`` or ``imagefolder:<path>``.
 
-    ``root`` defaults to :func:`bliss_utils.config.data_dir`; ``download=True`` fetches CIFAR / TinyImageNet when absent.
+    ``root`` defaults to :func:`bliss_utils.config.data_dir`; ``download=True`` fetches CIFAR or TinyImageNet
+    when absent.
     Missing files raise :class:`DatasetNotFoundError` saying what to download and where to put it.
     """
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: use 'train' or 'test' (TinyImageNet's test is its official val split)")
+        raise ValueError(
+            f"unknown split {split!r}: use 'train' or 'test' (TinyImageNet's test is its official val split)"
+        )
     if isinstance(name, str) and name.startswith("imagefolder:"):
         return _load_imagefolder(name, split)
     if name not in DATASETS:

@@ -56,8 +56,8 @@ DICTIONARIES = (*_DICTIONARIES, "english")
 def load_dictionary(name: str = "imagenet", size: int | None = None, exclude: Iterable[str] = ()) -> list[str]:
     """Return a dictionary's entries in their fixed order, minus ``exclude``, cut to the first ``size`` entries.
 
-    ``exclude`` compares case-insensitively after :func:`clean_label` (so "aquarium_fish" removes "aquarium fish") and is
-    applied before ``size``. For ``"english"`` ``size`` (default 10,000) is the number of most frequent words.
+    ``exclude`` compares case-insensitively after :func:`clean_label` ("aquarium_fish" removes "aquarium fish") and
+    is applied before ``size``. For ``"english"`` ``size`` (default 10,000) is the number of most frequent words.
     """
     if size is not None and (not isinstance(size, int) or size < 1):
         raise ValueError(f"size must be a positive integer or None; got {size!r}")

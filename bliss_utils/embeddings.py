@@ -7,8 +7,9 @@ Layout (``cache_dir`` defaults to :func:`bliss_utils.config.embeddings_dir`)::
     <cache_dir>/<encoder>/<dataset>/<split>-<key>.shards/<start>-<stop>.npz   finished shards of an unfinished run
     <cache_dir>/<encoder>/texts/<key>.npz (+ .json)     text embeddings
 
-``key`` hashes everything the numbers depend on: encoder name, weights identity and preprocessing, the dataset's identity
-fingerprint (name, split, count, labels, content) and the format version (plus the templates and texts for text files).
+``key`` hashes everything the numbers depend on: encoder name, weights identity and preprocessing, the dataset's
+identity fingerprint (name, split, count, labels, content) and the format version (plus the templates and texts for
+text files).
 Files are written atomically (tmp + ``os.replace``) as ``.npz`` and read with ``allow_pickle=False``. A file that fails
 verification (unreadable, wrong shape or count, checksum mismatch) is recomputed with a warning; a file whose metadata
 names another encoder, preprocessing or dataset raises :class:`CacheMismatchError` and is never mixed in.
@@ -130,7 +131,11 @@ def _read_npz(path: Path, expected: dict[str, Any]) -> tuple[dict[str, Any], dic
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         log.warning("cache file %s is unreadable (%s): recomputing it", path, err)
         return None
-    wrong = [f"{field}={meta.get(field)!r} (expected {want!r})" for field, want in expected.items() if meta.get(field) != want]
+    wrong = [
+        f"{field}={meta.get(field)!r} (expected {want!r})"
+        for field, want in expected.items()
+        if meta.get(field) != want
+    ]
     if wrong:
         raise CacheMismatchError(
             f"cache file {path} was written for {'; '.join(wrong)}: it is not mixed in. "
@@ -199,7 +204,9 @@ def _batches(dataset: ImageDataset, rows: range, batch_size: int, encoder: Any, 
     if num_workers > 0:
         from torch.utils.data import DataLoader
 
-        loader = DataLoader(_Preprocessed(dataset, rows, encoder.preprocess), batch_size=batch_size, num_workers=num_workers)
+        loader = DataLoader(
+            _Preprocessed(dataset, rows, encoder.preprocess), batch_size=batch_size, num_workers=num_workers
+        )
         yield from loader
         return
     for start in range(rows.start, rows.stop, batch_size):
@@ -218,7 +225,9 @@ def _resolve(dataset: str | ImageDataset, split: str | None, root: Any, download
 
 def image_cache_path(encoder: Any, dataset: ImageDataset, cache_dir: str | Path | None = None) -> Path:
     """Where ``image_embeddings`` keeps the merged file for this encoder and dataset split."""
-    key = _hash({"kind": "images", "format": FORMAT_VERSION, "encoder": encoder_identity(encoder), "dataset": dataset.identity})
+    key = _hash(
+        {"kind": "images", "format": FORMAT_VERSION, "encoder": encoder_identity(encoder), "dataset": dataset.identity}
+    )
     folder = cache_root(cache_dir) / safe_name(encoder.name) / dataset_dirname(dataset.name)
     return folder / f"{dataset.split}-{key}.npz"
 
@@ -235,10 +244,11 @@ def image_embeddings(
     download: bool = False,
     num_workers: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Image embeddings (n, dim) float32 L2-normalised and labels (n,) int64 of a dataset split, from the cache if there.
+    """Image embeddings (n, dim) float32 L2-normalised and labels (n,) int64 of a dataset split, cached.
 
-    ``dataset`` is a name (with ``split``) or an :class:`ImageDataset`. Work is done and saved in shards of ``shard_size``
-    images, so an interrupted run resumes where it stopped; ``num_workers`` > 0 preprocesses in DataLoader workers.
+    ``dataset`` is a name (with ``split``) or an :class:`ImageDataset`. Work is done and saved in shards of
+    ``shard_size`` images, so an interrupted run resumes where it stopped; ``num_workers`` > 0 preprocesses in
+    DataLoader workers.
     """
     for name, value in (("batch_size", batch_size), ("shard_size", shard_size)):
         if not isinstance(value, int) or value < 1:
@@ -249,8 +259,15 @@ def image_embeddings(
     ident = encoder_identity(encoder)
     path = image_cache_path(encoder, ds, cache_dir)
     key = path.stem.split("-", 1)[1]
-    expected = {"format": FORMAT_VERSION, "kind": "images", "key": key, "encoder": ident,
-                "dataset": ds.name, "dataset_identity": ds.identity, "split": ds.split}  # fmt: skip
+    expected = {
+        "format": FORMAT_VERSION,
+        "kind": "images",
+        "key": key,
+        "encoder": ident,
+        "dataset": ds.name,
+        "dataset_identity": ds.identity,
+        "split": ds.split,
+    }
     cached = _read_npz(path, expected)
     if cached is not None:
         return _checked_labels(cached[1], ds, path)
@@ -268,26 +285,53 @@ def image_embeddings(
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    with tqdm(total=len(ds), initial=done, unit="img", desc=f"{ident['name']} {ds.name}/{ds.split}", disable=not progress) as bar:
+    with tqdm(
+        total=len(ds), initial=done, unit="img", desc=f"{ident['name']} {ds.name}/{ds.split}", disable=not progress
+    ) as bar:
         for r in ranges:
             if r.start in parts:
                 continue
             chunks = []
             for batch in _batches(ds, r, batch_size, encoder, num_workers):
-                chunks.append(_normalised(encoder.encode_images(batch, batch_size=batch_size), len(batch), ident["dim"], "image embeddings"))
+                chunks.append(
+                    _normalised(
+                        encoder.encode_images(batch, batch_size=batch_size),
+                        len(batch),
+                        ident["dim"],
+                        "image embeddings",
+                    )
+                )
                 bar.update(len(batch))
             emb = np.concatenate(chunks)
             arrays = {"embeddings": emb, "labels": ds.labels[r.start : r.stop]}
-            _write_npz(shard_dir / f"{r.start:09d}-{r.stop:09d}.npz",
-                       _meta("images", key, ident, arrays, dataset=ds.name, dataset_identity=ds.identity, split=ds.split,
-                             start=r.start, stop=r.stop), **arrays)  # fmt: skip
+            _write_npz(
+                shard_dir / f"{r.start:09d}-{r.stop:09d}.npz",
+                _meta(
+                    "images",
+                    key,
+                    ident,
+                    arrays,
+                    dataset=ds.name,
+                    dataset_identity=ds.identity,
+                    split=ds.split,
+                    start=r.start,
+                    stop=r.stop,
+                ),
+                **arrays,
+            )
             parts[r.start] = emb
     computed = len(ds) - done
     if computed:
         rate = computed / max(time.perf_counter() - started, 1e-9)
-        log.info("embedded %d images of %s/%s with %s at %.1f images/s", computed, ds.name, ds.split, ident["name"], rate)
+        log.info(
+            "embedded %d images of %s/%s with %s at %.1f images/s", computed, ds.name, ds.split, ident["name"], rate
+        )
     arrays = {"embeddings": np.concatenate([parts[r.start] for r in ranges]), "labels": ds.labels}
-    _write_npz(path, _meta("images", key, ident, arrays, dataset=ds.name, dataset_identity=ds.identity, split=ds.split), **arrays)
+    _write_npz(
+        path,
+        _meta("images", key, ident, arrays, dataset=ds.name, dataset_identity=ds.identity, split=ds.split),
+        **arrays,
+    )
     shutil.rmtree(shard_dir, ignore_errors=True)
     return arrays["embeddings"], arrays["labels"].astype(np.int64)
 
@@ -300,11 +344,19 @@ def _checked_labels(arrays: dict[str, np.ndarray], ds: ImageDataset, path: Path)
 
 
 def text_cache_path(
-    encoder: Any, texts: Sequence[str], template: str | Sequence[str] = PAPER_TEMPLATE, cache_dir: str | Path | None = None
+    encoder: Any,
+    texts: Sequence[str],
+    template: str | Sequence[str] = PAPER_TEMPLATE,
+    cache_dir: str | Path | None = None,
 ) -> Path:
     """Where ``text_embeddings`` keeps these texts' embeddings for this encoder and template(s)."""
-    payload = {"kind": "texts", "format": FORMAT_VERSION, "encoder": _text_identity(encoder),
-               "templates": as_templates(template), "texts": list(texts)}  # fmt: skip
+    payload = {
+        "kind": "texts",
+        "format": FORMAT_VERSION,
+        "encoder": _text_identity(encoder),
+        "templates": as_templates(template),
+        "texts": list(texts),
+    }
     return cache_root(cache_dir) / safe_name(encoder.name) / "texts" / f"{_hash(payload)}.npz"
 
 
@@ -315,7 +367,7 @@ def text_embeddings(
     cache_dir: str | Path | None = None,
     batch_size: int = 256,
 ) -> np.ndarray:
-    """Text embeddings (m, dim) float32 L2-normalised of ``template`` filled with each (cleaned) text, from the cache if there.
+    """Text embeddings (m, dim) float32 L2-normalised of ``template`` filled with each (cleaned) text, cached.
 
     With a list of templates each text's template embeddings are normalised, averaged and renormalised.
     """
@@ -340,7 +392,9 @@ def text_embeddings(
     total = np.zeros((len(texts), ident["dim"]), dtype=np.float64)
     for t in templates:
         prompts = make_prompts(texts, t)
-        total += _normalised(encoder.encode_texts(prompts, batch_size=batch_size), len(texts), ident["dim"], "text embeddings")
+        total += _normalised(
+            encoder.encode_texts(prompts, batch_size=batch_size), len(texts), ident["dim"], "text embeddings"
+        )
     emb = _normalised(total, len(texts), ident["dim"], "averaged text embeddings")
     arrays = {"embeddings": emb}
     _write_npz(path, _meta("texts", key, ident, arrays, templates=templates, first_texts=texts[:5]), **arrays)
@@ -374,8 +428,13 @@ def load_embedding_set(
         from .encoders import load_encoder
 
         encoder = load_encoder(encoder)
-    common = {"cache_dir": cache_dir, "batch_size": batch_size, "shard_size": shard_size, "progress": progress,
-              "num_workers": num_workers}  # fmt: skip
+    common = {
+        "cache_dir": cache_dir,
+        "batch_size": batch_size,
+        "shard_size": shard_size,
+        "progress": progress,
+        "num_workers": num_workers,
+    }
     train_ds = load_dataset(dataset, "train", root=root, download=download)
     test_ds = load_dataset(dataset, "test", root=root, download=download)
     if train_ds.class_names != test_ds.class_names:
@@ -401,6 +460,14 @@ def load_embedding_set(
         "dictionary": dictionary if isinstance(dictionary, str) or dictionary is None else "custom",
         "dictionary_entries": entries,
     }
-    return EmbeddingSet(train=train, train_labels=train_labels, test=test, test_labels=test_labels,
-                        class_texts=class_texts, dictionary=dictionary_emb, encoder=encoder.name,
-                        dataset=train_ds.name, meta=meta)  # fmt: skip
+    return EmbeddingSet(
+        train=train,
+        train_labels=train_labels,
+        test=test,
+        test_labels=test_labels,
+        class_texts=class_texts,
+        dictionary=dictionary_emb,
+        encoder=encoder.name,
+        dataset=train_ds.name,
+        meta=meta,
+    )

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 PAPER_TEMPLATE = "This is a photo of a {}"
 
 # An optional ensemble, averaged per label (see embeddings.text_embeddings): a handful of the 80 ImageNet
-# templates published with CLIP (Radford et al. 2021, github.com/openai/CLIP notebooks/Prompt_Engineering_for_ImageNet.ipynb,
-# the 7-template subset that notebook recommends), plus the paper's own template.
+# templates published with CLIP (Radford et al. 2021; github.com/openai/CLIP,
+# notebooks/Prompt_Engineering_for_ImageNet.ipynb: the 7-template subset it recommends), plus the paper's own template.
 ENSEMBLE_TEMPLATES = [
     PAPER_TEMPLATE,
     "itap of a {}.",
@@ -23,7 +23,7 @@ ENSEMBLE_TEMPLATES = [
 
 
 def clean_label(label: str) -> str:
-    """Return ``label`` ready for a prompt: underscores become spaces, runs of whitespace collapse, ends are stripped."""
+    """Return ``label`` ready for a prompt: underscores become spaces, whitespace runs collapse, ends are stripped."""
     if not isinstance(label, str):
         raise ValueError(f"a label must be a string; got {type(label).__name__}: {label!r}")
     cleaned = " ".join(label.replace("_", " ").split())

@@ -41,7 +41,7 @@ _CIFAR100_COARSE = {
 
 
 def class_images(labels: np.ndarray, n_classes: int, size: int, seed: int, stream: int = 0) -> np.ndarray:
-    """Return uint8 images (n, size, size, 3): per class a fixed colour and stripe pattern (from ``seed``), per image noise."""
+    """Uint8 images (n, size, size, 3): a colour and stripe pattern per class (from ``seed``), per-image noise."""
     style = np.random.default_rng([seed, n_classes, 0])  # the class look depends on the seed, not on the image count
     colours = style.uniform(40, 215, size=(n_classes, 3))
     angles = style.uniform(0, np.pi, size=n_classes)
@@ -51,7 +51,11 @@ def class_images(labels: np.ndarray, n_classes: int, size: int, seed: int, strea
     phase = noise.uniform(0, 2 * np.pi, size=len(labels))
     coord = np.cos(angles[labels])[:, None, None] * xx + np.sin(angles[labels])[:, None, None] * yy
     stripes = np.sin(2 * np.pi * freqs[labels][:, None, None] * coord + phase[:, None, None])
-    imgs = colours[labels][:, None, None, :] + 40 * stripes[..., None] + noise.normal(0, 12, size=(len(labels), size, size, 3))
+    imgs = (
+        colours[labels][:, None, None, :]
+        + 40 * stripes[..., None]
+        + noise.normal(0, 12, size=(len(labels), size, size, 3))
+    )
     return np.clip(np.rint(imgs), 0, 255).astype(np.uint8)
 
 
@@ -80,7 +84,7 @@ def _check_counts(**counts: int) -> None:
 def make_fake_cifar(
     root: str | Path, name: str = "cifar10", n_train_per_class: int = 5, n_test_per_class: int = 3, seed: int = 0
 ) -> Path:
-    """Write a small fake CIFAR-10/100 in CIFAR's own format under ``root``; return its folder (torchvision reads it)."""
+    """Write a small fake CIFAR-10/100 in CIFAR's own format under ``root``; return its folder."""
     _check_counts(n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class)
     if name not in ("cifar10", "cifar100"):
         raise ValueError(f"name must be 'cifar10' or 'cifar100'; got {name!r}")
@@ -99,24 +103,43 @@ def make_fake_cifar(
 
     if name == "cifar10":
         for i, idx in enumerate(np.array_split(np.arange(len(train_y)), 5), start=1):
-            _write_pickle(folder / f"data_batch_{i}", {
-                "batch_label": f"training batch {i} of 5", "labels": train_y[idx].tolist(),
-                "data": train_x[idx], "filenames": files(len(idx), f"train{i}"),
-            })  # fmt: skip
-        _write_pickle(folder / "test_batch", {
-            "batch_label": "testing batch 1 of 1", "labels": test_y.tolist(), "data": test_x,
-            "filenames": files(len(test_y), "test"),
-        })  # fmt: skip
-        _write_pickle(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": len(train_y) // 5 or 1, "num_vis": 3072})
+            _write_pickle(
+                folder / f"data_batch_{i}",
+                {
+                    "batch_label": f"training batch {i} of 5",
+                    "labels": train_y[idx].tolist(),
+                    "data": train_x[idx],
+                    "filenames": files(len(idx), f"train{i}"),
+                },
+            )
+        _write_pickle(
+            folder / "test_batch",
+            {
+                "batch_label": "testing batch 1 of 1",
+                "labels": test_y.tolist(),
+                "data": test_x,
+                "filenames": files(len(test_y), "test"),
+            },
+        )
+        _write_pickle(
+            folder / "batches.meta",
+            {"label_names": names, "num_cases_per_batch": len(train_y) // 5 or 1, "num_vis": 3072},
+        )
     else:
         coarse_names = list(_CIFAR100_COARSE)
         coarse_of = {fine: c for c, fines in enumerate(_CIFAR100_COARSE.values()) for fine in fines}
         coarse = np.array([coarse_of[n] for n in names])
         for split, y, x in (("train", train_y, train_x), ("test", test_y, test_x)):
-            _write_pickle(folder / split, {
-                "filenames": files(len(y), split), "batch_label": f"{split}ing batch 1 of 1",
-                "fine_labels": y.tolist(), "coarse_labels": coarse[y].tolist(), "data": x,
-            })  # fmt: skip
+            _write_pickle(
+                folder / split,
+                {
+                    "filenames": files(len(y), split),
+                    "batch_label": f"{split}ing batch 1 of 1",
+                    "fine_labels": y.tolist(),
+                    "coarse_labels": coarse[y].tolist(),
+                    "data": x,
+                },
+            )
         _write_pickle(folder / "meta", {"fine_label_names": names, "coarse_label_names": coarse_names})
     _mark(folder, dataset=name, seed=seed, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class)
     return folder
@@ -125,7 +148,7 @@ def make_fake_cifar(
 def make_fake_tinyimagenet(
     root: str | Path, n_train_per_class: int = 2, n_val_per_class: int = 1, seed: int = 0, n_classes: int | None = None
 ) -> Path:
-    """Write a small fake TinyImageNet (64x64 JPEGs, official layout incl. val annotations) under ``root``; return its folder.
+    """Write a fake TinyImageNet (64x64 JPEGs, official layout, val annotations) under ``root``; return the folder.
 
     ``n_classes`` keeps only the first classes in wnid order (default: all 200).
     """
@@ -167,7 +190,9 @@ def make_fake_tinyimagenet(
         Image.fromarray(img).save(val_images / f"val_{i}.JPEG", format="JPEG", quality=90)
         annotations.append(f"val_{i}.JPEG\t{wnids[c]}\t0\t0\t63\t63\n")
     (folder / "val" / "val_annotations.txt").write_text("".join(annotations))
-    _mark(folder, dataset="tinyimagenet", seed=seed, n_train_per_class=n_train_per_class, n_val_per_class=n_val_per_class)
+    _mark(
+        folder, dataset="tinyimagenet", seed=seed, n_train_per_class=n_train_per_class, n_val_per_class=n_val_per_class
+    )
     return folder
 
 

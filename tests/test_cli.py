@@ -16,8 +16,9 @@ from bliss_utils.embeddings import image_cache_path, image_embeddings
 
 
 def test_embed_help_explains_every_option():
-    out = subprocess.run([sys.executable, "-m", "bliss_utils", "embed", "--help"], capture_output=True, text=True,
-                         check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "bliss_utils", "embed", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     parser = cli.build_parser()
     embed = parser._subparsers._group_actions[0].choices["embed"]
     for action in embed._actions:
@@ -41,8 +42,25 @@ def test_embed_run_with_fake_encoder_fills_the_cache(fake_data, tmp_path, monkey
         return encoders[-1]
 
     monkeypatch.setattr(cli, "_load_encoder", fake_loader)
-    argv = ["embed", "--encoder", "fake", "--dataset", "cifar10", "--root", str(fake_data), "--cache-dir", str(tmp_path),
-            "--device", "cpu", "--batch-size", "8", "--no-progress", "--texts", "--dictionary", "cifar100"]  # fmt: skip
+    argv = [
+        "embed",
+        "--encoder",
+        "fake",
+        "--dataset",
+        "cifar10",
+        "--root",
+        str(fake_data),
+        "--cache-dir",
+        str(tmp_path),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "8",
+        "--no-progress",
+        "--texts",
+        "--dictionary",
+        "cifar100",
+    ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "cifar10/train: 60 images x 16 dims" in out and "cifar10/test: 30 images" in out
@@ -57,7 +75,9 @@ def test_embed_run_with_fake_encoder_fills_the_cache(fake_data, tmp_path, monkey
 
 def test_embed_missing_data_is_one_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "_load_encoder", lambda args: FakeEncoder())
-    status = cli.main(["embed", "--encoder", "fake", "--dataset", "cifar10", "--split", "train", "--root", str(tmp_path)])
+    status = cli.main(
+        ["embed", "--encoder", "fake", "--dataset", "cifar10", "--split", "train", "--root", str(tmp_path)]
+    )
     err = capsys.readouterr().err
     assert status == 1 and err.startswith("error: cifar10 not found") and "Traceback" not in err
     with pytest.raises(SystemExit):
@@ -66,8 +86,22 @@ def test_embed_missing_data_is_one_clear_error(tmp_path, monkeypatch, capsys):
 
 def test_embed_with_tiny_clip(fake_data, tmp_path, capsys):
     pytest.importorskip("open_clip")
-    argv = ["embed", "--encoder", "tiny-clip", "--dataset", "tinyimagenet", "--split", "test", "--root", str(fake_data),
-            "--cache-dir", str(tmp_path), "--device", "cpu", "--no-progress"]  # fmt: skip
+    argv = [
+        "embed",
+        "--encoder",
+        "tiny-clip",
+        "--dataset",
+        "tinyimagenet",
+        "--split",
+        "test",
+        "--root",
+        str(fake_data),
+        "--cache-dir",
+        str(tmp_path),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     assert cli.main(argv) == 0
     assert "tiny-clip tinyimagenet/test: 20 images x" in capsys.readouterr().out
     from bliss_utils.encoders import load_encoder
@@ -76,7 +110,10 @@ def test_embed_with_tiny_clip(fake_data, tmp_path, capsys):
     ds = load_dataset("tinyimagenet", "test", root=fake_data)
     path = image_cache_path(encoder, ds, tmp_path)
     meta = json.loads(path.with_suffix(".json").read_text())
-    assert meta["encoder"]["weights_id"] == encoder.weights_id and meta["encoder"]["preprocess_id"] == encoder.preprocess_id
+    assert (
+        meta["encoder"]["weights_id"] == encoder.weights_id
+        and meta["encoder"]["preprocess_id"] == encoder.preprocess_id
+    )
     with np.load(path, allow_pickle=False) as f:
         emb = f["embeddings"]
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
@@ -84,5 +121,7 @@ def test_embed_with_tiny_clip(fake_data, tmp_path, capsys):
     direct = encoder.encode_images([ds[i][0] for i in range(len(ds))], batch_size=3)
     np.testing.assert_allclose(emb, direct, atol=1e-5)
     # preprocessing in DataLoader workers feeds the same pixels as preprocessing in this process
-    workers, _ = image_embeddings(encoder, ds, cache_dir=tmp_path / "workers", num_workers=1, batch_size=8, progress=False)
+    workers, _ = image_embeddings(
+        encoder, ds, cache_dir=tmp_path / "workers", num_workers=1, batch_size=8, progress=False
+    )
     np.testing.assert_allclose(workers, emb, atol=1e-5)

@@ -11,8 +11,12 @@ from bliss_utils.dictionaries import load_dictionary
 
 def test_imagenet_every_comma_separated_name_once():
     entries = load_dictionary("imagenet")
-    raw = [n.strip() for line in (config.PACKAGE_DATA / "imagenet1k_class_names.txt").read_text().splitlines()
-           for n in line.split(",") if n.strip()]  # fmt: skip
+    raw = [
+        n.strip()
+        for line in (config.PACKAGE_DATA / "imagenet1k_class_names.txt").read_text().splitlines()
+        for n in line.split(",")
+        if n.strip()
+    ]
     assert entries == list(dict.fromkeys(raw))  # file order, exact repeats kept once
     assert len(entries) == len(set(entries)) and 1800 <= len(entries) <= 1900  # SPEC: "about 1,850"
     assert entries[:3] == ["tench", "Tinca tinca", "goldfish"]

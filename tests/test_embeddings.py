@@ -30,7 +30,9 @@ def test_second_call_reads_the_cache(fake_data, tmp_path, fake_encoder):
     assert emb.dtype == np.float32 and labels.dtype == np.int64 and emb.shape == (60, 16)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-6)
     assert fake_encoder.images_encoded == 60
-    again, labels2 = image_embeddings(fake_encoder, "cifar10", "train", root=fake_data, cache_dir=tmp_path, progress=False)
+    again, labels2 = image_embeddings(
+        fake_encoder, "cifar10", "train", root=fake_data, cache_dir=tmp_path, progress=False
+    )
     assert fake_encoder.images_encoded == 60  # nothing recomputed
     np.testing.assert_array_equal(again, emb)
     np.testing.assert_array_equal(labels2, load_dataset("cifar10", "train", root=fake_data).labels)
@@ -55,7 +57,9 @@ def test_layout_and_metadata(cifar_train, tmp_path, fake_encoder):
 
 def test_batch_size_and_shards_do_not_change_the_numbers(cifar_train, tmp_path):
     a, _ = image_embeddings(FakeEncoder(), cifar_train, cache_dir=tmp_path / "a", batch_size=64, progress=False)
-    b, _ = image_embeddings(FakeEncoder(), cifar_train, cache_dir=tmp_path / "b", batch_size=7, shard_size=11, progress=False)
+    b, _ = image_embeddings(
+        FakeEncoder(), cifar_train, cache_dir=tmp_path / "b", batch_size=7, shard_size=11, progress=False
+    )
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
@@ -148,8 +152,9 @@ def test_load_embedding_set(fake_data, tmp_path):
     assert data.encoder == "fake" and data.dataset == "cifar10"
     assert data.meta["dictionary_entries"][:2] == ["tench", "Tinca tinca"]
     np.testing.assert_array_equal(data.class_texts, text_embeddings(enc, data.meta["class_names"], cache_dir=tmp_path))
-    image_only = load_embedding_set(FakeEncoder(has_text=False), "cifar10", root=fake_data, cache_dir=tmp_path,
-                                    progress=False)  # fmt: skip
+    image_only = load_embedding_set(
+        FakeEncoder(has_text=False), "cifar10", root=fake_data, cache_dir=tmp_path, progress=False
+    )
     assert image_only.class_texts is None and image_only.dictionary is None
 
 
@@ -162,7 +167,9 @@ def test_embedding_set_refuses_texts_of_another_encoder(fake_data, tmp_path):
     assert src != dst
     dst.write_bytes(src.read_bytes())
     with pytest.raises(CacheMismatchError, match="fake-seed1"):
-        load_embedding_set(FakeEncoder(), "cifar10", root=fake_data, cache_dir=tmp_path, dictionary=None, progress=False)
+        load_embedding_set(
+            FakeEncoder(), "cifar10", root=fake_data, cache_dir=tmp_path, dictionary=None, progress=False
+        )
 
 
 def test_bad_arguments(cifar_train, tmp_path, fake_encoder):
@@ -180,8 +187,9 @@ def test_bad_arguments(cifar_train, tmp_path, fake_encoder):
 
 def test_embedding_set_with_tiny_clip(fake_data, tmp_path):
     pytest.importorskip("open_clip")
-    data = load_embedding_set("tiny-clip", "cifar10", root=fake_data, cache_dir=tmp_path, dictionary_size=20,
-                              progress=False)  # fmt: skip
+    data = load_embedding_set(
+        "tiny-clip", "cifar10", root=fake_data, cache_dir=tmp_path, dictionary_size=20, progress=False
+    )
     assert data.encoder == "tiny-clip" and data.meta["encoder"]["name"] == "tiny-clip"
     dims = {a.shape[1] for a in (data.train, data.test, data.class_texts, data.dictionary)}
     assert len(dims) == 1  # image and text embeddings live in one space
@@ -189,8 +197,9 @@ def test_embedding_set_with_tiny_clip(fake_data, tmp_path):
         np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
     # a second load is served entirely from the cache, bit for bit
     files = sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.npz"))
-    again = load_embedding_set("tiny-clip", "cifar10", root=fake_data, cache_dir=tmp_path, dictionary_size=20,
-                               progress=False)  # fmt: skip
+    again = load_embedding_set(
+        "tiny-clip", "cifar10", root=fake_data, cache_dir=tmp_path, dictionary_size=20, progress=False
+    )
     np.testing.assert_array_equal(again.test, data.test)
     np.testing.assert_array_equal(again.dictionary, data.dictionary)
     assert sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.npz")) == files
