@@ -31,8 +31,8 @@ def _add_embed(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "embed",
         help="compute (or read back) the cached embeddings of a dataset split",
-        description="Compute the image embeddings of a dataset split with one encoder and store them in the embedding "
-        "cache (optionally also the class-name and dictionary text embeddings).",
+        description="Compute the image embeddings of a dataset split with one encoder and store them in the embedding\n"
+        "cache (with --texts also the class-name and dictionary text embeddings). Cached results are read back.",
         epilog=EMBED_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -270,6 +270,7 @@ def image_embeddings(
     }
     cached = _read_npz(path, expected)
     if cached is not None:
+        log.info("read %d cached image embeddings from %s", len(ds), path)
         return _checked_labels(cached[1], ds, path)
 
     shard_dir = path.with_suffix(".shards")
