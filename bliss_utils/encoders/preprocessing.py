@@ -71,6 +71,9 @@ def hf_image_processor_transform(processor: Any) -> tuple[Callable[[Any], Any], 
     """Wrap a transformers image processor as a PIL -> (3, H, W) tensor callable, with an id from its settings."""
 
     def transform(image: Any) -> Any:
+        # not every processor converts greyscale/RGBA itself (ViT's does not); open_clip's transforms do the same
+        if getattr(image, "mode", "RGB") != "RGB":
+            image = image.convert("RGB")
         return processor(images=image, return_tensors="pt")["pixel_values"][0]
 
     size = _compact(getattr(processor, "size", None))
@@ -78,7 +81,7 @@ def hf_image_processor_transform(processor: Any) -> tuple[Callable[[Any], Any], 
     resample = getattr(processor, "resample", None)
     resample = getattr(resample, "name", resample)
     pid = (
-        f"hf:{type(processor).__name__}(size={size};resample={resample};crop={crop};"
+        f"rgb+hf:{type(processor).__name__}(size={size};resample={resample};crop={crop};"
         f"mean={_fmt(tuple(processor.image_mean))};std={_fmt(tuple(processor.image_std))})"
     )
     return transform, pid

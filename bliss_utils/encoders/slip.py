@@ -30,7 +30,7 @@ SLIP_RECIPE = ResizeCropNormalize(224, "bilinear", IMAGENET_MEAN, IMAGENET_STD)
 
 TINY_TIMM_MODEL = "bliss_tiny_slip_vit"
 TINY_VISION = {"img_size": 32, "patch_size": 8, "embed_dim": 48, "depth": 2, "num_heads": 2}
-TINY_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 32, "layers": 2}
+TINY_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 128, "layers": 2}  # width 128: two 64-wide heads
 TINY_EMBED_DIM = 24
 TINY_SSL_DIMS = (64, 16)  # SimCLR head widths of the tiny checkpoint (the real one: 4096, 256)
 TINY_SEED = 0
