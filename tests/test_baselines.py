@@ -1,0 +1,322 @@
+"""Baseline scorers: quality floors (catch sign flips), hand-computed toys, PyOD cross-checks, caching and errors."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bliss_utils.baselines import DN2, GMM, LUNAR, MCM, BiasedCLIP, RawSimilarity
+from bliss_utils.bliss import BLISS
+from bliss_utils.metrics import auroc
+
+TINY_LUNAR = dict(n_epochs=5, torch_threads=1)  # one thread: far faster for tiny fits on a busy machine
+ALL_SCORERS = [
+    lambda: RawSimilarity(),
+    lambda: BiasedCLIP(),
+    lambda: MCM(),
+    lambda: DN2(),
+    lambda: GMM(),
+    lambda: LUNAR(**TINY_LUNAR),
+]
+IDS = ["raw-similarity", "biased-clip", "mcm", "dn2", "gmm", "lunar"]
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Gaussian 'embeddings': 4 classes (0-2 normal, 3 anomalous), texts near their class centres."""
+    rng = np.random.default_rng(0)
+    d, n_classes = 16, 4
+    centres = _unit(rng.normal(size=(n_classes, d)))
+    texts = _unit(centres + 0.15 * rng.normal(size=(n_classes, d)))
+    train_labels = np.repeat(np.arange(n_classes), 60)
+    train = centres[train_labels] + 0.25 * rng.normal(size=(train_labels.size, d))
+    test_labels = np.repeat(np.arange(n_classes), 30)
+    test = centres[test_labels] + 0.25 * rng.normal(size=(test_labels.size, d))
+    return dict(train=train, train_labels=train_labels, test=test, test_labels=test_labels, texts=texts)
+
+
+def _fit(scorer, data, normal=None):
+    train, labels = data["train"], data["train_labels"]
+    if normal is not None:  # train on the normal classes only, as the protocol does
+        keep = np.isin(labels, normal)
+        train, labels = train[keep], labels[keep]
+    return scorer.fit(train, labels, data["texts"])
+
+
+# ------------------------------------------------------------------ quality floor and direction
+
+
+@pytest.mark.parametrize("make", ALL_SCORERS, ids=IDS)
+def test_quality_floor_on_shifted_anomalies(make, data):
+    normal = [0, 1, 2]
+    scorer = _fit(make(), data)
+    scores = scorer.score_samples(data["test"], normal)
+    assert scores.shape == (data["test"].shape[0],) and np.isfinite(scores).all()
+    assert auroc(scores, data["test_labels"] == 3) >= 0.8
+
+
+@pytest.mark.parametrize("make", ALL_SCORERS, ids=IDS)
+def test_scale_invariance_and_none_means_all_fitted(make, data):
+    normal = [0, 1, 2]
+    a = _fit(make(), data, normal)
+    b = make().fit(7.5 * data["train"][np.isin(data["train_labels"], normal)],
+                   data["train_labels"][np.isin(data["train_labels"], normal)], 0.2 * data["texts"])  # fmt: skip
+    np.testing.assert_allclose(a.score_samples(data["test"]), b.score_samples(3.0 * data["test"]), rtol=1e-5, atol=1e-6)
+    if not isinstance(a, MCM):  # MCM is zero-shot: every class text can be normal
+        np.testing.assert_array_equal(a.classes_, normal)
+        np.testing.assert_allclose(a.score_samples(data["test"]), a.score_samples(data["test"], normal))
+
+
+@pytest.mark.parametrize("make", ALL_SCORERS, ids=IDS)
+def test_scoring_before_fit_is_an_error(make, data):
+    with pytest.raises(ValueError, match="not fitted"):
+        make().score_samples(data["test"])
+
+
+@pytest.mark.parametrize("make", ALL_SCORERS, ids=IDS)
+def test_clone_round_trip(make):
+    from sklearn.base import clone
+
+    scorer = make()
+    copy = clone(scorer)
+    assert type(copy) is type(scorer) and copy.get_params() == scorer.get_params()
+
+
+# ------------------------------------------------------------------ text scorers by hand
+
+E = np.eye(3)
+
+
+def test_raw_similarity_by_hand():
+    texts = E[:2]
+    x = np.array([[0.6, 0.8, 0.0], [0.0, 0.0, 2.0]])
+    scorer = RawSimilarity().fit(None, None, texts)
+    np.testing.assert_allclose(scorer.score_samples(x, [0]), [-0.6, 0.0])
+    np.testing.assert_allclose(scorer.score_samples(x, [0, 1]), [-0.8, 0.0])
+    np.testing.assert_allclose(scorer.score_samples(x), [-0.8, 0.0])
+
+
+def test_mcm_by_hand():
+    texts = E[:2]
+    x = np.array([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    e = np.e
+    scorer = MCM().fit(None, None, texts)
+    # cos = [1, 0] -> max softmax e / (e + 1); equal cosines -> 1/2
+    np.testing.assert_allclose(scorer.score_samples(x), [-e / (e + 1), -0.5, -0.5])
+    hot = MCM(temperature=0.5).fit(None, None, texts)
+    np.testing.assert_allclose(hot.score_samples(x[:1]), [-(e**2) / (e**2 + 1)])
+
+
+def test_mcm_is_stable_at_low_temperature():
+    texts = E[:2]
+    scores = MCM(temperature=1e-4).fit(None, None, texts).score_samples(np.array([[1.0, 0.5, 0.0]]))
+    np.testing.assert_allclose(scores, [-1.0])
+
+
+def test_mcm_needs_two_normal_classes(data):
+    scorer = MCM().fit(None, None, data["texts"])
+    with pytest.raises(ValueError, match="at least 2 normal classes"):
+        scorer.score_samples(data["test"], [1])
+    with pytest.raises(ValueError, match="temperature"):
+        MCM(temperature=0).fit(None, None, data["texts"])
+
+
+def test_biased_clip_equals_equation_5_and_bliss_lam0(data):
+    normal = [0, 2]
+    scorer = _fit(BiasedCLIP(), data)
+    z, texts, x = _unit(data["train"]), _unit(data["texts"]), _unit(data["test"])
+    cols = []
+    for c in normal:
+        sims = z[data["train_labels"] == c] @ texts[c]
+        cols.append(-(x @ texts[c] - sims.mean()) / (sims.std(ddof=0) + 1e-8))
+    expected = np.min(cols, axis=0)
+    np.testing.assert_allclose(scorer.score_samples(data["test"], normal), expected, rtol=1e-10, atol=1e-10)
+    bliss = BLISS(lam=0.0).fit(data["train"], data["train_labels"], data["texts"], None)
+    np.testing.assert_allclose(scorer.score_samples(data["test"], normal), bliss.score_samples(data["test"], normal))
+    np.testing.assert_allclose(scorer.ic_scores(data["test"])[:, normal], np.stack(cols, axis=1), rtol=1e-10)
+
+
+# ------------------------------------------------------------------ DN2
+
+
+def _pyod_knn(train, test, k=5):
+    from pyod.models.knn import KNN
+
+    return KNN(n_neighbors=k, method="mean").fit(_unit(train)).decision_function(_unit(test))
+
+
+@pytest.mark.parametrize("normal", [[0, 1, 2, 3], [1], [0, 3]])
+def test_dn2_matches_pyod_knn_mean(data, normal):
+    scorer = _fit(DN2(k=5), data)
+    keep = np.isin(data["train_labels"], normal)
+    expected = _pyod_knn(data["train"][keep], data["test"])
+    np.testing.assert_allclose(scorer.score_samples(data["test"], normal), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_dn2_float32_close_to_pyod(data):
+    scorer = DN2(k=3).fit(data["train"].astype(np.float32), data["train_labels"])
+    scores = scorer.score_samples(data["test"].astype(np.float32), [0, 1])
+    keep = np.isin(data["train_labels"], [0, 1])
+    np.testing.assert_allclose(scores, _pyod_knn(data["train"][keep], data["test"], k=3), atol=2e-3)
+
+
+def test_dn2_cache_follows_the_test_set(data):
+    scorer = _fit(DN2(), data)
+    first = scorer.score_samples(data["test"], [0, 1])
+    other = data["test"][::-1].copy()
+    fresh = _fit(DN2(), data).score_samples(other, [0, 1])
+    np.testing.assert_allclose(scorer.score_samples(other, [0, 1]), fresh)
+    np.testing.assert_allclose(scorer.score_samples(data["test"], [0, 1]), first)
+
+
+def test_dn2_small_classes_and_too_few_images():
+    rng = np.random.default_rng(1)
+    train, labels = rng.normal(size=(7, 5)), np.array([0, 0, 1, 1, 1, 2, 2])
+    test = rng.normal(size=(4, 5))
+    scorer = DN2(k=4).fit(train, labels)
+    keep = labels != 2
+    np.testing.assert_allclose(scorer.score_samples(test, [0, 1]), _pyod_knn(train[keep], test, k=4), atol=1e-9)
+    with pytest.raises(ValueError, match="larger than the 2 training images"):
+        scorer.score_samples(test, [2])
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        DN2(k=0).fit(train, labels)
+
+
+# ------------------------------------------------------------------ GMM and LUNAR: lazy per-subset fits
+
+
+def test_gmm_fits_once_per_subset_with_one_component_per_class(data):
+    scorer = _fit(GMM(), data)
+    assert scorer.models_ == {}
+    a = scorer.score_samples(data["test"], [0, 1])
+    b = scorer.score_samples(data["test"], [1, 0])
+    assert list(scorer.models_) == [frozenset({0, 1})]
+    np.testing.assert_array_equal(a, b)
+    assert scorer.models_[frozenset({0, 1})].n_components == 2
+    full = scorer.score_samples(data["test"])
+    assert len(scorer.models_) == 2 and scorer.models_[frozenset({0, 1, 2, 3})].n_components == 4
+    assert not np.allclose(full, a)
+    # a model fitted on classes {0, 1} alone is the same model
+    keep = np.isin(data["train_labels"], [0, 1])
+    alone = GMM().fit(data["train"][keep], data["train_labels"][keep]).score_samples(data["test"])
+    np.testing.assert_allclose(a, alone, rtol=1e-8)
+
+
+@pytest.mark.parametrize("kwargs", [dict(n_components=2), dict(covariance_type="diag"), dict(covariance_type="tied"),
+                                    dict(covariance_type="spherical")])  # fmt: skip
+def test_gmm_options(data, kwargs):
+    scores = _fit(GMM(**kwargs), data).score_samples(data["test"], [0, 1, 2])
+    assert auroc(scores, data["test_labels"] == 3) >= 0.8
+
+
+def test_gmm_bad_params(data):
+    with pytest.raises(ValueError, match="covariance_type"):
+        _fit(GMM(covariance_type="banana"), data)
+    with pytest.raises(ValueError, match="n_components"):
+        _fit(GMM(n_components=0), data)
+
+
+def test_lunar_is_seeded_and_cached(data):
+    import torch
+
+    state = torch.random.get_rng_state()
+    a = _fit(LUNAR(**TINY_LUNAR), data).score_samples(data["test"], [0, 1])
+    assert torch.equal(state, torch.random.get_rng_state())  # fitting leaves the caller's torch stream alone
+    torch.manual_seed(123)
+    scorer = _fit(LUNAR(**TINY_LUNAR), data)
+    b = scorer.score_samples(data["test"], [0, 1])
+    np.testing.assert_array_equal(a, b)
+    model = scorer.models_[frozenset({0, 1})]
+    assert (model.n_neighbours, model.random_state, model.n_epochs) == (5, 0, TINY_LUNAR["n_epochs"])
+
+
+def test_lunar_needs_enough_images():
+    rng = np.random.default_rng(0)
+    scorer = LUNAR(**TINY_LUNAR).fit(rng.normal(size=(12, 4)), np.repeat([0, 1], 6))
+    with pytest.raises(ValueError, match="more than n_neighbours"):
+        scorer.score_samples(rng.normal(size=(3, 4)), [0])
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("make", ALL_SCORERS, ids=IDS)
+def test_bad_input(make, data):
+    train, labels, texts, test = data["train"], data["train_labels"], data["texts"], data["test"]
+    bad = train.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        make().fit(bad, labels, texts)
+    zero = train.copy()
+    zero[5] = 0
+    with pytest.raises(ValueError, match="zero vector"):
+        make().fit(zero, labels, texts)
+    scorer = make().fit(train[labels < 3], labels[labels < 3], texts)
+    with pytest.raises(ValueError, match="embedding dimension"):
+        scorer.score_samples(test[:, :-1])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        scorer.score_samples(np.full_like(test, np.inf))
+    with pytest.raises(ValueError, match="zero vector"):
+        scorer.score_samples(np.zeros_like(test))
+    with pytest.raises(ValueError, match="normal_classes is empty"):
+        scorer.score_samples(test, [])
+    with pytest.raises(ValueError, match="unknown class"):
+        scorer.score_samples(test, [0, 17])
+    if not isinstance(scorer, MCM):
+        with pytest.raises(ValueError, match="no training images"):
+            scorer.score_samples(test, [0, 3])
+    with pytest.raises(ValueError, match="outside the 4 class texts"):
+        make().fit(train, np.where(labels == 3, 4, labels), texts)
+
+
+@pytest.mark.parametrize("make", [RawSimilarity, BiasedCLIP, MCM], ids=["raw-similarity", "biased-clip", "mcm"])
+def test_text_scorers_check_text_dimension(make, data):
+    with pytest.raises(ValueError, match="dimensions disagree"):
+        make().fit(data["train"], data["train_labels"], data["texts"][:, :-1])
+    with pytest.raises(ValueError, match="class_text_embeddings is required"):
+        make().fit(data["train"], data["train_labels"], None)
+
+
+def test_image_scorers_ignore_text_dimension(data):
+    # image-only baselines may run on ViT-21k embeddings while the class texts come from CLIP
+    scorer = DN2().fit(data["train"], data["train_labels"], np.ones((4, 3)))
+    assert scorer.n_classes_ == 4 and scorer.score_samples(data["test"], [0]).shape == (data["test"].shape[0],)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_train=st.integers(6, 30), n_test=st.integers(1, 12), dim=st.integers(2, 9), n_cls=st.integers(2, 4),
+       seed=st.integers(0, 2**16))  # fmt: skip
+def test_shapes_property(n_train, n_test, dim, n_cls, seed):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n_train) % n_cls
+    with warnings.catch_warnings():  # classes with a single image warn (BLISS's std-0 warning)
+        warnings.simplefilter("ignore")
+        _check_shapes(rng, labels, n_train, n_test, dim, n_cls)
+
+
+def _check_shapes(rng, labels, n_train, n_test, dim, n_cls):
+    train, test, texts = rng.normal(size=(n_train, dim)), rng.normal(size=(n_test, dim)), rng.normal(size=(n_cls, dim))
+    for scorer in (RawSimilarity(), BiasedCLIP(), MCM(), DN2(k=2)):  # class 0 has >= 2 images
+        scorer.fit(train, labels, texts)
+        out = scorer.score_samples(test)
+        assert out.shape == (n_test,) and np.isfinite(out).all()
+        if not isinstance(scorer, MCM):
+            # one class's score is the min over a set containing it: never below the all-class score
+            assert (scorer.score_samples(test, [0]) >= out - 1e-12).all()
+
+
+def test_import_stays_light():
+    code = (
+        "import sys, bliss_utils, bliss_utils.baselines, bliss_utils.metrics, bliss_utils.splits, bliss_utils.reported;"
+        "heavy = [m for m in ('torch', 'pyod', 'sklearn', 'open_clip', 'transformers') if m in sys.modules];"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
