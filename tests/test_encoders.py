@@ -160,23 +160,36 @@ def test_seeded_encoders_are_deterministic_across_loads(tiny, images, name):
     assert (again.weights_id, again.preprocess_id) == (tiny[name].weights_id, tiny[name].preprocess_id)
 
 
-def test_deterministic_across_processes(tiny, images, tmp_path):
-    # a fresh interpreter (fresh RNG state, fresh imports) must give the same numbers
-    img_dir = tmp_path / "imgs"
-    img_dir.mkdir()
+@pytest.fixture(scope="module", autouse=True)
+def other_process(tmp_path_factory):
+    """A fresh interpreter embedding the same images with every tiny encoder, started early to overlap its imports."""
+    folder = tmp_path_factory.mktemp("other_process")
+    images = make_images()
     for i, im in enumerate(images):
-        im.save(img_dir / f"{i}.png")
+        im.save(folder / f"{i}.png")
     code = (
-        "import sys, json, numpy as np; from PIL import Image; from bliss_utils.encoders import load_encoder\n"
-        "imgs=[Image.open(f'{sys.argv[1]}/{i}.png') for i in range(int(sys.argv[2]))]\n"
-        "out={}\n"
-        "for n in ['tiny-clip','tiny-slip','tiny-blip','tiny-vit']:\n"
-        "    e=load_encoder(n, device='cpu'); out[n]=[e.encode_images(imgs).tolist(), e.encode_texts(['a cat']).tolist() if e.has_text else []]\n"
+        "import sys, json; from PIL import Image; from bliss_utils.encoders import load_encoder\n"
+        "imgs = [Image.open(f'{sys.argv[1]}/{i}.png') for i in range(int(sys.argv[2]))]\n"
+        "out = {}\n"
+        f"for n in {TINY!r}:\n"
+        "    e = load_encoder(n, device='cpu')\n"
+        "    out[n] = [e.encode_images(imgs).tolist(), e.encode_texts(['a cat']).tolist() if e.has_text else []]\n"
         "print(json.dumps(out))\n"
     )
-    res = subprocess.run([sys.executable, "-c", code, str(img_dir), str(len(images))], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-2000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder), str(len(images))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+def test_deterministic_across_processes(tiny, images, other_process):
+    # a fresh interpreter (fresh RNG state, fresh imports) must give the same numbers; PNG round-trips are lossless
+    stdout, stderr = other_process.communicate(timeout=300)
+    assert other_process.returncode == 0, stderr[-2000:]
+    out = json.loads(stdout.strip().splitlines()[-1])
+    assert sorted(out) == sorted(TINY)
     for name, (img_emb, txt_emb) in out.items():
         np.testing.assert_allclose(np.array(img_emb), tiny[name].encode_images(images), atol=1e-6)
         if txt_emb:
@@ -198,18 +211,21 @@ def test_bad_inputs_are_value_errors(tiny, images):
 
 
 # -- preprocessing ---------------------------------------------------------------------------------------------------
-def test_cifar_preprocessing_uses_cifar_statistics():
+@pytest.mark.parametrize("name", TINY)
+def test_cifar_preprocessing_uses_cifar_statistics(tiny, name):
     from bliss_utils.encoders.preprocessing import CIFAR_MEAN, CIFAR_STD
 
-    enc = load_encoder("tiny-clip", device="cpu", preprocess="cifar")
-    default = load_encoder("tiny-clip", device="cpu")
+    enc = load_encoder(name, device="cpu", preprocess="cifar")
+    default = tiny[name]
     assert enc.preprocess_id != default.preprocess_id and "0.4913" in enc.preprocess_id
-    assert enc.weights_id == default.weights_id
+    assert "bicubic" in enc.preprocess_id and enc.weights_id == default.weights_id
     value = (10, 200, 90)
     x = enc.preprocess(Image.new("RGB", (50, 40), value)).numpy()
     expected = (np.array(value) / 255.0 - np.array(CIFAR_MEAN)) / np.array(CIFAR_STD)
     np.testing.assert_allclose(x.mean(axis=(1, 2)), expected, atol=1e-4)
-    assert x.shape == (3, 32, 32)
+    assert x.shape == default.preprocess(Image.new("RGB", (50, 40), value)).shape
+    emb = enc.encode_images(make_images(3))
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
 
 
 def test_slip_preprocessing_is_bilinear_imagenet(tiny):

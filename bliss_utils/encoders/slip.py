@@ -131,7 +131,11 @@ def build_slip_model(sd: dict[str, Any], timm_model_name: str) -> Any:
     open_clip = import_open_clip()
     _register_tiny_timm_model()
     model = open_clip.CLIP(**slip_config(sd, timm_model_name))
-    model.load_state_dict(slip_to_open_clip(sd), strict=True)
+    try:
+        model.load_state_dict(slip_to_open_clip(sd), strict=True)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())[:500]
+        raise ValueError(f"the checkpoint does not fit SLIP with a {timm_model_name} vision tower: {detail}") from None
     return model
 
 

@@ -47,12 +47,19 @@ def weights_dir_entry(encoder: str, filename: str = "") -> Path | None:
 def missing(encoder: str, fetch: str, filename: str, detail: str = "") -> WeightsNotFoundError:
     """Build the one error a missing checkpoint ends in: what to fetch and the places it is looked for."""
     root = os.environ.get(ENV_WEIGHTS_DIR) or "<BLISS_WEIGHTS_DIR>"
+    where = Path(root) / folder_name(encoder) / filename
+    if filename:
+        put = f"  - put it at {where} (set the environment variable {ENV_WEIGHTS_DIR}), or"
+        arg = f"  - pass load_encoder({encoder!r}, weights='/path/to/{filename}')."
+    else:  # a Hugging Face model: a folder with config.json, the weights, tokenizer and preprocessor files
+        put = f"  - put the repo's files in the folder {where}/ (set the environment variable {ENV_WEIGHTS_DIR}), or"
+        arg = f"  - pass load_encoder({encoder!r}, weights='/path/to/that/folder')."
     lines = [
         f"pretrained weights for encoder {encoder!r} not found{': ' + detail if detail else ''}.",
         f"Fetch: {fetch}",
         "Then either:",
-        f"  - put it at {Path(root) / folder_name(encoder) / filename} (set the environment variable {ENV_WEIGHTS_DIR}), or",
-        f"  - pass load_encoder({encoder!r}, weights='/path/to/{filename}').",
+        put,
+        arg,
         "With internet access and offline mode off, the weights download into the library's cache on first use.",
     ]
     if is_offline():
