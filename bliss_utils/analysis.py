@@ -95,15 +95,19 @@ def tsne_inputs(images: np.ndarray, image_labels: np.ndarray, class_texts: np.nd
     return points.astype(np.float32), is_text, labels
 
 
-def tsne_2d(points: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
-    """2-D t-SNE (sklearn, cosine metric, PCA init) of the stacked points; perplexity is capped below n/3."""
+def tsne_2d(points: np.ndarray, perplexity: float = 30.0, seed: int = 0, exact_below: int = 500) -> np.ndarray:
+    """2-D t-SNE (sklearn, cosine metric, PCA init) of the stacked points; perplexity is capped below n/3.
+
+    Below ``exact_below`` points the exact gradient is used: faster than Barnes-Hut at that size, and deterministic.
+    """
     from sklearn.manifold import TSNE
 
     x = as_embeddings(points, "points")
     if len(x) < 5:
         raise ValueError(f"t-SNE needs at least 5 points; got {len(x)}")
     perplexity = float(min(perplexity, max(2.0, (len(x) - 1) / 3)))
-    tsne = TSNE(n_components=2, perplexity=perplexity, metric="cosine", init="pca", random_state=seed)
+    method = "exact" if len(x) < exact_below else "barnes_hut"
+    tsne = TSNE(n_components=2, perplexity=perplexity, metric="cosine", init="pca", random_state=seed, method=method)
     return tsne.fit_transform(x)
 
 
@@ -124,6 +128,21 @@ def similarity_distributions(images: np.ndarray, image_labels: np.ndarray, class
     }
 
 
+def distribution_summary(samples: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Mean, median, 5th/95th percentiles and histogram peak of each named sample (the numbers behind Fig. 2)."""
+    rows = []
+    for name, values in samples.items():
+        v = np.asarray(values, float).ravel()
+        if v.size == 0:
+            raise ValueError(f"sample {name!r} is empty")
+        counts, edges = np.histogram(v, bins=min(60, max(5, v.size // 5)))
+        peak = int(np.argmax(counts))
+        rows.append({"distribution": name, "n": int(v.size), "mean": float(v.mean()), "median": float(np.median(v)),
+                     "p05": float(np.percentile(v, 5)), "p95": float(np.percentile(v, 95)),
+                     "peak": float((edges[peak] + edges[peak + 1]) / 2)})
+    return pd.DataFrame(rows)
+
+
 def mean_dictionary_similarity(images: np.ndarray, dictionary: np.ndarray) -> np.ndarray:
     """Mean cosine similarity of each image to the whole dictionary (the x-axis of Fig. 3)."""
     z = _unit(images, "images")
@@ -140,21 +159,23 @@ def threshold_for_flag_rate(scores: np.ndarray, flag_rate: float) -> float:
     return float(np.quantile(s, 1 - flag_rate))
 
 
-def errors_by_quantile(mean_dict_sim: np.ndarray, scores: np.ndarray, is_anomaly: np.ndarray, threshold: float,
+def errors_by_quantile(mean_dict_sim: np.ndarray, flagged: np.ndarray, is_anomaly: np.ndarray,
                        n_quantiles: int = 10) -> pd.DataFrame:
-    """Fig. 3: false negatives / false positives of ``scores > threshold`` per quantile of mean dictionary similarity.
+    """Fig. 3: false negatives / false positives of the ``flagged`` decisions per quantile of mean dictionary similarity.
 
-    Returns one row per quantile (1 = lowest similarity) with counts, ``fn_share``/``fp_share`` (share of all FN/FP
-    errors falling in that quantile; each sums to 1 over quantiles) and ``fn_rate``/``fp_rate`` (errors / samples in it).
+    ``flagged`` is the detector's decision (e.g. ``scores > threshold``); samples pooled over several trials may be
+    passed together. Returns one row per quantile (1 = lowest similarity) with counts, ``fn_share``/``fp_share`` (share
+    of all FN/FP errors falling in that quantile; each sums to 1 over quantiles) and ``fn_rate``/``fp_rate``.
     """
     m = np.asarray(mean_dict_sim, float).ravel()
-    s = np.asarray(scores, float).ravel()
-    a = np.asarray(is_anomaly, bool).ravel()
-    if not (len(m) == len(s) == len(a)):
-        raise ValueError(f"mean_dict_sim, scores and is_anomaly must have the same length; got {len(m)}, {len(s)}, {len(a)}")
+    flagged = np.asarray(flagged).ravel()
+    a = np.asarray(is_anomaly).ravel()
+    if not (len(m) == len(flagged) == len(a)):
+        raise ValueError(f"mean_dict_sim, flagged and is_anomaly must have the same length; got {len(m)}, {len(flagged)}, {len(a)}")
+    if flagged.dtype != bool or a.dtype != bool:
+        raise ValueError("flagged and is_anomaly must be boolean arrays")
     if n_quantiles < 1 or n_quantiles > len(m):
         raise ValueError(f"n_quantiles must be between 1 and the number of samples ({len(m)}); got {n_quantiles}")
-    flagged = s > threshold
     fn = a & ~flagged
     fp = ~a & flagged
     order = np.argsort(m, kind="stable")

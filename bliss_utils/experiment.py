@@ -27,9 +27,10 @@ DATASETS = ("cifar10", "cifar100", "tinyimagenet")
 # which tiny random encoder stands in for which paper backbone in smoke mode
 SMOKE_STAND_INS = {"clip-vit-b16": "tiny-clip", "blip": "tiny-blip", "slip-vit-b16": "tiny-slip", "vit-b16-in21k": "tiny-vit"}
 # generated data per class in smoke mode: (train, test)
-SMOKE_DATA = {"cifar10": (20, 10), "cifar100": (3, 2), "tinyimagenet": (3, 2)}
+SMOKE_DATA = {"cifar10": (20, 10), "cifar100": (2, 1), "tinyimagenet": (2, 1)}
 SMOKE_MARKER = "BLISS_SMOKE_DATA.json"
 # CIFAR-10 pairs of semantically close classes: (normal, anomalous); the paper names horse vs deer
+_ENCODERS: dict[tuple[str, str | None, str], Any] = {}  # loaded encoders, shared by every Experiment of the process
 CLOSE_PAIRS = (("horse", "deer"), ("deer", "horse"), ("cat", "dog"), ("dog", "cat"),
                ("automobile", "truck"), ("truck", "automobile"), ("airplane", "ship"), ("ship", "airplane"))
 
@@ -85,46 +86,58 @@ class Experiment:
         """The paper's backbone an encoder stands for (itself outside smoke mode)."""
         return self.stands_for.get(encoder, encoder)
 
-    def embedding_set(self, dataset: str, encoder: str | None = None, dictionary: str | None = None,
-                      template: Any = None, with_texts: bool = True, progress: bool = True) -> Any:
+    @property
+    def cache_dir(self) -> Path | None:
+        """Embedding cache: smoke runs keep theirs beside the generated data; paper runs use config.embeddings_dir()."""
+        return self.data_root / "embeddings" if self.smoke else None
+
+    def load_encoder(self, name: str | None = None) -> Any:
+        """The encoder ``name`` (default the main one) on this experiment's device, loaded once per process."""
+        from .encoders import load_encoder
+
+        key = (name or self.encoder, self.device, self.preprocess)
+        if key not in _ENCODERS:
+            _ENCODERS[key] = load_encoder(key[0], device=self.device, preprocess=self.preprocess)
+        return _ENCODERS[key]
+
+    def embedding_set(self, dataset: str, encoder: str | None = None, dictionary: str | Sequence[str] | None = None,
+                      template: Any = None, dictionary_exclude: Sequence[str] = (), progress: bool = True) -> Any:
         """Cached train/test image embeddings, class texts and dictionary of ``dataset`` (bliss_utils.embeddings)."""
-        from . import embeddings
+        from .embeddings import load_embedding_set
         from .prompts import PAPER_TEMPLATE
 
-        name = encoder or self.encoder
-        kwargs: dict[str, Any] = {}
-        if with_texts:
-            kwargs["dictionary"] = dictionary or self.dictionary
-            if self.dictionary_size is not None:
-                kwargs["dictionary_size"] = self.dictionary_size
-        kwargs = _supported(embeddings.load_embedding_set, {
-            **kwargs, "template": template or PAPER_TEMPLATE, "root": self.data_root, "device": self.device,
-            "preprocess": self.preprocess, "progress": progress, "with_texts": with_texts,
-        })
-        return embeddings.load_embedding_set(name, dataset, **kwargs)
+        size = self.dictionary_size if dictionary is None or isinstance(dictionary, str) else None
+        return load_embedding_set(
+            self.load_encoder(encoder), dataset, dictionary=dictionary or self.dictionary,
+            template=template or PAPER_TEMPLATE, root=self.data_root, dictionary_size=size,
+            dictionary_exclude=tuple(dictionary_exclude), cache_dir=self.cache_dir, progress=progress,
+        )  # fmt: skip
 
     def text_embeddings(self, texts: Sequence[str], encoder: str | None = None, template: Any = None) -> Any:
         """Text embeddings of ``texts`` through the prompt ``template`` (default the paper's), cached."""
-        from . import embeddings
+        from .embeddings import text_embeddings
         from .prompts import PAPER_TEMPLATE
 
-        kwargs = _supported(embeddings.text_embeddings, {"device": self.device})
-        return embeddings.text_embeddings(encoder or self.encoder, list(texts), template=template or PAPER_TEMPLATE, **kwargs)
+        return text_embeddings(self.load_encoder(encoder), list(texts), template=template or PAPER_TEMPLATE,
+                               cache_dir=self.cache_dir)
 
-    def dictionary_entries(self, name: str | None = None, size: int | None = None, exclude: Sequence[str] = ()) -> list[str]:
-        """Entries of a dictionary (bliss_utils.dictionaries), cut to ``size`` (default: the mode's dictionary size)."""
+    def dictionary_variants(self) -> dict[str, list[str]]:
+        """The dictionaries of the dictionary ablation: label -> entries (ImageNet, English of several sizes, label sets)."""
         from .dictionaries import load_dictionary
 
-        size = size if size is not None else self.dictionary_size
-        entries = load_dictionary(name or self.dictionary, size=size if (name or self.dictionary) == "english" else None,
-                                  exclude=tuple(exclude))
-        return entries[:size] if size else entries
+        size = self.dictionary_size
+        out = {"imagenet": load_dictionary("imagenet", size=size)}
+        for n in self.english_sizes:
+            out[f"english-{n}"] = load_dictionary("english", size=n)
+        for name in ("cifar10", "cifar100"):
+            out[f"{name}-labels"] = load_dictionary(name)
+        return out
 
-    def with_dictionary(self, data: Any, entries: Sequence[str], template: Any = None, label: str = "") -> Any:
-        """``data`` with its dictionary replaced by the embeddings of ``entries`` (same encoder)."""
+    def with_dictionary(self, data: Any, entries: Sequence[str], label: str, template: Any = None) -> Any:
+        """``data`` with its dictionary replaced by the embeddings of ``entries`` (same encoder), labelled ``label``."""
         if not entries:
-            raise ValueError(f"dictionary {label or ''} is empty: nothing to replace the dictionary with")
-        meta = dict(getattr(data, "meta", {}) or {}, dictionary=label or f"{len(entries)} entries")
+            raise ValueError(f"dictionary {label!r} is empty: nothing to replace the dictionary with")
+        meta = dict(getattr(data, "meta", {}) or {}, dictionary=label, dictionary_entries=list(entries))
         return dataclasses.replace(data, dictionary=self.text_embeddings(entries, data.encoder, template), meta=meta)
 
     def provenance(self, *sets: Any) -> dict[str, dict[str, str]]:
@@ -132,13 +145,31 @@ class Experiment:
         out: dict[str, dict[str, str]] = {}
         for s in sets:
             meta = dict(getattr(s, "meta", {}) or {})
-            weights = str(meta.get("weights_id") or meta.get("weights") or ("random (smoke)" if self.smoke else "unknown"))
-            data = str(meta.get("dataset_identity") or meta.get("data") or s.dataset)
+            enc = meta.get("encoder") or {}
+            weights = str(enc.get("weights_id") or "unknown")
+            if enc.get("preprocess_id"):
+                weights += f" (preprocess {enc['preprocess_id']})"
             if self.smoke:
-                data = f"generated {s.dataset} (bliss_utils.synthetic)"
+                data = f"generated {s.dataset} (bliss_utils.synthetic, {len(s.train)} train / {len(s.test)} test)"
+            else:
+                data = f"{s.dataset} ({len(s.train)} train / {len(s.test)} test images)"
             entry = out.setdefault(s.encoder, {"weights": weights, "data": ""})
-            entry["data"] = "; ".join(x for x in dict.fromkeys([*entry["data"].split("; "), data]) if x)
+            entry["data"] = "; ".join(dict.fromkeys(x for x in [*entry["data"].split("; "), data] if x))
         return out
+
+    def embedding_jobs(self) -> list[tuple[str, str]]:
+        """Every (encoder, dataset) the notebooks read: the main backbone and the image-only one on every dataset,
+        the other backbones on CIFAR-10 (Fig. 1b, Fig. 2, Table 3)."""
+        jobs = [(self.encoder, d) for d in self.datasets]
+        jobs += [(b, "cifar10") for b in self.backbones if b != self.encoder]
+        jobs += [(self.image_encoder, d) for d in self.datasets]
+        return jobs
+
+    def template_variants(self) -> dict[str, Any]:
+        """Prompt templates of the template ablation: label -> template (or list of templates, averaged)."""
+        from .prompts import ENSEMBLE_TEMPLATES, PAPER_TEMPLATE
+
+        return {"paper": PAPER_TEMPLATE, "bare label": "{}", f"ensemble ({len(ENSEMBLE_TEMPLATES)})": list(ENSEMBLE_TEMPLATES)}
 
     def close_pairs(self) -> dict[str, list[list[int]]]:
         """CIFAR-10 settings with one normal and one anomalous class, semantically close (e.g. horse vs deer)."""
@@ -155,14 +186,16 @@ class Experiment:
         return {f"{a}-vs-{b}": (names.index(a), names.index(b)) for a, b in CLOSE_PAIRS}
 
 
-def _supported(func: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Keep the keyword arguments ``func`` accepts (the embeddings API may grow options; pass what it knows)."""
-    import inspect
-
-    params = inspect.signature(func).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return {k: v for k, v in kwargs.items() if v is not None}
-    return {k: v for k, v in kwargs.items() if k in params and v is not None}
+def describe(data: Any) -> dict[str, Any]:
+    """One inventory row of an EmbeddingSet: encoder, dataset, counts, dimension, weights."""
+    meta = dict(getattr(data, "meta", {}) or {})
+    return {
+        "encoder": data.encoder, "dataset": data.dataset, "n_train": len(data.train), "n_test": len(data.test),
+        "dim": int(data.train.shape[1]),
+        "n_class_texts": 0 if data.class_texts is None else len(data.class_texts),
+        "n_dictionary": 0 if data.dictionary is None else len(data.dictionary),
+        "weights": (meta.get("encoder") or {}).get("weights_id", ""),
+    }  # fmt: skip
 
 
 def restrict_test(data: Any, classes: Sequence[int]) -> Any:

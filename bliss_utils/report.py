@@ -68,7 +68,9 @@ def save_table(table: pd.DataFrame, name: str, out_dir: str | Path | None = None
         raise ValueError(f"table {name!r} is empty: nothing to save")
     folder = Path(out_dir) if out_dir else results_dir()
     paths = {"csv": _atomic_write(folder / f"{name}.csv", table.to_csv(index=index))}
-    md = table.to_markdown(index=index, disable_numparse=True)
+    # tabulate prints a MultiIndex as tuples: give each level its own column instead
+    flat = table.reset_index() if index and isinstance(table.index, pd.MultiIndex) else table
+    md = flat.to_markdown(index=index and flat is table, disable_numparse=True)
     paths["md"] = _atomic_write(folder / f"{name}.md", (f"{caption}\n\n" if caption else "") + md + "\n")
     if latex:
         tex = table.to_latex(index=index, caption=caption or None, label=f"tab:{name}", escape=True)
@@ -90,15 +92,23 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- summaries and cells
-def summarise(results: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
-    """Mean and population std over trials (grid.summarize), one row per (dataset, encoder, setting, method, lam, k, n_shots)."""
+def summarise(results: pd.DataFrame, metric: str = "auroc", by: Sequence[str] = ()) -> pd.DataFrame:
+    """Mean and population std over trials (grid.summarize) per (dataset, encoder, setting, method, lam, k, n_shots)
+    and per value of the extra columns ``by`` (e.g. a dictionary or template label added by an ablation)."""
     from .grid import summarize
 
     if results.empty:
         raise ValueError("results is empty: the grid produced no rows")
-    if metric not in results.columns:
-        raise ValueError(f"results have no column {metric!r}; columns: {list(results.columns)}")
-    return summarize(results, metric=metric)
+    missing = {metric, *by} - set(results.columns)
+    if missing:
+        raise ValueError(f"results have no column(s) {sorted(missing)}; columns: {list(results.columns)}")
+    if not by:
+        return summarize(results, metric=metric)
+    parts = []
+    for values, part in results.groupby(list(by), sort=False, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        parts.append(summarize(part, metric=metric).assign(**dict(zip(by, values))))
+    return pd.concat(parts, ignore_index=True)
 
 
 def format_cell(mean: float, std: float | None = None, star: bool = False, decimals: int = 1) -> str:
@@ -149,30 +159,31 @@ def cell_table(summary: pd.DataFrame, index: str | Sequence[str] = "method", col
 
 # ---------------------------------------------------------------- significance
 def significance(results: pd.DataFrame, method: str = "bliss", alpha: float = 0.05,
-                 reported: pd.DataFrame | None = None, metric: str = "auroc") -> pd.DataFrame:
+                 reported: pd.DataFrame | None = None, metric: str = "auroc", key: str = "method") -> pd.DataFrame:
     """One-sided t-test of ``method`` against the next best competitor in every setting (the paper's Table 1 stars).
 
     Competitors are the other measured methods (per-trial Welch test, metrics.one_sided_ttest) and, if given,
-    ``reported`` rows with columns setting/method/mean/std/n_trials (metrics.one_sided_ttest_from_stats).
+    ``reported`` rows with columns setting/<key>/mean/std/n_trials (metrics.one_sided_ttest_from_stats).
+    ``key`` names the column that tells rows apart (e.g. one that joins method and backbone).
     The next best is the competitor with the highest mean. Returns setting, competitor, source, means, p_value, star.
     """
     from .metrics import one_sided_ttest, one_sided_ttest_from_stats
 
-    if method not in set(results["method"]):
-        raise ValueError(f"results hold no rows of method {method!r}")
+    if method not in set(results[key]):
+        raise ValueError(f"results hold no rows with {key} == {method!r}")
     rows = []
     for setting, part in results.groupby("setting", sort=False):
-        ours = part.loc[part["method"] == method, metric].to_numpy(float)
+        ours = part.loc[part[key] == method, metric].to_numpy(float)
         if ours.size == 0:
             continue
         candidates = []
-        for other, sub in part[part["method"] != method].groupby("method"):
+        for other, sub in part[part[key] != method].groupby(key):
             vals = sub[metric].to_numpy(float)
             candidates.append({"competitor": other, "source": "measured", "mean": vals.mean(),
                                "std": float(np.std(vals, ddof=0)), "n": len(vals), "values": vals})
         if reported is not None:
-            for _, r in reported[(reported["setting"] == setting) & (reported["method"] != method)].iterrows():
-                candidates.append({"competitor": r["method"], "source": "reported", "mean": float(r["mean"]),
+            for _, r in reported[(reported["setting"] == setting) & (reported[key] != method)].iterrows():
+                candidates.append({"competitor": r[key], "source": "reported", "mean": float(r["mean"]),
                                    "std": float(r["std"]), "n": int(r["n_trials"]), "values": None})
         if not candidates:
             continue
@@ -190,6 +201,58 @@ def significance(results: pd.DataFrame, method: str = "bliss", alpha: float = 0.
                      "competitor_source": best["source"], "competitor_mean": best["mean"], "p_value": p,
                      "star": bool(p < alpha) if not math.isnan(p) else False})
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- Table 1
+REPORTED_ONLY = ("cac", "csi", "dino-ft", "zoc", "bce-cl")  # Table 1 rows the paper copies from other papers
+TABLE1_ORDER = {
+    "image-only": ["cac", "csi", "dn2", "lunar", "gmm", "dino-ft"],
+    "clip-based": ["cac", "dn2", "lunar", "gmm", "zoc", "mcm", "bce-cl", "biased-clip", "bliss"],
+}
+
+
+def table1(results: pd.DataFrame, image_backbones: Sequence[str] = ("vit-b16-in21k",),
+           backbone_of: Mapping[str, str] | None = None, reported: pd.DataFrame | None = None, lam: float = 0.5,
+           k: int = 10, alpha: float = 0.05, decimals: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The paper's Table 1: measured rows (grid results) plus its reported-only rows, marked, and BLISS's t-test stars.
+
+    Rows of encoders whose paper backbone is in ``image_backbones`` form the image-only group, the others the
+    CLIP-based group. Stars: one-sided Welch test of BLISS (lam, k) against the next best row, measured or reported,
+    at ``alpha``. Returns (display table, long numeric table, significance table).
+    """
+    if reported is None:
+        from .reported import reported_results
+
+        reported = reported_results()
+    backbone_of = dict(backbone_of or {})
+    keep = (results["method"] != "bliss") | (np.isclose(results["lam"].astype(float), lam)
+                                             & np.isclose(results["k"].astype(float), k))
+    r = results[keep].copy()
+    r["group"] = ["image-only" if backbone_of.get(e, e) in image_backbones else "clip-based" for e in r["encoder"]]
+    r["row"] = r["group"] + ":" + r["method"]
+    measured = (r.groupby(["group", "method", "setting"], sort=False)["auroc"]
+                .agg(mean="mean", std=lambda v: float(np.std(v, ddof=0)), n_trials="count").reset_index())
+    measured["source"] = "measured"
+    rep = reported[(reported["table"] == "table1") & reported["method"].isin(REPORTED_ONLY)]
+    rep = pd.DataFrame({"group": rep["group"], "method": rep["method"], "setting": rep["setting"],
+                        "mean": rep["auroc_mean"], "std": rep["auroc_std"], "n_trials": rep["n_trials"],
+                        "source": "reported"})
+    long = pd.concat([measured, rep], ignore_index=True)
+    long["row"] = long["group"] + ":" + long["method"]
+    sig = significance(r, method="clip-based:bliss", alpha=alpha, key="row",
+                       reported=rep.assign(row=rep["group"] + ":" + rep["method"]))
+    stars = dict(zip(sig["setting"], sig["star"])) if not sig.empty else {}
+    long["label"] = [method_label(m) + (" (reported)" if src == "reported" else "")
+                     for m, src in zip(long["method"], long["source"])]
+    long["cell"] = [format_cell(m, s, bool(row == "clip-based:bliss" and stars.get(st, False)), decimals)
+                    for m, s, row, st in zip(long["mean"], long["std"], long["row"], long["setting"])]
+    order = [(g, m) for g, ms in TABLE1_ORDER.items() for m in ms]
+    long["order"] = [order.index((g, m)) if (g, m) in order else len(order) for g, m in zip(long["group"], long["method"])]
+    long = long.sort_values(["order", "source"]).drop(columns="order")
+    display = long.pivot_table(index=["group", "label"], columns="setting", values="cell", aggfunc="first", sort=False)
+    display = display.reindex(columns=_ordered(list(display.columns), SETTING_ORDER)).fillna("-")
+    display.columns.name = None
+    return display, long.reset_index(drop=True), sig
 
 
 # ---------------------------------------------------------------- measured vs reported

@@ -1,0 +1,184 @@
+"""The notebooks: each runs end to end in smoke mode through papermill and writes its figures and tables;
+the notebooks in the repository carry no outputs and have one `parameters` cell; reproduce's preflight fails fast."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+SMOKE_PARAMS = {"SMOKE": True, "DATA_ROOT": "", "OUTPUT_DIR": "", "SEED": 0, "MAX_TRIALS": 0, "DEVICE": "cpu"}
+SETTINGS = ["cifar10-1", "cifar10-6", "cifar10-9", "cifar100-20", "tinyimagenet-20"]
+
+
+def _figures(*stems: str) -> list[str]:
+    return [f"{s}.{ext}" for s in stems for ext in ("pdf", "png")]
+
+
+def _check_embeddings(res: Path) -> None:
+    inv = pd.read_csv(res / "embeddings.csv")
+    pairs = set(zip(inv["encoder"], inv["dataset"]))
+    for d in ("cifar10", "cifar100", "tinyimagenet"):
+        assert ("tiny-clip", d) in pairs and ("tiny-vit", d) in pairs
+    assert {("tiny-blip", "cifar10"), ("tiny-slip", "cifar10")} <= pairs
+    assert (inv["n_train"] > 0).all() and (inv["n_test"] > 0).all()
+    vlm = inv[inv["encoder"] != "tiny-vit"]
+    assert (vlm["n_dictionary"] > 0).all() and (inv.loc[inv["encoder"] == "tiny-vit", "n_dictionary"] == 0).all()
+
+
+def _check_cosines(res: Path) -> None:
+    t = pd.read_csv(res / "fig1b_mean_cosine.csv", index_col=0)
+    assert list(t.index) == ["tiny-clip", "tiny-blip", "tiny-slip"]
+    cols = ["text_text", "image_image", "image_own_text", "image_other_text", "text_dictionary"]
+    assert set(cols) <= set(t.columns)
+    assert t[cols].abs().le(1 + 1e-6).all().all()
+
+
+def _check_distributions(res: Path) -> None:
+    t = pd.read_csv(res / "fig2_distributions.csv")
+    assert set(t["backbone"]) == {"tiny-clip", "tiny-blip", "tiny-slip"}
+    assert set(t["distribution"]) == {"class text vs dictionary", "image vs own class text"}
+
+
+def _check_bias(res: Path) -> None:
+    t = pd.read_csv(res / "fig3_errors_by_quantile.csv")
+    assert set(t["score"]) == {"Biased-CLIP", "BLISS"}
+    for _, part in t.groupby("score"):
+        assert list(part["quantile"]) == list(range(1, len(part) + 1))
+        for share, count in (("fn_share", "fn"), ("fp_share", "fp")):
+            assert part[share].sum() == pytest.approx(1.0) or part[count].sum() == 0
+
+
+def _check_table1(res: Path) -> None:
+    t = pd.read_csv(res / "table1.csv")
+    assert list(t.columns[2:]) == SETTINGS
+    labels = set(zip(t["group"], t["label"]))
+    for m in ("DN2", "LUNAR", "GMM"):
+        assert ("image-only", m) in labels and ("clip-based", m) in labels
+    for m in ("MCM", "Biased-CLIP", "BLISS"):
+        assert ("clip-based", m) in labels
+    for m in ("CAC (reported)", "CSI (reported)", "DINO-FT (reported)", "ZOC (reported)", "BCE-CL (reported)"):
+        assert any(lab == m for _, lab in labels)
+    mcm = t[t["label"] == "MCM"].iloc[0]
+    assert mcm["cifar10-1"] == "-"  # MCM needs two normal classes, as in the paper
+    trials = pd.read_csv(res / "table1_trials.csv")
+    assert trials["auroc"].between(0, 100).all()
+    report = (res / "REPORT.md").read_text()
+    assert "SMOKE RUN" in report and "Table 1" in report and "difference" in report
+    assert (res / "table1.tex").is_file()
+
+
+def _check_ablations(res: Path) -> None:
+    t2 = pd.read_csv(res / "table2.csv", index_col=0)
+    assert sorted(float(x) for x in t2.index) == [0.1, 0.5, 0.75, 2.0]
+    assert list(t2.columns) == SETTINGS
+    assert sorted(pd.read_csv(res / "ablation_k.csv", index_col=0).index) == [1, 5, 10]
+    shots = pd.read_csv(res / "ablation_shots.csv")
+    assert set(shots["shots"].astype(str)) == {"1", "5", "all"}
+    dicts = pd.read_csv(res / "ablation_dictionary.csv", index_col=0)
+    assert any(i.startswith("imagenet") for i in dicts.index) and sum(i.startswith("english") for i in dicts.index) == 2
+    assert len(pd.read_csv(res / "ablation_templates.csv")) == 3 * 4
+    tiny = pd.read_csv(res / "ablation_tinyimagenet_labels.csv", index_col=0)
+    assert list(tiny.index) == ["imagenet", "imagenet-minus-tinyimagenet"]
+    assert set(pd.read_csv(res / "ablation_fpr95.csv", index_col=0).index) == {"bliss", "biased-clip", "raw-similarity", "mcm"}
+    pairs = pd.read_csv(res / "ablation_close_pairs.csv", index_col=0)
+    assert "horse-vs-deer" in pairs.index and len(pairs) == 8
+
+
+def _check_table3(res: Path) -> None:
+    t = pd.read_csv(res / "table3.csv", index_col=0)
+    assert list(t.index) == ["cifar10-1", "cifar10-6", "cifar10-9"]
+    assert len(t.columns) == 9 and all("/" in c for c in t.columns)
+    assert "Table 3" in (res / "REPORT.md").read_text()
+
+
+EXPECTED = {
+    "00_embeddings": ([], ["embeddings.csv", "embeddings.md"], _check_embeddings),
+    "01_text_clustering": (_figures("fig1b_tsne", "fig1b_tsne_tiny-clip", "fig1b_tsne_tiny-blip", "fig1b_tsne_tiny-slip"),
+                           ["fig1b_mean_cosine.csv", "fig1b_mean_cosine.md"], _check_cosines),
+    "02_similarity_distributions": (_figures("fig2_similarity_distributions", "fig2_similarity_distributions_backbones"),
+                                    ["fig2_distributions.csv"], _check_distributions),
+    "03_similarity_bias": (_figures("fig3_similarity_bias"), ["fig3_errors_by_quantile.csv", "fig3_trend.csv"], _check_bias),
+    "04_main_results": (_figures("fig4_ic_vs_et"), ["table1.csv", "table1.md", "table1.tex", "table1_ttest.csv",
+                                                    "REPORT.md", "measured/table1.csv"], _check_table1),
+    "05_ablations": (_figures("ablation_lambda", "ablation_k"), ["table2.csv", "table2.tex", "measured/table2.csv"],
+                     _check_ablations),
+    "06_backbones": ([], ["table3.csv", "table3.md", "table3.tex", "measured/table3.csv"], _check_table3),
+}
+
+
+@pytest.fixture(scope="session")
+def smoke_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One output folder and one generated data folder shared by every notebook (later ones reuse the cache)."""
+    base = tmp_path_factory.mktemp("notebooks")
+    return {"OUTPUT_DIR": str(base / "out"), "DATA_ROOT": str(base / "data")}
+
+
+def test_expected_outputs_cover_every_notebook() -> None:
+    assert NOTEBOOKS, "no notebooks found"
+    assert sorted(EXPECTED) == [p.stem for p in NOTEBOOKS]
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_smoke_mode(path: Path, smoke_dirs: dict[str, str]) -> None:
+    pm = pytest.importorskip("papermill")
+    executed = Path(smoke_dirs["OUTPUT_DIR"]) / "executed" / path.name
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pm.execute_notebook(str(path), str(executed), parameters={**SMOKE_PARAMS, **smoke_dirs}, kernel_name="python3",
+                            cwd=str(ROOT), progress_bar=False, request_save_on_cell_execute=False)
+    except pm.PapermillExecutionError as err:
+        pytest.fail(f"{path.name} raised {err.ename}: {err.evalue} (executed copy: {executed})")
+    figures, tables, check = EXPECTED[path.stem]
+    out = Path(smoke_dirs["OUTPUT_DIR"])
+    for name in figures:
+        f = out / "figures" / name
+        assert f.is_file() and f.stat().st_size > 1000, f"{path.name} did not write figure {f}"
+    for name in tables:
+        f = out / "results" / name
+        assert f.is_file() and f.stat().st_size > 0, f"{path.name} did not write table {f}"
+    check(out / "results")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_clean(path: Path) -> None:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    for cell in code:
+        assert cell.get("outputs") == [], f"{path.name}: a code cell carries outputs"
+        assert cell.get("execution_count") is None, f"{path.name}: a code cell carries an execution count"
+    assert nb["cells"][0]["cell_type"] == "markdown", f"{path.name}: the first cell must say what it reproduces"
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1 and tagged[0]["cell_type"] == "code", f"{path.name}: needs exactly one `parameters` cell"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_parameters_cell_declares_smoke_params(path: Path) -> None:
+    pm = pytest.importorskip("papermill")
+    declared = pm.inspect_notebook(str(path))
+    assert set(SMOKE_PARAMS) <= set(declared), f"{path.name} lacks parameters {set(SMOKE_PARAMS) - set(declared)}"
+    assert declared["SMOKE"]["default"] == "False", f"{path.name}: the default must be the paper's run"
+    for name, info in declared.items():
+        assert info["inferred_type_name"] != "None", f"{path.name}: parameter {name} has no type annotation"
+        assert info["help"], f"{path.name}: parameter {name} has no help comment"
+
+
+def test_reproduce_stops_at_once_without_data(tmp_path: Path) -> None:
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "bliss_utils", "reproduce", "--data-root", str(empty), "--output-dir", str(tmp_path / "o")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "missing datasets" in proc.stderr and "cifar10" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o" / "results" / "executed").exists(), "no notebook may run when the preflight fails"
