@@ -462,6 +462,26 @@ def test_tiny_blip_tokenizer_is_wordpiece_with_cls_first(tiny):
     assert "photo" in pieces and "##a" in pieces  # "cat" -> c ##a ##t
 
 
+# -- the real BLIP and ViT loaders, fed a tiny model saved in the Hugging Face layout ---------------------------
+@pytest.mark.parametrize("real, tiny_name", [("blip", "tiny-blip"), ("vit-b16-in21k", "tiny-vit")])
+def test_real_loader_reads_a_saved_model_folder(tiny, images, tmp_path, real, tiny_name):
+    source = tiny[tiny_name]
+    folder = tmp_path / real
+    source.model.save_pretrained(folder)
+    processor_cls = "BlipImageProcessor" if real == "blip" else "ViTImageProcessor"
+    from bliss_utils.encoders.hf_common import pil_processor_class
+
+    pil_processor_class(processor_cls)(size={"height": 32, "width": 32}).save_pretrained(folder)
+    if source.has_text:
+        source.tokenizer.save_pretrained(folder)
+    enc = load_encoder(real, device="cpu", weights=folder)
+    assert enc.weights_id.startswith(f"{real}@sha256:") and enc.dim == source.dim
+    assert enc.preprocess_id == source.preprocess_id
+    np.testing.assert_allclose(enc.encode_images(images), source.encode_images(images), atol=1e-6)
+    if source.has_text:
+        np.testing.assert_allclose(enc.encode_texts(TEXTS), source.encode_texts(TEXTS), atol=1e-6)
+
+
 # -- hf:REPO_ID on a tiny CLIPModel saved to disk ---------------------------------------------------------------
 def test_hf_clip_form_on_a_saved_tiny_model(tmp_path, images):
     import torch

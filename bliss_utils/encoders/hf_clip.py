@@ -13,10 +13,8 @@ from .weights import fingerprint
 
 def _features(out: Any) -> Any:
     # transformers 5 returns a ModelOutput whose pooler_output holds the projected features; 4.x a tensor
-    if hasattr(out, "pooler_output") and out.pooler_output is not None:
+    if getattr(out, "pooler_output", None) is not None:
         return out.pooler_output
-    if hasattr(out, "image_embeds") or hasattr(out, "text_embeds"):
-        return out.image_embeds if getattr(out, "image_embeds", None) is not None else out.text_embeds
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .weights import WeightsNotFoundError, explicit_path, fingerprint, hf_snapshot, missing, weights_dir_entry
+from .weights import explicit_path, fingerprint, hf_snapshot, missing, weights_dir_entry
 
 _CONFIG_AND_TOKENIZER = ["*.json", "*.txt", "*.model", "merges.txt"]
 
@@ -35,7 +35,7 @@ def _has_weights(folder: Path) -> bool:
 
 def model_folder(repo_id: str, encoder: str, weights: str | Path | None) -> tuple[Path, str]:
     """Folder holding a transformers model (``weights``, ``$BLISS_WEIGHTS_DIR/<encoder>`` or the HF cache) and its id."""
-    fetch = f"the Hugging Face repo https://huggingface.co/{repo_id} (`huggingface-cli download {repo_id} --local-dir <folder>`)"
+    fetch = f"the Hugging Face repo https://huggingface.co/{repo_id} (`hf download {repo_id} --local-dir <folder>`)"
     if weights is not None:
         folder = explicit_path(weights, encoder, fetch, "")
         if not _has_weights(folder):
@@ -50,5 +50,3 @@ def model_folder(repo_id: str, encoder: str, weights: str | Path | None) -> tupl
             raise missing(encoder, fetch, "", f"the cached copy of {repo_id} has no model weights")
     return folder, f"hf:{repo_id}"
 
-
-__all__ = ["WeightsNotFoundError", "import_transformers", "model_folder", "pil_processor_class"]

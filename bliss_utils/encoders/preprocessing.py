@@ -67,6 +67,16 @@ def _compact(size: Any) -> Any:
     return size
 
 
+def _resample_name(resample: Any) -> Any:
+    """PIL's name for a resample setting: a processor loaded from JSON holds 3 where a fresh one holds BICUBIC."""
+    from PIL import Image
+
+    try:
+        return Image.Resampling(int(resample)).name
+    except (TypeError, ValueError):
+        return getattr(resample, "name", resample)
+
+
 def hf_image_processor_transform(processor: Any) -> tuple[Callable[[Any], Any], str]:
     """Wrap a transformers image processor as a PIL -> (3, H, W) tensor callable, with an id from its settings."""
 
@@ -78,8 +88,7 @@ def hf_image_processor_transform(processor: Any) -> tuple[Callable[[Any], Any], 
 
     size = _compact(getattr(processor, "size", None))
     crop = _compact(getattr(processor, "crop_size", None)) if getattr(processor, "do_center_crop", False) else None
-    resample = getattr(processor, "resample", None)
-    resample = getattr(resample, "name", resample)
+    resample = _resample_name(getattr(processor, "resample", None))
     pid = (
         f"rgb+hf:{type(processor).__name__}(size={size};resample={resample};crop={crop};"
         f"mean={_fmt(tuple(processor.image_mean))};std={_fmt(tuple(processor.image_std))})"

@@ -102,7 +102,7 @@ def hf_snapshot(repo_id: str, patterns: Sequence[str], encoder: str) -> Path:
     except _hub_errors() as err:
         raise missing(
             encoder,
-            f"the Hugging Face repo https://huggingface.co/{repo_id} (e.g. `huggingface-cli download {repo_id}"
+            f"the Hugging Face repo https://huggingface.co/{repo_id} (e.g. `hf download {repo_id}"
             f" --local-dir <folder>`)",
             "",
             f"{type(err).__name__} while reading {repo_id} from the Hugging Face cache",
