@@ -49,10 +49,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="encode_images batch size (default 64)")
     parser.add_argument("--image-size", type=int, default=32, help="side of the square input images (default 32)")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: CUDA, then MPS, then CPU)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per encoder; the best is reported")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     print("encoder      device  precision     load s   images/s (PIL)   images/s (tensor)")
     for name in args.names:
-        r = throughput(name, args.n_images, args.batch_size, args.image_size, args.device)
+        r = throughput(name, args.n_images, args.batch_size, args.image_size, args.device, args.repeats)
         print(f"{r['encoder']:<12} {r['device']:<7} {r['precision']:<13} {r['load_s']:6.2f}   "
               f"{r['images_per_s']:14.0f}   {r['preprocessed_images_per_s']:17.0f}")
     print(f"({args.n_images} random {args.image_size}x{args.image_size} RGB images, batch {args.batch_size}, "
