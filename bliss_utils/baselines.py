@@ -7,7 +7,8 @@ inside, so all scorers see the same unit-sphere geometry as BLISS.
 
 Image-only scorers fit lazily: ``fit`` validates and stores the labelled training set; the first
 ``score_samples(X, normal_classes)`` for a set of normal classes fits a model on those classes' images and caches it
-(keyed by the frozenset of classes), so one ``fit`` serves every trial of a protocol.
+(keyed by the frozenset of classes; the MAX_CACHED_MODELS most recently used are kept), so one ``fit`` serves
+every trial of a protocol.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import hashlib
 import inspect
 import logging
+from collections import OrderedDict
 from typing import Any, Iterator
 
 import numpy as np
@@ -26,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 # Bytes a (test chunk x class images) similarity block may take; bounds DN2's memory whatever the data size.
 CHUNK_BYTES = 64 * 2**20
+# Fitted GMM/LUNAR models kept per scorer: a 20-class full-covariance 768-d GMM or a LUNAR kNN index over
+# 45,000 images plus negatives takes a few hundred MB, and a protocol's trials rarely repeat a class set.
+MAX_CACHED_MODELS = 3
 
 
 def _require(module: str, pip_name: str) -> Any:
@@ -250,7 +255,7 @@ class _ImageScorer(_Scorer):
         self.n_classes_ = n_classes
         self.dim_ = z.shape[1]
         self.dtype_ = z.dtype
-        self.models_: dict[frozenset, Any] = {}
+        self.models_: OrderedDict[frozenset, Any] = OrderedDict()
         return self
 
     def _check_params(self) -> None:
@@ -260,11 +265,15 @@ class _ImageScorer(_Scorer):
         return self.train_[np.isin(self.train_labels_, classes)]
 
     def _model(self, classes: np.ndarray) -> Any:
-        """The model fitted on ``classes``' training images, fitted on first use and cached."""
+        """The model fitted on ``classes``' training images, fitted on first use and cached (least recently used out)."""
         key = frozenset(int(c) for c in classes)
-        if key not in self.models_:
+        if key in self.models_:
+            self.models_.move_to_end(key)
+        else:
             logger.info("fitting %s on normal classes %s", type(self).__name__, sorted(key))
             self.models_[key] = self._fit_model(self._train_of(classes), self.train_labels_, classes)
+            while len(self.models_) > MAX_CACHED_MODELS:
+                self.models_.popitem(last=False)
         return self.models_[key]
 
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> Any:  # pragma: no cover

@@ -210,6 +210,17 @@ def test_gmm_fits_once_per_subset_with_one_component_per_class(data):
     np.testing.assert_allclose(a, alone, rtol=1e-8)
 
 
+def test_gmm_cache_keeps_recent_models_and_refits_identically(data):
+    from bliss_utils.baselines import MAX_CACHED_MODELS
+
+    scorer = _fit(GMM(), data)
+    subsets = [[0], [1], [2], [3], [0, 1], [2, 3]][: MAX_CACHED_MODELS + 2]
+    first = [scorer.score_samples(data["test"], s) for s in subsets]
+    assert len(scorer.models_) == MAX_CACHED_MODELS
+    assert frozenset(subsets[0]) not in scorer.models_ and frozenset(subsets[-1]) in scorer.models_
+    np.testing.assert_array_equal(scorer.score_samples(data["test"], subsets[0]), first[0])
+
+
 @pytest.mark.parametrize("kwargs", [dict(n_components=2), dict(covariance_type="diag"), dict(covariance_type="tied"),
                                     dict(covariance_type="spherical")])  # fmt: skip
 def test_gmm_options(data, kwargs):
