@@ -98,6 +98,7 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None, heigh
     apply_style()
     w = width if width is not None else STYLE["figure.figsize"][0] * ncols
     h = height if height is not None else STYLE["figure.figsize"][1] * nrows
+    kwargs.setdefault("layout", "constrained")  # keeps neighbouring panels' labels apart
     return plt.subplots(nrows, ncols, figsize=(w, h), squeeze=False, **kwargs)
 
 
@@ -166,16 +167,17 @@ def plot_distributions(ax: Any, samples: dict[str, np.ndarray], xlabel: str = "c
     ax.legend()
 
 
-def plot_error_quantiles(ax: Any, table: Any, threshold_text: str = "") -> None:
+def plot_error_quantiles(ax: Any, table: Any, ylabel: bool = True) -> None:
     """Fig. 3: share of false negatives and false positives per quantile of mean dictionary similarity."""
     q = np.asarray(table["quantile"])
     width = 0.4
     ax.bar(q - width / 2, table["fn_share"], width=width, color=BLUE, label="false negatives")
     ax.bar(q + width / 2, table["fp_share"], width=width, color=ORANGE, label="false positives")
     ax.set_xticks(q)
-    ax.set_xlabel("quantile of mean dictionary similarity (low to high)")
-    ax.set_ylabel("share of errors")
-    ax.legend(title=threshold_text or None, title_fontsize=7)
+    ax.set_xlabel("dictionary-similarity quantile (low to high)")
+    if ylabel:
+        ax.set_ylabel("share of errors")
+    ax.legend(loc="upper center")
 
 
 def plot_ic_et(ax: Any, ic: np.ndarray, et: np.ndarray, is_anomaly: np.ndarray, lam: float | None = None,

@@ -252,7 +252,27 @@ def table1(results: pd.DataFrame, image_backbones: Sequence[str] = ("vit-b16-in2
     display = long.pivot_table(index=["group", "label"], columns="setting", values="cell", aggfunc="first", sort=False)
     display = display.reindex(columns=_ordered(list(display.columns), SETTING_ORDER)).fillna("-")
     display.columns.name = None
+    if not sig.empty:
+        sig = sig.round({"mean": 2, "competitor_mean": 2, "p_value": 4})
     return display, long.reset_index(drop=True), sig
+
+
+TABLE3_LABELS = {"raw-similarity": "w/o (5)", "biased-clip": "w (5)", "bliss": "BLISS"}
+
+
+def table3(results: pd.DataFrame, backbones: Sequence[str], backbone_of: Mapping[str, str] | None = None,
+           decimals: int = 2) -> pd.DataFrame:
+    """The paper's Table 3: mean AUROC per setting (rows) for each backbone x {w/o (5), w (5), BLISS} (columns)."""
+    backbone_of = dict(backbone_of or {})
+    summary = summarise(results[results["method"].isin(list(TABLE3_LABELS))])
+    summary["column"] = [f"{backbone_of.get(e, e)} / {TABLE3_LABELS[m]}" for e, m in zip(summary["encoder"], summary["method"])]
+    table = cell_table(summary, index="setting", columns="column", show_std=False, decimals=decimals)
+    wanted = [f"{backbone_of.get(b, b)} / {label}" for b in backbones for label in TABLE3_LABELS.values()]
+    missing = [c for c in wanted if c not in table.columns]
+    if missing:
+        raise ValueError(f"results lack Table 3 column(s) {missing}")
+    table = table[wanted]
+    return table.reindex(_ordered(list(table.index), SETTING_ORDER))
 
 
 # ---------------------------------------------------------------- measured vs reported
@@ -351,10 +371,13 @@ def compare_with_reported(measured: pd.DataFrame, reported: pd.DataFrame | None 
 
 def _provenance_lines(measured: pd.DataFrame) -> list[str]:
     lines = []
-    seen = measured[["encoder", "backbone", "weights", "data"]].drop_duplicates()
-    for _, r in seen.sort_values(["encoder", "data"]).iterrows():
-        stands = f" (standing in for {r['backbone']})" if r["backbone"] != r["encoder"] else ""
-        lines.append(f"- `{r['encoder']}`{stands}: weights `{r['weights'] or 'unknown'}`; data `{r['data'] or 'unknown'}`")
+    for encoder, part in measured.groupby("encoder", sort=True):
+        weights = sorted({w for w in part["weights"] if w})
+        data = sorted({x for cell in part["data"] for x in str(cell).split("; ") if x})
+        backbone = part["backbone"].iloc[0]
+        stands = f" (standing in for {backbone})" if backbone != encoder else ""
+        lines.append(f"- `{encoder}`{stands}: weights `{' | '.join(weights) or 'not recorded'}`; "
+                     f"data: {'; '.join(data) or 'not recorded'}")
     return lines
 
 

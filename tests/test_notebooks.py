@@ -182,3 +182,98 @@ def test_reproduce_stops_at_once_without_data(tmp_path: Path) -> None:
     assert "missing datasets" in proc.stderr and "cifar10" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o" / "results" / "executed").exists(), "no notebook may run when the preflight fails"
+
+
+# ------------------------------------------------------------------ the library pieces behind the notebooks (fast)
+def test_errors_by_quantile_counts_by_hand() -> None:
+    from bliss_utils.analysis import errors_by_quantile
+
+    import numpy as np
+
+    sim = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    anomaly = np.array([False, True, False, True, False, True])
+    flagged = np.array([True, False, False, False, True, True])  # FP at 0.1 and 0.5; FN at 0.2 and 0.4
+    t = errors_by_quantile(sim, flagged, anomaly, n_quantiles=3)
+    assert t["fn"].tolist() == [1, 1, 0] and t["fp"].tolist() == [1, 0, 1]
+    assert t["fn_share"].tolist() == [0.5, 0.5, 0.0] and t["fp_rate"].tolist() == [0.5, 0.0, 0.5]
+    with pytest.raises(ValueError):
+        errors_by_quantile(sim, flagged.astype(int), anomaly)
+
+
+def test_components_at_min_follow_the_class_bliss_uses() -> None:
+    from bliss_utils.analysis import components_at_min
+
+    import numpy as np
+
+    ic = np.array([[1.0, 5.0, 0.0], [4.0, 0.0, 9.0]])
+    et = np.array([[1.0, -6.0, 0.0], [0.0, 2.0, -9.0]])
+    got_ic, got_et = components_at_min(ic, et, normal_classes=[0, 1], lam=1.0)
+    assert got_ic.tolist() == [5.0, 0.0] and got_et.tolist() == [-6.0, 2.0]  # class 2 is not normal: ignored
+
+
+def test_mean_cosines_on_orthogonal_vectors() -> None:
+    from bliss_utils.analysis import mean_cosine_similarities
+
+    import numpy as np
+
+    texts = np.eye(4)[:2]  # two class texts, orthogonal
+    images = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]], float)
+    out = mean_cosine_similarities(images, np.array([0, 0, 1]), texts, dictionary=np.eye(4))
+    assert out["text_text"] == pytest.approx(0.0)
+    assert out["image_image"] == pytest.approx(1 / 3)  # one identical pair out of three
+    assert out["image_own_text"] == pytest.approx(2 / 3)
+    assert out["text_dictionary"] == pytest.approx(0.25)
+
+
+def test_significance_stars_only_a_clear_win() -> None:
+    from bliss_utils.report import significance
+
+    rows = [{"setting": "s", "method": m, "trial": t, "auroc": v}
+            for m, vals in (("bliss", [95, 96, 97, 96]), ("dn2", [80, 81, 79, 80]), ("gmm", [60, 61, 59, 60]))
+            for t, v in enumerate(vals)]
+    sig = significance(pd.DataFrame(rows))
+    assert sig.loc[0, "competitor"] == "dn2" and bool(sig.loc[0, "star"])
+    close = pd.DataFrame([{**r, "auroc": r["auroc"] - 15 if r["method"] == "bliss" else r["auroc"]} for r in rows])
+    assert not bool(significance(close).loc[0, "star"])
+
+
+def test_table1_marks_reported_rows_and_report_shows_differences(tmp_path: Path) -> None:
+    from bliss_utils import report
+
+    rows = [{"dataset": "cifar10", "encoder": enc, "setting": "cifar10-6", "trial": t, "method": m,
+             "lam": 0.5 if m == "bliss" else float("nan"), "k": 10.0 if m == "bliss" else float("nan"),
+             "n_shots": None, "auroc": v + t, "fpr95": 10.0}
+            for enc, m, v in (("clip-vit-b16", "bliss", 97.0), ("clip-vit-b16", "biased-clip", 90.0),
+                              ("vit-b16-in21k", "dn2", 88.0))
+            for t in range(3)]
+    results = pd.DataFrame(rows)
+    display, long, _ = report.table1(results)
+    assert ("clip-based", "BCE-CL (reported)") in display.index and ("image-only", "DN2") in display.index
+    assert display.loc[("clip-based", "BLISS"), "cifar10-6"].startswith("98.0 ± 0.8")
+    report.record_measurements("table1", results, "table1", out_dir=tmp_path)
+    text = report.write_report(tmp_path).read_text()
+    assert "| cifar10-6 | BLISS" in text and "+0.70" in text  # 98.0 measured vs 97.3 reported
+    assert "SMOKE RUN" not in text
+
+
+def test_save_table_writes_csv_markdown_latex(tmp_path: Path) -> None:
+    from bliss_utils.report import read_table, save_table
+
+    t = pd.DataFrame({"cifar10-1": ["99.1 ± 0.4"]}, index=["bliss"])
+    paths = save_table(t, "t", tmp_path, latex=True)
+    assert read_table(paths["csv"]).iloc[0, 1] == "99.1 ± 0.4"
+    assert "99.1 ± 0.4" in paths["md"].read_text() and r"$\pm$" in paths["tex"].read_text()
+    with pytest.raises(ValueError):
+        save_table(t, "../escape", tmp_path)
+
+
+def test_smoke_experiment_is_small_and_paper_experiment_is_the_protocol(tmp_path: Path) -> None:
+    from bliss_utils.experiment import make_experiment
+
+    paper = make_experiment(data_root=str(tmp_path / "none"), output_dir=str(tmp_path / "o"))
+    assert paper.encoder == "clip-vit-b16" and paper.backbones == ("clip-vit-b16", "blip", "slip-vit-b16")
+    assert paper.image_encoder == "vit-b16-in21k" and paper.dictionary_size is None
+    assert [len(v) for v in paper.settings().values()] == [10, 5, 10, 5, 5]
+    assert paper.figures_dir == (tmp_path / "o" / "figures").resolve()
+    with pytest.raises(ValueError):
+        make_experiment(preprocess="imagenet")
