@@ -261,6 +261,19 @@ def test_clip_vit_b16_builds_the_quickgelu_architecture(monkeypatch, tmp_path):
     assert seen["force_quick_gelu"] is True
 
 
+def test_openai_torchscript_file_is_refused_clearly(tmp_path):
+    import torch
+
+    import warnings
+
+    path = tmp_path / "ViT-B-16.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated, OpenAI's files are not
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
+    with pytest.raises(ValueError, match="TorchScript archive.*open_clip_model.safetensors"):
+        load_encoder("clip-vit-b16", device="cpu", weights=path)
+
+
 def test_tiny_clip_uses_quickgelu_in_both_towers(tiny):
     from open_clip.model import QuickGELU
 
@@ -306,11 +319,15 @@ def _independent_slip_forward(sd, pixels, token_ids):
     x = sd["token_embedding.weight"][token_ids] + sd["positional_embedding"][:n_ctx]
     mask = torch.full((n_ctx, n_ctx), float("-inf")).triu(1)
     n_layers = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("transformer.resblocks."))
+    def split(t):
+        return t.reshape(t.shape[0], n_ctx, heads, width // heads).transpose(1, 2)
+
     for i in range(n_layers):
-        p = lambda name: sd[f"transformer.resblocks.{i}.{name}"]  # noqa: E731
+        block = {k[len(f"transformer.resblocks.{i}."):]: v for k, v in sd.items()
+                 if k.startswith(f"transformer.resblocks.{i}.")}
+        p = block.__getitem__
         h = F.layer_norm(x, (width,), p("ln_1.weight"), p("ln_1.bias"), eps=1e-5)
         q, k, v = (h @ p("attn.in_proj_weight").T + p("attn.in_proj_bias")).chunk(3, dim=-1)
-        split = lambda t: t.reshape(t.shape[0], n_ctx, heads, width // heads).transpose(1, 2)  # noqa: E731
         att = (split(q) @ split(k).transpose(-1, -2)) / math.sqrt(width // heads) + mask
         out = (att.softmax(-1) @ split(v)).transpose(1, 2).reshape(x.shape)
         x = x + out @ p("attn.out_proj.weight").T + p("attn.out_proj.bias")

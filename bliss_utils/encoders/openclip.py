@@ -111,6 +111,7 @@ def load_open_clip_spec(
         path = explicit_path(pretrained, name, f"the checkpoint for {spec} (or a tag of {model_name}: {tags})",
                              Path(pretrained).name)
         weights_id = f"{name}@sha256:{fingerprint(path)}"
+    _refuse_torchscript(path, name)
     # a tag's quick_gelu must reach the architecture: passing a file path bypasses open_clip's tag lookup
     model = open_clip.create_model(
         model_name, pretrained=str(path), force_quick_gelu=bool(cfg.get("quick_gelu", False)),
@@ -124,6 +125,19 @@ def load_open_clip_spec(
         select_device(device),
         choose_recipe(default, preprocess), weights_id,
     )
+
+
+def _refuse_torchscript(path: Path, name: str) -> None:
+    """OpenAI's original .pt files are TorchScript archives, which torch.load(weights_only=True) cannot read."""
+    import zipfile
+
+    if path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if any(n.endswith("constants.pkl") for n in archive.namelist()):
+                raise ValueError(
+                    f"{path} is a TorchScript archive (OpenAI's original format), which is not loaded (it cannot be "
+                    f"read with weights_only=True); for {name} use open_clip_model.safetensors from Hugging Face"
+                )
 
 
 def load_clip_vit_b16(name: str, *, device: Any = None, weights: str | Path | None = None,
