@@ -15,7 +15,11 @@ from typing import Any
 
 from .base import Encoder, finish_model, seeded, select_device
 from .hf_common import import_transformers, model_folder, pil_processor_class
-from .preprocessing import choose_recipe, hf_image_processor_transform, ResizeCropNormalize
+from .preprocessing import (
+    ResizeCropNormalize,
+    choose_recipe,
+    hf_image_processor_transform,
+)
 
 BLIP_REPO = "Salesforce/blip-itm-base-coco"
 BLIP_MAX_TOKENS = 35  # the original BLIP's text length for retrieval

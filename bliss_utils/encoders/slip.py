@@ -123,7 +123,7 @@ def slip_config(sd: dict[str, Any], timm_model_name: str) -> dict[str, Any]:
 def _vision_image_size(sd: dict[str, Any]) -> int:
     patch = int(sd["visual.patch_embed.proj.weight"].shape[-1])
     n_patches = int(sd["visual.pos_embed"].shape[1]) - 1
-    return int(round(n_patches ** 0.5)) * patch
+    return round(n_patches ** 0.5) * patch
 
 
 def build_slip_model(sd: dict[str, Any], timm_model_name: str) -> Any:
