@@ -1,13 +1,14 @@
 """`python -m bliss_utils reproduce [--smoke] [--output-dir DIR]`: run every notebook in order, headless, via papermill.
 
-Before any notebook runs, a preflight checks that the datasets and the backbones' weights are there, and stops at once
-with the error that says what to fetch. Executed copies of the notebooks are kept in ``<results>/executed/``.
+Before any notebook runs, a preflight checks that the datasets and the backbones' weights are there (locally: it never
+downloads), and stops at once with the error that says what to fetch. Executed copies of the notebooks are kept in ``<results>/executed/``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,9 @@ examples:
 Figures go to <output-dir>/figures (default figures/), tables and REPORT.md to <output-dir>/results (default results/),
 executed notebooks to <results>/executed/.
 """
+
+
+OFFLINE_VAR = "BLISS_OFFLINE"  # read by bliss_utils.encoders at call time: use local weights only
 
 
 class PreflightError(FileNotFoundError):
@@ -89,13 +93,29 @@ def preflight(exp: Any) -> None:
                 break
     if problems:  # stop before loading any model: these are quick to report
         raise PreflightError("missing datasets; fetch them, then run again:\n" + "\n".join(problems))
-    for name in dict.fromkeys([exp.encoder, *exp.backbones, exp.image_encoder]):
-        try:
-            exp.load_encoder(name)
-        except WeightsNotFoundError as err:
-            problems.append(f"- weights of {name}: {err}")
+    from .encoders import load_encoder
+
+    # offline while checking: a missing checkpoint is reported at once instead of after the hub's retries
+    previous = os.environ.get(OFFLINE_VAR)
+    os.environ[OFFLINE_VAR] = "1"
+    try:
+        for name in dict.fromkeys([exp.encoder, *exp.backbones, exp.image_encoder]):
+            try:
+                # on the CPU and dropped at once: the notebooks' kernels load their own copies onto the accelerator
+                load_encoder(name, device="cpu", preprocess=exp.preprocess)
+            except WeightsNotFoundError as err:
+                problems.append(f"- weights of {name}: {err}")
+    finally:
+        if previous is None:
+            os.environ.pop(OFFLINE_VAR, None)
+        else:
+            os.environ[OFFLINE_VAR] = previous
     if problems:
-        raise PreflightError("missing weights; fetch them, then run again:\n" + "\n".join(problems))
+        raise PreflightError(
+            "missing weights; fetch them, then run again (reproduce looks for local files only; online, "
+            "`python -m bliss_utils embed --encoder NAME --dataset cifar10` downloads a backbone's weights):\n"
+            + "\n".join(problems)
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -277,3 +277,23 @@ def test_smoke_experiment_is_small_and_paper_experiment_is_the_protocol(tmp_path
     assert paper.figures_dir == (tmp_path / "o" / "figures").resolve()
     with pytest.raises(ValueError):
         make_experiment(preprocess="imagenet")
+
+
+def test_reproduce_names_missing_weights_without_downloading(tmp_path: Path) -> None:
+    from bliss_utils import synthetic
+
+    data = tmp_path / "data"
+    synthetic.make_fake_cifar(data, "cifar10", 1, 1)
+    synthetic.make_fake_cifar(data, "cifar100", 1, 1)
+    synthetic.make_fake_tinyimagenet(data, 1, 1)
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("BLISS_WEIGHTS_DIR", "BLISS_OFFLINE")}
+    env.update(BLISS_WEIGHTS_DIR=str(tmp_path / "no-weights"), TORCH_HOME=str(tmp_path / "torch"), HF_HOME=str(tmp_path / "hf"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bliss_utils", "reproduce", "--data-root", str(data), "--output-dir", str(tmp_path / "o")],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, env=env,
+    )
+    assert proc.returncode == 1
+    for name in ("clip-vit-b16", "blip", "slip-vit-b16", "vit-b16-in21k"):
+        assert f"weights of {name}" in proc.stderr
+    assert "Fetch:" in proc.stderr and "Traceback" not in proc.stderr and "Retrying" not in proc.stderr
+    assert not (tmp_path / "o" / "results" / "executed").exists()
