@@ -1,4 +1,4 @@
-"""Baseline anomaly scorers with BLISS's interface: fit(...) then score_samples(X, normal_classes); higher = more anomalous.
+"""Baseline anomaly scorers with BLISS's interface: fit(...), score_samples(X, normal_classes); higher = more anomalous.
 
 Text-based (need class text embeddings): RawSimilarity ("w/o (5)" of Table 3), BiasedCLIP (IC alone, Eq. 5),
 MCM (Ming et al. 2022, zero-shot). Image-only (use training image embeddings only): DN2 (mean distance to the k
@@ -18,7 +18,8 @@ import hashlib
 import inspect
 import logging
 from collections import OrderedDict
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class _Scorer:
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         return {name: getattr(self, name) for name in names}
 
-    def set_params(self, **params: Any) -> "_Scorer":
+    def set_params(self, **params: Any) -> _Scorer:
         """Set constructor parameters; unknown names are an error."""
         valid = self.get_params()
         for name, value in params.items():
@@ -124,7 +125,7 @@ class RawSimilarity(_Scorer):
         train_labels: Any | None = None,
         class_text_embeddings: Any | None = None,
         dictionary_embeddings: Any | None = None,
-    ) -> "RawSimilarity":
+    ) -> RawSimilarity:
         """Store the normalised class texts; the dictionary is ignored."""
         texts, _, labels = _fit_texts(train_embeddings, train_labels, class_text_embeddings)
         self.class_texts_ = texts
@@ -156,7 +157,7 @@ class BiasedCLIP(_Scorer):
         train_labels: Any,
         class_text_embeddings: Any | None = None,
         dictionary_embeddings: Any | None = None,
-    ) -> "BiasedCLIP":
+    ) -> BiasedCLIP:
         """Fit mu_c and sigma_c of sim(Z_c, C_c) for every class with training images; the dictionary is ignored."""
         from .bliss import BLISS
 
@@ -165,9 +166,7 @@ class BiasedCLIP(_Scorer):
         if train_embeddings is None or train_labels is None:
             raise ValueError("train_embeddings and train_labels are required: Biased-CLIP standardises by them")
         # k is unused when lam = 0 and no dictionary is given
-        self.bliss_ = BLISS(k=1, lam=0.0, eps=self.eps).fit(
-            train_embeddings, train_labels, class_text_embeddings, None
-        )
+        self.bliss_ = BLISS(k=1, lam=0.0, eps=self.eps).fit(train_embeddings, train_labels, class_text_embeddings, None)
         self.classes_ = self.bliss_.classes_
         self.n_classes_ = self.bliss_.n_classes_
         self.dim_ = self.bliss_.dim_
@@ -201,7 +200,7 @@ class MCM(_Scorer):
         train_labels: Any | None = None,
         class_text_embeddings: Any | None = None,
         dictionary_embeddings: Any | None = None,
-    ) -> "MCM":
+    ) -> MCM:
         """Store the normalised class texts (every class may be normal: no statistics are needed)."""
         if not (np.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature must be a positive number; got {self.temperature!r}")
@@ -236,7 +235,7 @@ class _ImageScorer(_Scorer):
         train_labels: Any,
         class_text_embeddings: Any | None = None,
         dictionary_embeddings: Any | None = None,
-    ) -> "_ImageScorer":
+    ) -> _ImageScorer:
         """Validate and store the L2-normalised training images; texts (if given) only fix the number of classes."""
         self._check_params()
         if train_embeddings is None or train_labels is None:
@@ -265,7 +264,7 @@ class _ImageScorer(_Scorer):
         return self.train_[np.isin(self.train_labels_, classes)]
 
     def _model(self, classes: np.ndarray) -> Any:
-        """The model fitted on ``classes``' training images, fitted on first use and cached (least recently used out)."""
+        """The model fitted on ``classes``' training images: fitted on first use, cached, least recently used out."""
         key = frozenset(int(c) for c in classes)
         if key in self.models_:
             self.models_.move_to_end(key)
@@ -297,7 +296,7 @@ class DN2(_ImageScorer):
             raise ValueError(f"k must be a positive integer; got {self.k!r}")
 
     def fit(self, train_embeddings: Any, train_labels: Any, class_text_embeddings: Any | None = None,
-            dictionary_embeddings: Any | None = None) -> "DN2":  # fmt: skip
+            dictionary_embeddings: Any | None = None) -> DN2:  # fmt: skip
         """Store the normalised training images (see the class docstring)."""
         super().fit(train_embeddings, train_labels, class_text_embeddings, dictionary_embeddings)
         self._cache_key: bytes | None = None
@@ -323,7 +322,9 @@ class DN2(_ImageScorer):
         classes = self._normal(normal_classes)
         n_train = int(np.isin(self.train_labels_, classes).sum())
         if n_train < self.k:
-            raise ValueError(f"k={self.k} is larger than the {n_train} training images of normal classes {classes.tolist()}")
+            raise ValueError(
+                f"k={self.k} is larger than the {n_train} training images of normal classes {classes.tolist()}"
+            )
         # the per-class lists are reused while the same test set comes back (one per trial of a protocol)
         key = hashlib.blake2b(x.tobytes(), digest_size=16).digest() + str(x.shape).encode()
         if key != self._cache_key:
@@ -367,7 +368,9 @@ class GMM(_ImageScorer):
     def _check_params(self) -> None:
         if self.covariance_type not in ("full", "tied", "diag", "spherical"):
             raise ValueError(f"covariance_type must be full, tied, diag or spherical; got {self.covariance_type!r}")
-        if self.n_components is not None and (not isinstance(self.n_components, (int, np.integer)) or self.n_components < 1):
+        if self.n_components is not None and (
+            not isinstance(self.n_components, (int, np.integer)) or self.n_components < 1
+        ):
             raise ValueError(f"n_components must be None or a positive integer; got {self.n_components!r}")
         if not (np.isfinite(self.reg_covar) and self.reg_covar >= 0):
             raise ValueError(f"reg_covar must be >= 0; got {self.reg_covar!r}")
@@ -380,7 +383,9 @@ class GMM(_ImageScorer):
         d = z.shape[1]
         eye = np.eye(d)
         if self.covariance_type == "full":
-            covs = [np.cov(z[labels == c], rowvar=False, bias=True).reshape(d, d) + self.reg_covar * eye for c in classes]
+            covs = [
+                np.cov(z[labels == c], rowvar=False, bias=True).reshape(d, d) + self.reg_covar * eye for c in classes
+            ]
             precisions = np.stack([np.linalg.inv(cv) for cv in covs])
         elif self.covariance_type == "tied":
             centred = z - means[np.searchsorted(classes, labels)]
@@ -397,16 +402,14 @@ class GMM(_ImageScorer):
         # float64: EM with full covariances in float32 loses positive-definiteness on 768-d data
         z = z.astype(np.float64)
         own = labels[np.isin(labels, classes)]
-        kwargs: dict[str, Any] = dict(
-            covariance_type=self.covariance_type, reg_covar=self.reg_covar, max_iter=self.max_iter,
-            tol=self.tol, random_state=self.random_state,
-        )  # fmt: skip
+        kwargs: dict[str, Any] = {
+            "covariance_type": self.covariance_type, "reg_covar": self.reg_covar, "max_iter": self.max_iter,
+            "tol": self.tol, "random_state": self.random_state,
+        }  # fmt: skip
         if self.n_components is None:
             init = self._class_init(z, own)
             # every parameter is given, so sklearn's own init is overwritten: pick its cheapest (no k-means run)
-            model = mixture.GaussianMixture(
-                n_components=len(classes), init_params="random_from_data", **kwargs, **init
-            )
+            model = mixture.GaussianMixture(n_components=len(classes), init_params="random_from_data", **kwargs, **init)
         else:
             if self.n_components > z.shape[0]:
                 raise ValueError(f"n_components={self.n_components} exceeds the {z.shape[0]} normal training images")
@@ -460,7 +463,9 @@ class LUNAR(_ImageScorer):
             raise ValueError(f"n_neighbours must be a positive integer; got {k!r}")
         if isinstance(self.n_epochs, bool) or not isinstance(self.n_epochs, (int, np.integer)) or self.n_epochs < 1:
             raise ValueError(f"n_epochs must be a positive integer; got {self.n_epochs!r}")
-        if self.torch_threads is not None and (not isinstance(self.torch_threads, (int, np.integer)) or self.torch_threads < 1):
+        if self.torch_threads is not None and (
+            not isinstance(self.torch_threads, (int, np.integer)) or self.torch_threads < 1
+        ):
             raise ValueError(f"torch_threads must be None or a positive integer; got {self.torch_threads!r}")
 
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> Any:

@@ -35,7 +35,9 @@ def _split_setting(setting: str) -> tuple[str, int]:
     return dataset, int(n)
 
 
-def _row(table: str, setting: str, method: str, backbone: str, mean: float, std: float | None = None, **extra: Any) -> dict:
+def _row(
+    table: str, setting: str, method: str, backbone: str, mean: float, std: float | None = None, **extra: Any
+) -> dict:
     dataset, n_normal = _split_setting(setting)
     lam = extra.pop("lam", None)
     return {
@@ -99,7 +101,7 @@ def _rows() -> list[dict]:
     return rows
 
 
-def reported_results() -> "Any":
+def reported_results() -> Any:
     """Tidy pandas DataFrame of every AUROC the paper reports (one row per table cell; AUROC in percent)."""
     import pandas as pd
 
@@ -109,7 +111,9 @@ def reported_results() -> "Any":
     return df
 
 
-def reported_cell(table: str, setting: str, method: str, backbone: str = "clip-vit-b16", **where: Any) -> tuple[float, float]:
+def reported_cell(
+    table: str, setting: str, method: str, backbone: str = "clip-vit-b16", **where: Any
+) -> tuple[float, float]:
     """(auroc_mean, auroc_std) of one reported cell; ValueError when it is absent or ambiguous."""
     df = reported_results()
     mask = (df["table"] == table) & (df["setting"] == setting) & (df["method"] == method) & (df["backbone"] == backbone)

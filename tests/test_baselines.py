@@ -13,7 +13,7 @@ from bliss_utils.baselines import DN2, GMM, LUNAR, MCM, BiasedCLIP, RawSimilarit
 from bliss_utils.bliss import BLISS
 from bliss_utils.metrics import auroc
 
-TINY_LUNAR = dict(n_epochs=5, torch_threads=1)  # one thread: far faster for tiny fits on a busy machine
+TINY_LUNAR = {"n_epochs": 5, "torch_threads": 1}  # one thread: far faster for tiny fits on a busy machine
 ALL_SCORERS = [
     lambda: RawSimilarity(),
     lambda: BiasedCLIP(),
@@ -40,7 +40,7 @@ def data():
     train = centres[train_labels] + 0.25 * rng.normal(size=(train_labels.size, d))
     test_labels = np.repeat(np.arange(n_classes), 30)
     test = centres[test_labels] + 0.25 * rng.normal(size=(test_labels.size, d))
-    return dict(train=train, train_labels=train_labels, test=test, test_labels=test_labels, texts=texts)
+    return {"train": train, "train_labels": train_labels, "test": test, "test_labels": test_labels, "texts": texts}
 
 
 def _fit(scorer, data, normal=None):
@@ -221,8 +221,8 @@ def test_gmm_cache_keeps_recent_models_and_refits_identically(data):
     np.testing.assert_array_equal(scorer.score_samples(data["test"], subsets[0]), first[0])
 
 
-@pytest.mark.parametrize("kwargs", [dict(n_components=2), dict(covariance_type="diag"), dict(covariance_type="tied"),
-                                    dict(covariance_type="spherical")])  # fmt: skip
+@pytest.mark.parametrize("kwargs", [{"n_components": 2}, {"covariance_type": "diag"}, {"covariance_type": "tied"},
+                                    {"covariance_type": "spherical"}])  # fmt: skip
 def test_gmm_options(data, kwargs):
     scores = _fit(GMM(**kwargs), data).score_samples(data["test"], [0, 1, 2])
     assert auroc(scores, data["test_labels"] == 3) >= 0.8

@@ -129,7 +129,9 @@ def test_ttest_from_stats_matches_raw_samples():
     p_raw = one_sided_ttest(a, b)
     # population std (ddof=0), as the paper reports
     p_pop = one_sided_ttest_from_stats(a.mean(), a.std(), a.size, b.mean(), b.std(), b.size)
-    p_samp = one_sided_ttest_from_stats(a.mean(), a.std(ddof=1), a.size, b.mean(), b.std(ddof=1), b.size, population_std=False)
+    p_samp = one_sided_ttest_from_stats(
+        a.mean(), a.std(ddof=1), a.size, b.mean(), b.std(ddof=1), b.size, population_std=False
+    )
     assert p_pop == pytest.approx(p_raw, rel=1e-10)
     assert p_samp == pytest.approx(p_raw, rel=1e-10)
 
@@ -210,7 +212,11 @@ def test_reported_tables_agree_with_each_other():
     assert list(t1_bliss.index) == list(t2_half.index)
     for s in t1_bliss.index:
         assert round(t2_half[s], 1) == pytest.approx(t1_bliss[s])
-    t3_bliss, t3_ic, t3_raw = means("table3", "bliss"), means("table3", "biased-clip"), means("table3", "raw-similarity")
+    t3_bliss, t3_ic, t3_raw = (
+        means("table3", "bliss"),
+        means("table3", "biased-clip"),
+        means("table3", "raw-similarity"),
+    )
     t1_ic = means("table1", "biased-clip")
     for s in t3_bliss.index:
         assert abs(t3_bliss[s] - t2_half[s]) <= 0.011  # 96.02 vs 96.01: the paper's own inconsistency

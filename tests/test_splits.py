@@ -26,7 +26,9 @@ def test_cifar10_nine_classes_leaves_each_class_out_once():
     assert sorted(next(iter(s)) for s in left_out) == list(range(10))
 
 
-@pytest.mark.parametrize(("dataset", "n_normal", "n_trials"), [("cifar10", 6, 5), ("cifar100", 20, 5), ("tinyimagenet", 20, 5)])
+@pytest.mark.parametrize(
+    ("dataset", "n_normal", "n_trials"), [("cifar10", 6, 5), ("cifar100", 20, 5), ("tinyimagenet", 20, 5)]
+)
 def test_json_settings_come_from_splits_json(dataset, n_normal, n_trials):
     trials = class_splits(dataset, n_normal)
     assert trials == _json_splits()[dataset][str(n_normal)]
