@@ -197,6 +197,23 @@ def errors_by_quantile(mean_dict_sim: np.ndarray, flagged: np.ndarray, is_anomal
     return out
 
 
+def pooled_errors_by_quantile(mean_dict_sim: np.ndarray, scores_by_trial: Sequence[np.ndarray],
+                              anomaly_by_trial: Sequence[np.ndarray], n_quantiles: int = 10,
+                              flag_rate: float = 0.0) -> pd.DataFrame:
+    """Fig. 3 over several trials: in each trial flag the images scoring in the top ``flag_rate`` share (0: the trial's
+    share of anomalies, so as many are flagged as there are anomalies), then pool the trials' errors per quantile."""
+    if len(scores_by_trial) != len(anomaly_by_trial) or not scores_by_trial:
+        raise ValueError("give one score array and one is_anomaly array per trial (at least one trial)")
+    flagged, anomalous = [], []
+    for scores, is_anomaly in zip(scores_by_trial, anomaly_by_trial):
+        is_anomaly = np.asarray(is_anomaly, bool)
+        rate = flag_rate or float(is_anomaly.mean())
+        flagged.append(np.asarray(scores, float) > threshold_for_flag_rate(scores, rate))
+        anomalous.append(is_anomaly)
+    m = np.tile(np.asarray(mean_dict_sim, float).ravel(), len(scores_by_trial))
+    return errors_by_quantile(m, np.concatenate(flagged), np.concatenate(anomalous), n_quantiles)
+
+
 def error_similarity_correlation(table: pd.DataFrame) -> dict[str, float]:
     """Spearman correlation of quantile index with FN and FP share (Fig. 3's claim: FN rises, FP falls)."""
     from scipy.stats import spearmanr

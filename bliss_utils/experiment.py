@@ -157,6 +157,25 @@ class Experiment:
             entry["data"] = "; ".join(dict.fromkeys(x for x in [*entry["data"].split("; "), data] if x))
         return out
 
+    def evaluate(self, sets: Any, settings: Mapping[str, Sequence[Sequence[int]]] | None = None,
+                 progress: bool = False, **kwargs: Any) -> Any:
+        """grid.evaluate_grid over one EmbeddingSet or a {dataset: EmbeddingSet} mapping, each with its dataset's
+        settings (default: the paper's, cut to max_trials), this experiment's seed and baseline parameters."""
+        import pandas as pd
+
+        from .grid import evaluate_grid
+
+        by_dataset = {sets.dataset: sets} if hasattr(sets, "train") else dict(sets)
+        if not by_dataset:
+            raise ValueError("no embedding sets to evaluate")
+        kwargs.setdefault("seed", self.seed)
+        kwargs.setdefault("baseline_params", self.baseline_params)
+        frames = []
+        for dataset, data in by_dataset.items():
+            splits = settings if settings is not None else self.settings([dataset])
+            frames.append(evaluate_grid(data, splits, progress=progress, **kwargs))
+        return pd.concat(frames, ignore_index=True)
+
     def embedding_jobs(self) -> list[tuple[str, str]]:
         """Every (encoder, dataset) the notebooks read: the main backbone and the image-only one on every dataset,
         the other backbones on CIFAR-10 (Fig. 1b, Fig. 2, Table 3)."""
