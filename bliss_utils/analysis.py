@@ -47,8 +47,14 @@ def _mean_offdiagonal(a: np.ndarray) -> float:
     return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
 
 
-def mean_cosine_similarities(images: np.ndarray, image_labels: np.ndarray, class_texts: np.ndarray,
-                             dictionary: np.ndarray | None = None, max_images: int = 5000, seed: int = 0) -> dict[str, float]:
+def mean_cosine_similarities(
+    images: np.ndarray,
+    image_labels: np.ndarray,
+    class_texts: np.ndarray,
+    dictionary: np.ndarray | None = None,
+    max_images: int = 5000,
+    seed: int = 0,
+) -> dict[str, float]:
     """Mean cosine similarities behind Fig. 1b: text-text, image-image, image-own-text, image-other-text (and text-dictionary).
 
     text-text and image-image average over distinct pairs; image-own-text pairs each image with its class text;
@@ -61,8 +67,11 @@ def mean_cosine_similarities(images: np.ndarray, image_labels: np.ndarray, class
     y = _labels(image_labels, len(z), "image_labels")
     if y.min() < 0 or y.max() >= len(t):
         raise ValueError(f"image_labels must index the {len(t)} class texts; got range {y.min()}..{y.max()}")
-    sub = np.arange(len(z)) if len(z) <= max_images else np.sort(
-        np.random.default_rng(seed).choice(len(z), max_images, replace=False))
+    sub = (
+        np.arange(len(z))
+        if len(z) <= max_images
+        else np.sort(np.random.default_rng(seed).choice(len(z), max_images, replace=False))
+    )
     sims = z @ t.T
     own = sims[np.arange(len(z)), y]
     other_mask = np.ones_like(sims, dtype=bool)
@@ -80,8 +89,9 @@ def mean_cosine_similarities(images: np.ndarray, image_labels: np.ndarray, class
     return out
 
 
-def tsne_inputs(images: np.ndarray, image_labels: np.ndarray, class_texts: np.ndarray, n_per_class: int = 100,
-                seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def tsne_inputs(
+    images: np.ndarray, image_labels: np.ndarray, class_texts: np.ndarray, n_per_class: int = 100, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stack a per-class image subsample and the class texts for Fig. 1b: (points, is_text, labels)."""
     z = _unit(images, "images")
     t = _unit(class_texts, "class_texts")
@@ -111,8 +121,13 @@ def tsne_2d(points: np.ndarray, perplexity: float = 30.0, seed: int = 0, exact_b
     return tsne.fit_transform(x)
 
 
-def similarity_distributions(images: np.ndarray, image_labels: np.ndarray, class_texts: np.ndarray,
-                             dictionary: np.ndarray, classes: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+def similarity_distributions(
+    images: np.ndarray,
+    image_labels: np.ndarray,
+    class_texts: np.ndarray,
+    dictionary: np.ndarray,
+    classes: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
     """Fig. 2: sim(image, its own class text) for every image, and sim(class text, entry) for every class x entry pair."""
     z = _unit(images, "images")
     t = _unit(class_texts, "class_texts")
@@ -137,9 +152,17 @@ def distribution_summary(samples: dict[str, np.ndarray]) -> pd.DataFrame:
             raise ValueError(f"sample {name!r} is empty")
         counts, edges = np.histogram(v, bins=min(60, max(5, v.size // 5)))
         peak = int(np.argmax(counts))
-        rows.append({"distribution": name, "n": int(v.size), "mean": float(v.mean()), "median": float(np.median(v)),
-                     "p05": float(np.percentile(v, 5)), "p95": float(np.percentile(v, 95)),
-                     "peak": float((edges[peak] + edges[peak + 1]) / 2)})
+        rows.append(
+            {
+                "distribution": name,
+                "n": int(v.size),
+                "mean": float(v.mean()),
+                "median": float(np.median(v)),
+                "p05": float(np.percentile(v, 5)),
+                "p95": float(np.percentile(v, 95)),
+                "peak": float((edges[peak] + edges[peak + 1]) / 2),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -159,8 +182,9 @@ def threshold_for_flag_rate(scores: np.ndarray, flag_rate: float) -> float:
     return float(np.quantile(s, 1 - flag_rate))
 
 
-def errors_by_quantile(mean_dict_sim: np.ndarray, flagged: np.ndarray, is_anomaly: np.ndarray,
-                       n_quantiles: int = 10) -> pd.DataFrame:
+def errors_by_quantile(
+    mean_dict_sim: np.ndarray, flagged: np.ndarray, is_anomaly: np.ndarray, n_quantiles: int = 10
+) -> pd.DataFrame:
     """Fig. 3: false negatives / false positives of the ``flagged`` decisions per quantile of mean dictionary similarity.
 
     ``flagged`` is the detector's decision (e.g. ``scores > threshold``); samples pooled over several trials may be
@@ -171,7 +195,9 @@ def errors_by_quantile(mean_dict_sim: np.ndarray, flagged: np.ndarray, is_anomal
     flagged = np.asarray(flagged).ravel()
     a = np.asarray(is_anomaly).ravel()
     if not (len(m) == len(flagged) == len(a)):
-        raise ValueError(f"mean_dict_sim, flagged and is_anomaly must have the same length; got {len(m)}, {len(flagged)}, {len(a)}")
+        raise ValueError(
+            f"mean_dict_sim, flagged and is_anomaly must have the same length; got {len(m)}, {len(flagged)}, {len(a)}"
+        )
     if flagged.dtype != bool or a.dtype != bool:
         raise ValueError("flagged and is_anomaly must be boolean arrays")
     if n_quantiles < 1 or n_quantiles > len(m):
@@ -181,14 +207,16 @@ def errors_by_quantile(mean_dict_sim: np.ndarray, flagged: np.ndarray, is_anomal
     order = np.argsort(m, kind="stable")
     rows = []
     for q, idx in enumerate(np.array_split(order, n_quantiles), start=1):
-        rows.append({
-            "quantile": q,
-            "n": len(idx),
-            "mean_dictionary_similarity": float(m[idx].mean()),
-            "n_anomalies": int(a[idx].sum()),
-            "fn": int(fn[idx].sum()),
-            "fp": int(fp[idx].sum()),
-        })
+        rows.append(
+            {
+                "quantile": q,
+                "n": len(idx),
+                "mean_dictionary_similarity": float(m[idx].mean()),
+                "n_anomalies": int(a[idx].sum()),
+                "fn": int(fn[idx].sum()),
+                "fp": int(fp[idx].sum()),
+            }
+        )
     out = pd.DataFrame(rows)
     out["fn_share"] = out["fn"] / max(int(fn.sum()), 1)
     out["fp_share"] = out["fp"] / max(int(fp.sum()), 1)
@@ -197,9 +225,13 @@ def errors_by_quantile(mean_dict_sim: np.ndarray, flagged: np.ndarray, is_anomal
     return out
 
 
-def pooled_errors_by_quantile(mean_dict_sim: np.ndarray, scores_by_trial: Sequence[np.ndarray],
-                              anomaly_by_trial: Sequence[np.ndarray], n_quantiles: int = 10,
-                              flag_rate: float = 0.0) -> pd.DataFrame:
+def pooled_errors_by_quantile(
+    mean_dict_sim: np.ndarray,
+    scores_by_trial: Sequence[np.ndarray],
+    anomaly_by_trial: Sequence[np.ndarray],
+    n_quantiles: int = 10,
+    flag_rate: float = 0.0,
+) -> pd.DataFrame:
     """Fig. 3 over several trials: in each trial flag the images scoring in the top ``flag_rate`` share (0: the trial's
     share of anomalies, so as many are flagged as there are anomalies), then pool the trials' errors per quantile."""
     if len(scores_by_trial) != len(anomaly_by_trial) or not scores_by_trial:
@@ -223,7 +255,9 @@ def error_similarity_correlation(table: pd.DataFrame) -> dict[str, float]:
     return {"spearman_fn": float(fn), "spearman_fp": float(fp)}
 
 
-def components_at_min(ic: np.ndarray, et: np.ndarray, normal_classes: Sequence[int], lam: float) -> tuple[np.ndarray, np.ndarray]:
+def components_at_min(
+    ic: np.ndarray, et: np.ndarray, normal_classes: Sequence[int], lam: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Fig. 4: each sample's (IC, ET) pair for the normal class that attains min_c IC + lam * ET (the class BLISS uses)."""
     ic = np.asarray(ic, float)
     et = np.asarray(et, float)

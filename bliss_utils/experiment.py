@@ -25,14 +25,27 @@ PAPER_BACKBONES = ("clip-vit-b16", "blip", "slip-vit-b16")
 PAPER_IMAGE_ENCODER = "vit-b16-in21k"
 DATASETS = ("cifar10", "cifar100", "tinyimagenet")
 # which tiny random encoder stands in for which paper backbone in smoke mode
-SMOKE_STAND_INS = {"clip-vit-b16": "tiny-clip", "blip": "tiny-blip", "slip-vit-b16": "tiny-slip", "vit-b16-in21k": "tiny-vit"}
+SMOKE_STAND_INS = {
+    "clip-vit-b16": "tiny-clip",
+    "blip": "tiny-blip",
+    "slip-vit-b16": "tiny-slip",
+    "vit-b16-in21k": "tiny-vit",
+}
 # generated data per class in smoke mode: (train, test)
 SMOKE_DATA = {"cifar10": (20, 10), "cifar100": (2, 1), "tinyimagenet": (2, 1)}
 SMOKE_MARKER = "BLISS_SMOKE_DATA.json"
 # CIFAR-10 pairs of semantically close classes: (normal, anomalous); the paper names horse vs deer
 _ENCODERS: dict[tuple[str, str | None, str], Any] = {}  # loaded encoders, shared by every Experiment of the process
-CLOSE_PAIRS = (("horse", "deer"), ("deer", "horse"), ("cat", "dog"), ("dog", "cat"),
-               ("automobile", "truck"), ("truck", "automobile"), ("airplane", "ship"), ("ship", "airplane"))
+CLOSE_PAIRS = (
+    ("horse", "deer"),
+    ("deer", "horse"),
+    ("cat", "dog"),
+    ("dog", "cat"),
+    ("automobile", "truck"),
+    ("truck", "automobile"),
+    ("airplane", "ship"),
+    ("ship", "airplane"),
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,9 @@ class Experiment:
         """Where `python -m bliss_utils reproduce` keeps the executed notebooks."""
         return self.results_dir / "executed"
 
-    def settings(self, datasets: Sequence[str] | None = None, n_normal: Sequence[int] | None = None) -> dict[str, list[list[int]]]:
+    def settings(
+        self, datasets: Sequence[str] | None = None, n_normal: Sequence[int] | None = None
+    ) -> dict[str, list[list[int]]]:
         """The paper's settings (name -> trials of normal classes) for ``datasets``, cut to ``max_trials`` trials."""
         from .splits import PAPER_SETTINGS, class_splits, setting_name
 
@@ -100,8 +115,15 @@ class Experiment:
             _ENCODERS[key] = load_encoder(key[0], device=self.device, preprocess=self.preprocess)
         return _ENCODERS[key]
 
-    def embedding_set(self, dataset: str, encoder: str | None = None, dictionary: str | Sequence[str] | None = None,
-                      template: Any = None, dictionary_exclude: Sequence[str] = (), progress: bool = True) -> Any:
+    def embedding_set(
+        self,
+        dataset: str,
+        encoder: str | None = None,
+        dictionary: str | Sequence[str] | None = None,
+        template: Any = None,
+        dictionary_exclude: Sequence[str] = (),
+        progress: bool = True,
+    ) -> Any:
         """Cached train/test image embeddings, class texts and dictionary of ``dataset`` (bliss_utils.embeddings)."""
         from .embeddings import load_embedding_set
         from .prompts import PAPER_TEMPLATE
@@ -118,8 +140,9 @@ class Experiment:
         from .embeddings import text_embeddings
         from .prompts import PAPER_TEMPLATE
 
-        return text_embeddings(self.load_encoder(encoder), list(texts), template=template or PAPER_TEMPLATE,
-                               cache_dir=self.cache_dir)
+        return text_embeddings(
+            self.load_encoder(encoder), list(texts), template=template or PAPER_TEMPLATE, cache_dir=self.cache_dir
+        )
 
     def dictionary_variants(self) -> dict[str, list[str]]:
         """The dictionaries of the dictionary ablation: label -> entries (ImageNet, English of several sizes, label sets)."""
@@ -157,8 +180,13 @@ class Experiment:
             entry["data"] = "; ".join(dict.fromkeys(x for x in [*entry["data"].split("; "), data] if x))
         return out
 
-    def evaluate(self, sets: Any, settings: Mapping[str, Sequence[Sequence[int]]] | None = None,
-                 progress: bool = False, **kwargs: Any) -> Any:
+    def evaluate(
+        self,
+        sets: Any,
+        settings: Mapping[str, Sequence[Sequence[int]]] | None = None,
+        progress: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         """grid.evaluate_grid over one EmbeddingSet or a {dataset: EmbeddingSet} mapping, each with its dataset's
         settings (default: the paper's, cut to max_trials), this experiment's seed and baseline parameters."""
         import pandas as pd
@@ -188,7 +216,11 @@ class Experiment:
         """Prompt templates of the template ablation: label -> template (or list of templates, averaged)."""
         from .prompts import ENSEMBLE_TEMPLATES, PAPER_TEMPLATE
 
-        return {"paper": PAPER_TEMPLATE, "bare label": "{}", f"ensemble ({len(ENSEMBLE_TEMPLATES)})": list(ENSEMBLE_TEMPLATES)}
+        return {
+            "paper": PAPER_TEMPLATE,
+            "bare label": "{}",
+            f"ensemble ({len(ENSEMBLE_TEMPLATES)})": list(ENSEMBLE_TEMPLATES),
+        }
 
     def close_pairs(self) -> dict[str, list[list[int]]]:
         """CIFAR-10 settings with one normal and one anomalous class, semantically close (e.g. horse vs deer)."""
@@ -258,8 +290,16 @@ def ensure_smoke_data(root: str | Path, seed: int = 0) -> Path:
     return root
 
 
-def make_experiment(smoke: bool = False, encoder: str = "", data_root: str = "", output_dir: str = "",
-                    device: str = "", max_trials: int = 0, seed: int = 0, preprocess: str = "default") -> Experiment:
+def make_experiment(
+    smoke: bool = False,
+    encoder: str = "",
+    data_root: str = "",
+    output_dir: str = "",
+    device: str = "",
+    max_trials: int = 0,
+    seed: int = 0,
+    preprocess: str = "default",
+) -> Experiment:
     """Turn notebook parameters into an :class:`Experiment` (empty strings / 0 mean the mode's default).
 
     Paper mode reads data from ``data_root`` (default bliss_utils.config.data_dir()); smoke mode generates its data
@@ -267,29 +307,49 @@ def make_experiment(smoke: bool = False, encoder: str = "", data_root: str = "",
     (default the repository's ``figures/`` and ``results/``).
     """
     if not isinstance(smoke, bool):
-        raise ValueError(f"smoke must be True or False; got {smoke!r}")
+        raise ValueError(f"smoke must be True or False; got {smoke!r}")  # noqa: TRY004 (team rule: bad input -> ValueError)
     if max_trials < 0:
         raise ValueError(f"max_trials must be >= 0 (0 = all trials); got {max_trials}")
     if preprocess not in ("default", "cifar"):
-        raise ValueError(f"preprocess must be 'default' (each backbone's own) or 'cifar' (the authors' code); got {preprocess!r}")
+        raise ValueError(
+            f"preprocess must be 'default' (each backbone's own) or 'cifar' (the authors' code); got {preprocess!r}"
+        )
     out = Path(output_dir).expanduser().resolve() if output_dir else None
     figs = out / "figures" if out else figures_dir()
     res = out / "results" if out else results_dir()
-    common = dict(device=device or None, seed=seed, preprocess=preprocess, figures_dir=figs, results_dir=res)
+    common = {"device": device or None, "seed": seed, "preprocess": preprocess, "figures_dir": figs, "results_dir": res}
     if smoke:
         root = Path(data_root).expanduser().resolve() if data_root else smoke_data_root(out)
         ensure_smoke_data(root, seed=seed)
         stand_ins = {v: k for k, v in SMOKE_STAND_INS.items()}
         main = encoder or SMOKE_STAND_INS[PAPER_ENCODER]
         return Experiment(
-            smoke=True, encoder=main, backbones=tuple(SMOKE_STAND_INS[b] for b in PAPER_BACKBONES),
-            image_encoder=SMOKE_STAND_INS[PAPER_IMAGE_ENCODER], datasets=DATASETS, data_root=root,
-            max_trials=max_trials or 2, dictionary_size=64, lams=(0.1, 0.5, 0.75, 2.0), ks=(1, 5, 10),
-            shots=(1, 5, None), english_sizes=(32, 64), tsne_per_class=6, n_quantiles=5,
-            baseline_params={"lunar": {"n_epochs": 5}}, stands_for=stand_ins, **common,
+            smoke=True,
+            encoder=main,
+            backbones=tuple(SMOKE_STAND_INS[b] for b in PAPER_BACKBONES),
+            image_encoder=SMOKE_STAND_INS[PAPER_IMAGE_ENCODER],
+            datasets=DATASETS,
+            data_root=root,
+            max_trials=max_trials or 2,
+            dictionary_size=64,
+            lams=(0.1, 0.5, 0.75, 2.0),
+            ks=(1, 5, 10),
+            shots=(1, 5, None),
+            english_sizes=(32, 64),
+            tsne_per_class=6,
+            n_quantiles=5,
+            baseline_params={"lunar": {"n_epochs": 5}},
+            stands_for=stand_ins,
+            **common,
         )
     root = Path(data_root).expanduser().resolve() if data_root else data_dir()
     return Experiment(
-        smoke=False, encoder=encoder or PAPER_ENCODER, backbones=PAPER_BACKBONES, image_encoder=PAPER_IMAGE_ENCODER,
-        datasets=DATASETS, data_root=root, max_trials=max_trials, **common,
+        smoke=False,
+        encoder=encoder or PAPER_ENCODER,
+        backbones=PAPER_BACKBONES,
+        image_encoder=PAPER_IMAGE_ENCODER,
+        datasets=DATASETS,
+        data_root=root,
+        max_trials=max_trials,
+        **common,
     )

@@ -9,10 +9,10 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def _pyplot():
 
 def _in_notebook() -> bool:
     try:
-        from IPython import get_ipython  # noqa: PLC0415
+        from IPython import get_ipython
     except ImportError:
         return False
     shell = get_ipython()
@@ -102,7 +102,9 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None, heigh
     return plt.subplots(nrows, ncols, figsize=(w, h), squeeze=False, **kwargs)
 
 
-def save_figure(fig: Any, name: str, out_dir: str | Path | None = None, formats: Sequence[str] = ("pdf", "png")) -> list[Path]:
+def save_figure(
+    fig: Any, name: str, out_dir: str | Path | None = None, formats: Sequence[str] = ("pdf", "png")
+) -> list[Path]:
     """Write ``fig`` as ``<out_dir>/<name>.pdf`` and ``.png`` (default ``figures/``), atomically; return the paths."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"figure name {name!r} must be a plain file stem (letters, digits, '_', '-', '.')")
@@ -126,8 +128,15 @@ def save_figure(fig: Any, name: str, out_dir: str | Path | None = None, formats:
     return paths
 
 
-def plot_tsne(ax: Any, coords: np.ndarray, is_text: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-              title: str = "", max_legend: int = 10) -> None:
+def plot_tsne(
+    ax: Any,
+    coords: np.ndarray,
+    is_text: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    title: str = "",
+    max_legend: int = 10,
+) -> None:
     """Fig. 1b: image embeddings as dots coloured by class, class-text embeddings as black-edged crosses."""
     coords = np.asarray(coords)
     is_text = np.asarray(is_text, bool)
@@ -139,8 +148,9 @@ def plot_tsne(ax: Any, coords: np.ndarray, is_text: np.ndarray, labels: np.ndarr
         name = class_names[c] if len(classes) <= max_legend else None
         ax.scatter(coords[img, 0], coords[img, 1], s=4, color=colour, alpha=0.6, linewidths=0, label=name)
         txt = is_text & (labels == c)
-        ax.scatter(coords[txt, 0], coords[txt, 1], s=45, marker="X", color=colour, edgecolors="black", linewidths=0.6,
-                   zorder=3)
+        ax.scatter(
+            coords[txt, 0], coords[txt, 1], s=45, marker="X", color=colour, edgecolors="black", linewidths=0.6, zorder=3
+        )
     ax.scatter([], [], s=45, marker="X", color="white", edgecolors="black", linewidths=0.6, label="class text")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -149,8 +159,13 @@ def plot_tsne(ax: Any, coords: np.ndarray, is_text: np.ndarray, labels: np.ndarr
         ax.set_title(title)
 
 
-def plot_distributions(ax: Any, samples: dict[str, np.ndarray], xlabel: str = "cosine similarity", bins: int = 60,
-                       colours: Sequence[str] = (BLUE, ORANGE, "#009E73")) -> None:
+def plot_distributions(
+    ax: Any,
+    samples: dict[str, np.ndarray],
+    xlabel: str = "cosine similarity",
+    bins: int = 60,
+    colours: Sequence[str] = (BLUE, ORANGE, "#009E73"),
+) -> None:
     """Fig. 2: one density line per named sample (histogram density on shared bins)."""
     if not samples:
         raise ValueError("samples is empty: give at least one named array to plot")
@@ -180,8 +195,15 @@ def plot_error_quantiles(ax: Any, table: Any, ylabel: bool = True) -> None:
     ax.legend(loc="upper center")
 
 
-def plot_ic_et(ax: Any, ic: np.ndarray, et: np.ndarray, is_anomaly: np.ndarray, lam: float | None = None,
-               max_points: int = 4000, seed: int = 0) -> None:
+def plot_ic_et(
+    ax: Any,
+    ic: np.ndarray,
+    et: np.ndarray,
+    is_anomaly: np.ndarray,
+    lam: float | None = None,
+    max_points: int = 4000,
+    seed: int = 0,
+) -> None:
     """Fig. 4: internal class score (x) against external text score (y), normal in blue, anomalies in orange."""
     ic = np.asarray(ic, float)
     et = np.asarray(et, float)
@@ -203,8 +225,9 @@ def plot_ic_et(ax: Any, ic: np.ndarray, et: np.ndarray, is_anomaly: np.ndarray, 
     ax.legend(markerscale=3)
 
 
-def plot_metric_curve(ax: Any, table: Any, x: str, y: str = "auroc", hue: str = "setting", yerr: str | None = None,
-                      xlog: bool = False) -> None:
+def plot_metric_curve(
+    ax: Any, table: Any, x: str, y: str = "auroc", hue: str = "setting", yerr: str | None = None, xlog: bool = False
+) -> None:
     """Ablation curves: ``y`` against ``x``, one line per value of ``hue`` (a tidy DataFrame of summaries)."""
     for i, (name, part) in enumerate(table.groupby(hue, sort=True)):
         part = part.sort_values(x)

@@ -60,8 +60,14 @@ def _check_name(name: str) -> str:
     return name
 
 
-def save_table(table: pd.DataFrame, name: str, out_dir: str | Path | None = None, latex: bool = False,
-               index: bool = True, caption: str = "") -> dict[str, Path]:
+def save_table(
+    table: pd.DataFrame,
+    name: str,
+    out_dir: str | Path | None = None,
+    latex: bool = False,
+    index: bool = True,
+    caption: str = "",
+) -> dict[str, Path]:
     """Write ``table`` as ``<out_dir>/<name>.csv`` and ``.md`` (and ``.tex`` if ``latex``); default out_dir is results/."""
     _check_name(name)
     if not isinstance(table, pd.DataFrame) or table.empty:
@@ -131,9 +137,15 @@ def _ordered(values: Sequence[str], order: Sequence[str]) -> list[str]:
     return known + sorted(v for v in set(values) if v not in set(order))
 
 
-def cell_table(summary: pd.DataFrame, index: str | Sequence[str] = "method", columns: str = "setting",
-               stars: Mapping[str, bool] | None = None, star_method: str = "bliss", decimals: int = 1,
-               show_std: bool = True) -> pd.DataFrame:
+def cell_table(
+    summary: pd.DataFrame,
+    index: str | Sequence[str] = "method",
+    columns: str = "setting",
+    stars: Mapping[str, bool] | None = None,
+    star_method: str = "bliss",
+    decimals: int = 1,
+    show_std: bool = True,
+) -> pd.DataFrame:
     """Pivot a summary (mean, std columns) into a table of 'mean ± std' strings; ``stars`` maps setting -> bool."""
     index = [index] if isinstance(index, str) else list(index)
     missing = {*index, columns, "mean", "std"} - set(summary.columns)
@@ -141,8 +153,12 @@ def cell_table(summary: pd.DataFrame, index: str | Sequence[str] = "method", col
         raise ValueError(f"summary lacks column(s) {sorted(missing)}")
     df = summary.copy()
     df["cell"] = [
-        format_cell(m, s if show_std else None,
-                    bool(stars and r.get("method") == star_method and stars.get(r[columns], False)), decimals)
+        format_cell(
+            m,
+            s if show_std else None,
+            bool(stars and r.get("method") == star_method and stars.get(r[columns], False)),
+            decimals,
+        )
         for m, s, (_, r) in zip(df["mean"], df["std"], df.iterrows())
     ]
     for col in index:  # pivot drops NaN keys (e.g. lam of methods without one): show them as blanks
@@ -158,8 +174,14 @@ def cell_table(summary: pd.DataFrame, index: str | Sequence[str] = "method", col
 
 
 # ---------------------------------------------------------------- significance
-def significance(results: pd.DataFrame, method: str = "bliss", alpha: float = 0.05,
-                 reported: pd.DataFrame | None = None, metric: str = "auroc", key: str = "method") -> pd.DataFrame:
+def significance(
+    results: pd.DataFrame,
+    method: str = "bliss",
+    alpha: float = 0.05,
+    reported: pd.DataFrame | None = None,
+    metric: str = "auroc",
+    key: str = "method",
+) -> pd.DataFrame:
     """One-sided t-test of ``method`` against the next best competitor in every setting (the paper's Table 1 stars).
 
     Competitors are the other measured methods (per-trial Welch test, metrics.one_sided_ttest) and, if given,
@@ -179,12 +201,28 @@ def significance(results: pd.DataFrame, method: str = "bliss", alpha: float = 0.
         candidates = []
         for other, sub in part[part[key] != method].groupby(key):
             vals = sub[metric].to_numpy(float)
-            candidates.append({"competitor": other, "source": "measured", "mean": vals.mean(),
-                               "std": float(np.std(vals, ddof=0)), "n": len(vals), "values": vals})
+            candidates.append(
+                {
+                    "competitor": other,
+                    "source": "measured",
+                    "mean": vals.mean(),
+                    "std": float(np.std(vals, ddof=0)),
+                    "n": len(vals),
+                    "values": vals,
+                }
+            )
         if reported is not None:
             for _, r in reported[(reported["setting"] == setting) & (reported[key] != method)].iterrows():
-                candidates.append({"competitor": r[key], "source": "reported", "mean": float(r["mean"]),
-                                   "std": float(r["std"]), "n": int(r["n_trials"]), "values": None})
+                candidates.append(
+                    {
+                        "competitor": r[key],
+                        "source": "reported",
+                        "mean": float(r["mean"]),
+                        "std": float(r["std"]),
+                        "n": int(r["n_trials"]),
+                        "values": None,
+                    }
+                )
         if not candidates:
             continue
         best = max(candidates, key=lambda c: c["mean"])
@@ -193,13 +231,23 @@ def significance(results: pd.DataFrame, method: str = "bliss", alpha: float = 0.
             if best["values"] is not None:
                 p = one_sided_ttest(ours, best["values"])
             elif not math.isnan(best["std"]):
-                p = one_sided_ttest_from_stats(ours.mean(), float(np.std(ours, ddof=0)), len(ours),
-                                               best["mean"], best["std"], best["n"])
+                p = one_sided_ttest_from_stats(
+                    ours.mean(), float(np.std(ours, ddof=0)), len(ours), best["mean"], best["std"], best["n"]
+                )
         except ValueError as err:  # e.g. a single trial: no variance to test with
             logger.info("no t-test for %s in %s: %s", method, setting, err)
-        rows.append({"setting": setting, "method": method, "mean": float(ours.mean()), "competitor": best["competitor"],
-                     "competitor_source": best["source"], "competitor_mean": best["mean"], "p_value": p,
-                     "star": bool(p < alpha) if not math.isnan(p) else False})
+        rows.append(
+            {
+                "setting": setting,
+                "method": method,
+                "mean": float(ours.mean()),
+                "competitor": best["competitor"],
+                "competitor_source": best["source"],
+                "competitor_mean": best["mean"],
+                "p_value": p,
+                "star": bool(p < alpha) if not math.isnan(p) else False,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -211,9 +259,16 @@ TABLE1_ORDER = {
 }
 
 
-def table1(results: pd.DataFrame, image_backbones: Sequence[str] = ("vit-b16-in21k",),
-           backbone_of: Mapping[str, str] | None = None, reported: pd.DataFrame | None = None, lam: float = 0.5,
-           k: int = 10, alpha: float = 0.05, decimals: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def table1(
+    results: pd.DataFrame,
+    image_backbones: Sequence[str] = ("vit-b16-in21k",),
+    backbone_of: Mapping[str, str] | None = None,
+    reported: pd.DataFrame | None = None,
+    lam: float = 0.5,
+    k: int = 10,
+    alpha: float = 0.05,
+    decimals: int = 1,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The paper's Table 1: measured rows (grid results) plus its reported-only rows, marked, and BLISS's t-test stars.
 
     Rows of encoders whose paper backbone is in ``image_backbones`` form the image-only group, the others the
@@ -225,29 +280,51 @@ def table1(results: pd.DataFrame, image_backbones: Sequence[str] = ("vit-b16-in2
 
         reported = reported_results()
     backbone_of = dict(backbone_of or {})
-    keep = (results["method"] != "bliss") | (np.isclose(results["lam"].astype(float), lam)
-                                             & np.isclose(results["k"].astype(float), k))
+    keep = (results["method"] != "bliss") | (
+        np.isclose(results["lam"].astype(float), lam) & np.isclose(results["k"].astype(float), k)
+    )
     r = results[keep].copy()
     r["group"] = ["image-only" if backbone_of.get(e, e) in image_backbones else "clip-based" for e in r["encoder"]]
     r["row"] = r["group"] + ":" + r["method"]
-    measured = (r.groupby(["group", "method", "setting"], sort=False)["auroc"]
-                .agg(mean="mean", std=lambda v: float(np.std(v, ddof=0)), n_trials="count").reset_index())
+    measured = (
+        r.groupby(["group", "method", "setting"], sort=False)["auroc"]
+        .agg(mean="mean", std=lambda v: float(np.std(v, ddof=0)), n_trials="count")
+        .reset_index()
+    )
     measured["source"] = "measured"
     rep = reported[(reported["table"] == "table1") & reported["method"].isin(REPORTED_ONLY)]
-    rep = pd.DataFrame({"group": rep["group"], "method": rep["method"], "setting": rep["setting"],
-                        "mean": rep["auroc_mean"], "std": rep["auroc_std"], "n_trials": rep["n_trials"],
-                        "source": "reported"})
+    rep = pd.DataFrame(
+        {
+            "group": rep["group"],
+            "method": rep["method"],
+            "setting": rep["setting"],
+            "mean": rep["auroc_mean"],
+            "std": rep["auroc_std"],
+            "n_trials": rep["n_trials"],
+            "source": "reported",
+        }
+    )
     long = pd.concat([measured, rep], ignore_index=True)
     long["row"] = long["group"] + ":" + long["method"]
-    sig = significance(r, method="clip-based:bliss", alpha=alpha, key="row",
-                       reported=rep.assign(row=rep["group"] + ":" + rep["method"]))
+    sig = significance(
+        r,
+        method="clip-based:bliss",
+        alpha=alpha,
+        key="row",
+        reported=rep.assign(row=rep["group"] + ":" + rep["method"]),
+    )
     stars = dict(zip(sig["setting"], sig["star"])) if not sig.empty else {}
-    long["label"] = [method_label(m) + (" (reported)" if src == "reported" else "")
-                     for m, src in zip(long["method"], long["source"])]
-    long["cell"] = [format_cell(m, s, bool(row == "clip-based:bliss" and stars.get(st, False)), decimals)
-                    for m, s, row, st in zip(long["mean"], long["std"], long["row"], long["setting"])]
+    long["label"] = [
+        method_label(m) + (" (reported)" if src == "reported" else "") for m, src in zip(long["method"], long["source"])
+    ]
+    long["cell"] = [
+        format_cell(m, s, bool(row == "clip-based:bliss" and stars.get(st, False)), decimals)
+        for m, s, row, st in zip(long["mean"], long["std"], long["row"], long["setting"])
+    ]
     order = [(g, m) for g, ms in TABLE1_ORDER.items() for m in ms]
-    long["order"] = [order.index((g, m)) if (g, m) in order else len(order) for g, m in zip(long["group"], long["method"])]
+    long["order"] = [
+        order.index((g, m)) if (g, m) in order else len(order) for g, m in zip(long["group"], long["method"])
+    ]
     long = long.sort_values(["order", "source"]).drop(columns="order")
     display = long.pivot_table(index=["group", "label"], columns="setting", values="cell", aggfunc="first", sort=False)
     display = display.reindex(columns=_ordered(list(display.columns), SETTING_ORDER)).fillna("-")
@@ -260,12 +337,15 @@ def table1(results: pd.DataFrame, image_backbones: Sequence[str] = ("vit-b16-in2
 TABLE3_LABELS = {"raw-similarity": "w/o (5)", "biased-clip": "w (5)", "bliss": "BLISS"}
 
 
-def table3(results: pd.DataFrame, backbones: Sequence[str], backbone_of: Mapping[str, str] | None = None,
-           decimals: int = 2) -> pd.DataFrame:
+def table3(
+    results: pd.DataFrame, backbones: Sequence[str], backbone_of: Mapping[str, str] | None = None, decimals: int = 2
+) -> pd.DataFrame:
     """The paper's Table 3: mean AUROC per setting (rows) for each backbone x {w/o (5), w (5), BLISS} (columns)."""
     backbone_of = dict(backbone_of or {})
     summary = summarise(results[results["method"].isin(list(TABLE3_LABELS))])
-    summary["column"] = [f"{backbone_of.get(e, e)} / {TABLE3_LABELS[m]}" for e, m in zip(summary["encoder"], summary["method"])]
+    summary["column"] = [
+        f"{backbone_of.get(e, e)} / {TABLE3_LABELS[m]}" for e, m in zip(summary["encoder"], summary["method"])
+    ]
     table = cell_table(summary, index="setting", columns="column", show_std=False, decimals=decimals)
     wanted = [f"{backbone_of.get(b, b)} / {label}" for b in backbones for label in TABLE3_LABELS.values()]
     missing = [c for c in wanted if c not in table.columns]
@@ -281,9 +361,17 @@ def measured_dir(out_dir: str | Path | None = None) -> Path:
     return (Path(out_dir) if out_dir else results_dir()) / "measured"
 
 
-def record_measurements(name: str, results: pd.DataFrame, table: str, backbones: Mapping[str, str] | None = None,
-                        provenance: Mapping[str, Mapping[str, str]] | None = None, dictionary: str = "imagenet",
-                        variant: str = "", smoke: bool = False, out_dir: str | Path | None = None) -> pd.DataFrame:
+def record_measurements(
+    name: str,
+    results: pd.DataFrame,
+    table: str,
+    backbones: Mapping[str, str] | None = None,
+    provenance: Mapping[str, Mapping[str, str]] | None = None,
+    dictionary: str = "imagenet",
+    variant: str = "",
+    smoke: bool = False,
+    out_dir: str | Path | None = None,
+) -> pd.DataFrame:
     """Summarise a grid DataFrame (AUROC and FPR95) and store it as ``results/measured/<name>.csv`` for REPORT.md.
 
     ``table`` names the paper's table it reproduces (table1, table2, table3, dictionary_ablation, or an ablation name
@@ -317,7 +405,9 @@ def load_measurements(out_dir: str | Path | None = None) -> pd.DataFrame:
     files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
     frames = []
     for f in files:
-        df = pd.read_csv(f, keep_default_na=True, dtype={"dictionary": str, "variant": str, "weights": str, "data": str})
+        df = pd.read_csv(
+            f, keep_default_na=True, dtype={"dictionary": str, "variant": str, "weights": str, "data": str}
+        )
         missing = set(MEASURED_COLUMNS) - set(df.columns)
         if missing:
             raise ValueError(f"{f} lacks column(s) {sorted(missing)}: was it written by record_measurements?")
@@ -352,20 +442,39 @@ def compare_with_reported(measured: pd.DataFrame, reported: pd.DataFrame | None 
     for _, r in reported.iterrows():
         lam_wanted = r["lam"] if r["method"] == "bliss" else float("nan")
         dictionary = r["dictionary"] if r["method"] == "bliss" else ""
-        hit = m[(m["table"] == r["table"]) & (m["setting"] == r["setting"]) & (m["method"] == r["method"])
-                & (m["backbone"] == r["backbone"]) & (m["dictionary"] == dictionary)]
+        hit = m[
+            (m["table"] == r["table"])
+            & (m["setting"] == r["setting"])
+            & (m["method"] == r["method"])
+            & (m["backbone"] == r["backbone"])
+            & (m["dictionary"] == dictionary)
+        ]
         hit = hit[[_same(float(x), float(lam_wanted)) for x in hit["lam"]]]
         if hit.empty:
             continue
         h = hit.iloc[0]
-        rows.append({
-            "table": r["table"], "setting": r["setting"], "method": r["method"], "label": r["label"],
-            "backbone": r["backbone"], "encoder": h["encoder"], "lam": r["lam"], "dictionary": dictionary,
-            "measured_mean": float(h["mean"]), "measured_std": float(h["std"]), "n_trials": int(h["n_trials"]),
-            "reported_mean": float(r["auroc_mean"]), "reported_std": float(r["auroc_std"]),
-            "difference": float(h["mean"]) - float(r["auroc_mean"]),
-            "weights": h["weights"], "data": h["data"], "smoke": bool(h["smoke"]), "note": r["note"],
-        })
+        rows.append(
+            {
+                "table": r["table"],
+                "setting": r["setting"],
+                "method": r["method"],
+                "label": r["label"],
+                "backbone": r["backbone"],
+                "encoder": h["encoder"],
+                "lam": r["lam"],
+                "dictionary": dictionary,
+                "measured_mean": float(h["mean"]),
+                "measured_std": float(h["std"]),
+                "n_trials": int(h["n_trials"]),
+                "reported_mean": float(r["auroc_mean"]),
+                "reported_std": float(r["auroc_std"]),
+                "difference": float(h["mean"]) - float(r["auroc_mean"]),
+                "weights": h["weights"],
+                "data": h["data"],
+                "smoke": bool(h["smoke"]),
+                "note": r["note"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -376,50 +485,82 @@ def _provenance_lines(measured: pd.DataFrame) -> list[str]:
         data = sorted({x for cell in part["data"] for x in str(cell).split("; ") if x})
         backbone = part["backbone"].iloc[0]
         stands = f" (standing in for {backbone})" if backbone != encoder else ""
-        lines.append(f"- `{encoder}`{stands}: weights `{' | '.join(weights) or 'not recorded'}`; "
-                     f"data: {'; '.join(data) or 'not recorded'}")
+        lines.append(
+            f"- `{encoder}`{stands}: weights `{' | '.join(weights) or 'not recorded'}`; "
+            f"data: {'; '.join(data) or 'not recorded'}"
+        )
     return lines
 
 
-def write_report(out_dir: str | Path | None = None, reported: pd.DataFrame | None = None,
-                 extra_sections: Mapping[str, str] | None = None) -> Path:
+def write_report(
+    out_dir: str | Path | None = None,
+    reported: pd.DataFrame | None = None,
+    extra_sections: Mapping[str, str] | None = None,
+) -> Path:
     """Generate ``results/REPORT.md``: every measured number the paper reports, beside it, with the difference."""
     folder = Path(out_dir) if out_dir else results_dir()
     measured = load_measurements(folder)
-    lines = ["# BLISS reproduction: measured vs reported", "",
-             "Generated by `bliss_utils.report.write_report` from `results/measured/*.csv`; do not edit by hand.",
-             "AUROC in percent, mean ± population std over trials; difference = measured - reported.", ""]
+    lines = [
+        "# BLISS reproduction: measured vs reported",
+        "",
+        "Generated by `bliss_utils.report.write_report` from `results/measured/*.csv`; do not edit by hand.",
+        "AUROC in percent, mean ± population std over trials; difference = measured - reported.",
+        "",
+    ]
     if measured.empty:
         lines += ["No measurements recorded yet: run the notebooks (`python -m bliss_utils reproduce`)."]
         return _atomic_write(folder / "REPORT.md", "\n".join(lines) + "\n")
     if measured["smoke"].astype(bool).any():
-        lines += ["> **SMOKE RUN.** These numbers come from tiny randomly initialised encoders on generated images.",
-                  "> They test that the pipeline runs end to end; they say nothing about the paper's claims.", ""]
+        lines += [
+            "> **SMOKE RUN.** These numbers come from tiny randomly initialised encoders on generated images.",
+            "> They test that the pipeline runs end to end; they say nothing about the paper's claims.",
+            "",
+        ]
     lines += ["## What produced these numbers", "", *_provenance_lines(measured), ""]
     comparison = compare_with_reported(measured, reported)
-    titles = {"table1": "Table 1 (AUROC vs baselines)", "table2": "Table 2 (lambda)",
-              "table3": "Table 3 (backbones)", "dictionary_ablation": "TinyImageNet labels in the dictionary (section 5.1)"}
+    titles = {
+        "table1": "Table 1 (AUROC vs baselines)",
+        "table2": "Table 2 (lambda)",
+        "table3": "Table 3 (backbones)",
+        "dictionary_ablation": "TinyImageNet labels in the dictionary (section 5.1)",
+    }
     for table, title in titles.items():
         part = comparison[comparison["table"] == table] if not comparison.empty else comparison
         lines += [f"## {title}", ""]
         if part.empty:
             lines += ["Not measured in this run.", ""]
             continue
-        show = pd.DataFrame({
-            "setting": part["setting"], "method": part["label"], "measured by": part["encoder"],
-            "lam": [("" if math.isnan(x) else f"{x:g}") for x in part["lam"]],
-            "measured": [format_cell(m, s, decimals=2) for m, s in zip(part["measured_mean"], part["measured_std"])],
-            "reported": [format_cell(m, s, decimals=2) for m, s in zip(part["reported_mean"], part["reported_std"])],
-            "difference": [f"{d:+.2f}" for d in part["difference"]],
-            "trials": part["n_trials"],
-        })
+        show = pd.DataFrame(
+            {
+                "setting": part["setting"],
+                "method": part["label"],
+                "measured by": part["encoder"],
+                "lam": [("" if math.isnan(x) else f"{x:g}") for x in part["lam"]],
+                "measured": [
+                    format_cell(m, s, decimals=2) for m, s in zip(part["measured_mean"], part["measured_std"])
+                ],
+                "reported": [
+                    format_cell(m, s, decimals=2) for m, s in zip(part["reported_mean"], part["reported_std"])
+                ],
+                "difference": [f"{d:+.2f}" for d in part["difference"]],
+                "trials": part["n_trials"],
+            }
+        )
         lines += [show.to_markdown(index=False, disable_numparse=True), ""]
-        lines += [f"Mean absolute difference over these {len(part)} cells: {part['difference'].abs().mean():.2f} AUROC points.", ""]
+        lines += [
+            f"Mean absolute difference over these {len(part)} cells: {part['difference'].abs().mean():.2f} AUROC points.",
+            "",
+        ]
     others = measured[~measured["table"].isin(list(titles))]
     if not others.empty:
-        lines += ["## Ablations the paper describes without numbers (measured only)", "",
-                  "See the CSV/Markdown tables under `results/` for each; listed here: "
-                  + ", ".join(f"`{t}`" for t in sorted(set(others["table"]))) + ".", ""]
+        lines += [
+            "## Ablations the paper describes without numbers (measured only)",
+            "",
+            "See the CSV/Markdown tables under `results/` for each; listed here: "
+            + ", ".join(f"`{t}`" for t in sorted(set(others["table"])))
+            + ".",
+            "",
+        ]
     for heading, body in (extra_sections or {}).items():
         lines += [f"## {heading}", "", body.strip(), ""]
     if not comparison.empty:

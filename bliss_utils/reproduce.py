@@ -55,16 +55,29 @@ def register(subparsers: Any) -> None:
     p.add_argument("--smoke", action="store_true",
                    help="tiny random-weight encoders on generated data: a few minutes on a CPU; tests the pipeline, "
                         "NOT the paper's numbers")  # fmt: skip
-    p.add_argument("--output-dir", default="", help="write figures/ and results/ under this folder (default: the repository's)")
+    p.add_argument(
+        "--output-dir", default="", help="write figures/ and results/ under this folder (default: the repository's)"
+    )
     p.add_argument("--data-root", default="",
                    help="folder holding the datasets (default: $BLISS_DATA_DIR or <repo>/data; smoke: generated under "
                         "<output-dir>/data or out/smoke/data)")  # fmt: skip
     p.add_argument("--device", default="", help="torch device (default: CUDA if available, else CPU)")
-    p.add_argument("--max-trials", type=int, default=0, help="trials per setting (default 0: all of the paper's protocol)")
-    p.add_argument("--preprocess", default="default", choices=("default", "cifar"),
-                   help="'cifar': the authors' CIFAR-statistics normalisation for CLIP (default: each backbone's own)")
-    p.add_argument("--only", nargs="+", default=None, metavar="NN",
-                   help="run only the notebooks whose names start with these prefixes, e.g. --only 04 06")
+    p.add_argument(
+        "--max-trials", type=int, default=0, help="trials per setting (default 0: all of the paper's protocol)"
+    )
+    p.add_argument(
+        "--preprocess",
+        default="default",
+        choices=("default", "cifar"),
+        help="'cifar': the authors' CIFAR-statistics normalisation for CLIP (default: each backbone's own)",
+    )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="NN",
+        help="run only the notebooks whose names start with these prefixes, e.g. --only 04 06",
+    )
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
     p.add_argument("--skip-preflight", action="store_true", help="do not check datasets and weights first")
     p.set_defaults(func=run)
@@ -142,12 +155,22 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         print(f"  {path.name} ...", file=sys.stderr, flush=True)
         try:
-            pm.execute_notebook(str(path), str(out), parameters=params, kernel_name=args.kernel,
-                                cwd=str(find_project_root()), progress_bar=False, request_save_on_cell_execute=True)
+            pm.execute_notebook(
+                str(path),
+                str(out),
+                parameters=params,
+                kernel_name=args.kernel,
+                cwd=str(find_project_root()),
+                progress_bar=False,
+                request_save_on_cell_execute=True,
+            )
         except pm.PapermillExecutionError as err:
             print(f"error: {path.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                   f"  the executed copy with the full traceback: {out}", file=sys.stderr)  # fmt: skip
             return 1
         print(f"  {path.name} done in {time.perf_counter() - started:.0f} s -> {out}", file=sys.stderr)
-    print(f"figures: {exp.figures_dir}\ntables:  {exp.results_dir}\nreport:  {exp.results_dir / 'REPORT.md'}", file=sys.stderr)
+    print(
+        f"figures: {exp.figures_dir}\ntables:  {exp.results_dir}\nreport:  {exp.results_dir / 'REPORT.md'}",
+        file=sys.stderr,
+    )
     return 0

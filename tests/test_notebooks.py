@@ -4,6 +4,7 @@ the notebooks in the repository carry no outputs and have one `parameters` cell;
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,7 +88,12 @@ def _check_ablations(res: Path) -> None:
     assert len(pd.read_csv(res / "ablation_templates.csv")) == 3 * 4
     tiny = pd.read_csv(res / "ablation_tinyimagenet_labels.csv", index_col=0)
     assert list(tiny.index) == ["imagenet", "imagenet-minus-tinyimagenet"]
-    assert set(pd.read_csv(res / "ablation_fpr95.csv", index_col=0).index) == {"bliss", "biased-clip", "raw-similarity", "mcm"}
+    assert set(pd.read_csv(res / "ablation_fpr95.csv", index_col=0).index) == {
+        "bliss",
+        "biased-clip",
+        "raw-similarity",
+        "mcm",
+    }
     pairs = pd.read_csv(res / "ablation_close_pairs.csv", index_col=0)
     assert "horse-vs-deer" in pairs.index and len(pairs) == 8
 
@@ -101,15 +107,31 @@ def _check_table3(res: Path) -> None:
 
 EXPECTED = {
     "00_embeddings": ([], ["embeddings.csv", "embeddings.md"], _check_embeddings),
-    "01_text_clustering": (_figures("fig1b_tsne", "fig1b_tsne_tiny-clip", "fig1b_tsne_tiny-blip", "fig1b_tsne_tiny-slip"),
-                           ["fig1b_mean_cosine.csv", "fig1b_mean_cosine.md"], _check_cosines),
-    "02_similarity_distributions": (_figures("fig2_similarity_distributions", "fig2_similarity_distributions_backbones"),
-                                    ["fig2_distributions.csv"], _check_distributions),
-    "03_similarity_bias": (_figures("fig3_similarity_bias"), ["fig3_errors_by_quantile.csv", "fig3_trend.csv"], _check_bias),
-    "04_main_results": (_figures("fig4_ic_vs_et"), ["table1.csv", "table1.md", "table1.tex", "table1_ttest.csv",
-                                                    "REPORT.md", "measured/table1.csv"], _check_table1),
-    "05_ablations": (_figures("ablation_lambda", "ablation_k"), ["table2.csv", "table2.tex", "measured/table2.csv"],
-                     _check_ablations),
+    "01_text_clustering": (
+        _figures("fig1b_tsne", "fig1b_tsne_tiny-clip", "fig1b_tsne_tiny-blip", "fig1b_tsne_tiny-slip"),
+        ["fig1b_mean_cosine.csv", "fig1b_mean_cosine.md"],
+        _check_cosines,
+    ),
+    "02_similarity_distributions": (
+        _figures("fig2_similarity_distributions", "fig2_similarity_distributions_backbones"),
+        ["fig2_distributions.csv"],
+        _check_distributions,
+    ),
+    "03_similarity_bias": (
+        _figures("fig3_similarity_bias"),
+        ["fig3_errors_by_quantile.csv", "fig3_trend.csv"],
+        _check_bias,
+    ),
+    "04_main_results": (
+        _figures("fig4_ic_vs_et"),
+        ["table1.csv", "table1.md", "table1.tex", "table1_ttest.csv", "REPORT.md", "measured/table1.csv"],
+        _check_table1,
+    ),
+    "05_ablations": (
+        _figures("ablation_lambda", "ablation_k"),
+        ["table2.csv", "table2.tex", "measured/table2.csv"],
+        _check_ablations,
+    ),
     "06_backbones": ([], ["table3.csv", "table3.md", "table3.tex", "measured/table3.csv"], _check_table3),
 }
 
@@ -133,8 +155,15 @@ def test_notebook_runs_in_smoke_mode(path: Path, smoke_dirs: dict[str, str]) -> 
     executed = Path(smoke_dirs["OUTPUT_DIR"]) / "executed" / path.name
     executed.parent.mkdir(parents=True, exist_ok=True)
     try:
-        pm.execute_notebook(str(path), str(executed), parameters={**SMOKE_PARAMS, **smoke_dirs}, kernel_name="python3",
-                            cwd=str(ROOT), progress_bar=False, request_save_on_cell_execute=False)
+        pm.execute_notebook(
+            str(path),
+            str(executed),
+            parameters={**SMOKE_PARAMS, **smoke_dirs},
+            kernel_name="python3",
+            cwd=str(ROOT),
+            progress_bar=False,
+            request_save_on_cell_execute=False,
+        )
     except pm.PapermillExecutionError as err:
         pytest.fail(f"{path.name} raised {err.ename}: {err.evalue} (executed copy: {executed})")
     figures, tables, check = EXPECTED[path.stem]
@@ -175,8 +204,21 @@ def test_reproduce_stops_at_once_without_data(tmp_path: Path) -> None:
     empty = tmp_path / "no-data"
     empty.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-m", "bliss_utils", "reproduce", "--data-root", str(empty), "--output-dir", str(tmp_path / "o")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "bliss_utils",
+            "reproduce",
+            "--data-root",
+            str(empty),
+            "--output-dir",
+            str(tmp_path / "o"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 1
     assert "missing datasets" in proc.stderr and "cifar10" in proc.stderr
@@ -186,9 +228,9 @@ def test_reproduce_stops_at_once_without_data(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the library pieces behind the notebooks (fast)
 def test_errors_by_quantile_counts_by_hand() -> None:
-    from bliss_utils.analysis import errors_by_quantile
-
     import numpy as np
+
+    from bliss_utils.analysis import errors_by_quantile
 
     sim = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
     anomaly = np.array([False, True, False, True, False, True])
@@ -201,9 +243,9 @@ def test_errors_by_quantile_counts_by_hand() -> None:
 
 
 def test_components_at_min_follow_the_class_bliss_uses() -> None:
-    from bliss_utils.analysis import components_at_min
-
     import numpy as np
+
+    from bliss_utils.analysis import components_at_min
 
     ic = np.array([[1.0, 5.0, 0.0], [4.0, 0.0, 9.0]])
     et = np.array([[1.0, -6.0, 0.0], [0.0, 2.0, -9.0]])
@@ -212,9 +254,9 @@ def test_components_at_min_follow_the_class_bliss_uses() -> None:
 
 
 def test_mean_cosines_on_orthogonal_vectors() -> None:
-    from bliss_utils.analysis import mean_cosine_similarities
-
     import numpy as np
+
+    from bliss_utils.analysis import mean_cosine_similarities
 
     texts = np.eye(4)[:2]  # two class texts, orthogonal
     images = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]], float)
@@ -228,9 +270,11 @@ def test_mean_cosines_on_orthogonal_vectors() -> None:
 def test_significance_stars_only_a_clear_win() -> None:
     from bliss_utils.report import significance
 
-    rows = [{"setting": "s", "method": m, "trial": t, "auroc": v}
-            for m, vals in (("bliss", [95, 96, 97, 96]), ("dn2", [80, 81, 79, 80]), ("gmm", [60, 61, 59, 60]))
-            for t, v in enumerate(vals)]
+    rows = [
+        {"setting": "s", "method": m, "trial": t, "auroc": v}
+        for m, vals in (("bliss", [95, 96, 97, 96]), ("dn2", [80, 81, 79, 80]), ("gmm", [60, 61, 59, 60]))
+        for t, v in enumerate(vals)
+    ]
     sig = significance(pd.DataFrame(rows))
     assert sig.loc[0, "competitor"] == "dn2" and bool(sig.loc[0, "star"])
     close = pd.DataFrame([{**r, "auroc": r["auroc"] - 15 if r["method"] == "bliss" else r["auroc"]} for r in rows])
@@ -240,14 +284,28 @@ def test_significance_stars_only_a_clear_win() -> None:
 def test_table1_marks_reported_rows_and_report_shows_differences(tmp_path: Path) -> None:
     from bliss_utils import report
 
-    rows = [{"dataset": "cifar10", "encoder": enc, "setting": "cifar10-6", "trial": t, "method": m,
-             "lam": 0.5 if m == "bliss" else float("nan"), "k": 10.0 if m == "bliss" else float("nan"),
-             "n_shots": None, "auroc": v + t, "fpr95": 10.0}
-            for enc, m, v in (("clip-vit-b16", "bliss", 97.0), ("clip-vit-b16", "biased-clip", 90.0),
-                              ("vit-b16-in21k", "dn2", 88.0))
-            for t in range(3)]
+    rows = [
+        {
+            "dataset": "cifar10",
+            "encoder": enc,
+            "setting": "cifar10-6",
+            "trial": t,
+            "method": m,
+            "lam": 0.5 if m == "bliss" else float("nan"),
+            "k": 10.0 if m == "bliss" else float("nan"),
+            "n_shots": None,
+            "auroc": v + t,
+            "fpr95": 10.0,
+        }
+        for enc, m, v in (
+            ("clip-vit-b16", "bliss", 97.0),
+            ("clip-vit-b16", "biased-clip", 90.0),
+            ("vit-b16-in21k", "dn2", 88.0),
+        )
+        for t in range(3)
+    ]
     results = pd.DataFrame(rows)
-    display, long, _ = report.table1(results)
+    display, _, _ = report.table1(results)
     assert ("clip-based", "BCE-CL (reported)") in display.index and ("image-only", "DN2") in display.index
     assert display.loc[("clip-based", "BLISS"), "cifar10-6"].startswith("98.0 ± 0.8")
     report.record_measurements("table1", results, "table1", out_dir=tmp_path)
@@ -286,11 +344,27 @@ def test_reproduce_names_missing_weights_without_downloading(tmp_path: Path) -> 
     synthetic.make_fake_cifar(data, "cifar10", 1, 1)
     synthetic.make_fake_cifar(data, "cifar100", 1, 1)
     synthetic.make_fake_tinyimagenet(data, 1, 1)
-    env = {k: v for k, v in __import__("os").environ.items() if k not in ("BLISS_WEIGHTS_DIR", "BLISS_OFFLINE")}
-    env.update(BLISS_WEIGHTS_DIR=str(tmp_path / "no-weights"), TORCH_HOME=str(tmp_path / "torch"), HF_HOME=str(tmp_path / "hf"))
+    env = {k: v for k, v in os.environ.items() if k not in ("BLISS_WEIGHTS_DIR", "BLISS_OFFLINE")}
+    env.update(
+        BLISS_WEIGHTS_DIR=str(tmp_path / "no-weights"), TORCH_HOME=str(tmp_path / "torch"), HF_HOME=str(tmp_path / "hf")
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "bliss_utils", "reproduce", "--data-root", str(data), "--output-dir", str(tmp_path / "o")],
-        cwd=ROOT, capture_output=True, text=True, timeout=180, env=env,
+        [
+            sys.executable,
+            "-m",
+            "bliss_utils",
+            "reproduce",
+            "--data-root",
+            str(data),
+            "--output-dir",
+            str(tmp_path / "o"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        check=False,
     )
     assert proc.returncode == 1
     for name in ("clip-vit-b16", "blip", "slip-vit-b16", "vit-b16-in21k"):
