@@ -70,6 +70,7 @@ class Experiment:
     ks: tuple[int, ...] = (1, 3, 5, 10, 20, 50)
     shots: tuple[int | None, ...] = (1, 5, 10, 50, None)  # None = all labelled images
     english_sizes: tuple[int, ...] = (1000, 5000, 20000)
+    imagenet_sizes: tuple[int, ...] = (100, 500)  # seeded random subsets of the ImageNet dictionary
     tsne_per_class: int = 100
     n_quantiles: int = 10
     baseline_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -145,11 +146,20 @@ class Experiment:
         )
 
     def dictionary_variants(self) -> dict[str, list[str]]:
-        """The dictionaries of the dictionary ablation: label -> entries (ImageNet, English of several sizes, label sets)."""
+        """The dictionaries of the dictionary ablation: label -> entries (ImageNet whole and random subsets, English
+        words of several sizes, the CIFAR label sets)."""
+        import numpy as np
+
         from .dictionaries import load_dictionary
 
-        size = self.dictionary_size
-        out = {"imagenet": load_dictionary("imagenet", size=size)}
+        imagenet = load_dictionary("imagenet", size=self.dictionary_size)
+        out = {"imagenet": imagenet}
+        rng = np.random.default_rng(self.seed)
+        for n in self.imagenet_sizes:
+            if n < len(imagenet):  # keep the file's order: only which entries, not their order, is random
+                out[f"imagenet-random-{n}"] = [
+                    imagenet[i] for i in np.sort(rng.choice(len(imagenet), n, replace=False))
+                ]
         for n in self.english_sizes:
             out[f"english-{n}"] = load_dictionary("english", size=n)
         for name in ("cifar10", "cifar100"):
@@ -336,6 +346,7 @@ def make_experiment(
             ks=(1, 5, 10),
             shots=(1, 5, None),
             english_sizes=(32, 64),
+            imagenet_sizes=(16,),
             tsne_per_class=6,
             n_quantiles=5,
             baseline_params={"lunar": {"n_epochs": 5}},
