@@ -372,3 +372,26 @@ def test_reproduce_names_missing_weights_without_downloading(tmp_path: Path) -> 
         assert f"weights of {name}" in proc.stderr
     assert "Fetch:" in proc.stderr and "Traceback" not in proc.stderr and "Retrying" not in proc.stderr
     assert not (tmp_path / "o" / "results" / "executed").exists()
+
+
+@pytest.mark.notebooks
+def test_reproduce_reports_a_failing_notebook_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    import argparse
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from bliss_utils import reproduce
+
+    nb = new_notebook(cells=[new_code_cell("SMOKE: bool = False  # mode", metadata={"tags": ["parameters"]}),
+                             new_code_cell("raise RuntimeError('boom in cell two')")])  # fmt: skip
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(nb, tmp_path / "notebooks" / "00_fails.ipynb")
+    monkeypatch.setattr(reproduce, "notebook_paths", lambda: [tmp_path / "notebooks" / "00_fails.ipynb"])
+    args = argparse.Namespace(smoke=True, data_root=str(tmp_path / "data"), output_dir=str(tmp_path / "o"), device="cpu",
+                              max_trials=0, preprocess="default", only=None, kernel="python3", skip_preflight=True)  # fmt: skip
+    assert reproduce.run(args) == 1
+    err = capsys.readouterr().err
+    assert "00_fails.ipynb failed in cell" in err and "RuntimeError: boom in cell two" in err
+    assert "Traceback" not in err and (tmp_path / "o" / "results" / "executed" / "00_fails.ipynb").is_file()
