@@ -45,6 +45,17 @@ def l2_normalize(x: np.ndarray, name: str) -> np.ndarray:
     return x / norms
 
 
+def as_test_embeddings(x: Any, dim: int, dtype: np.dtype, owner: str) -> np.ndarray:
+    """Validate test embeddings ``X`` against the dimension and dtype a scorer was fitted with; L2-normalise them."""
+    arr = as_embeddings(x, "X", dtype=dtype)
+    if arr.shape[1] != dim:
+        raise ValueError(
+            f"X has embedding dimension {arr.shape[1]} but {owner} was fitted on dimension {dim}: "
+            "were they made by the same backbone?"
+        )
+    return l2_normalize(arr, "X")
+
+
 def check_same_dim(**arrays: np.ndarray) -> None:
     """Raise if the named (n, d) arrays disagree on d (e.g. embeddings from two backbones)."""
     dims = {name: a.shape[1] for name, a in arrays.items()}

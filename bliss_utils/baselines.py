@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_class_list, as_embeddings, as_labels, check_same_dim, l2_normalize
+from ._checks import as_class_list, as_embeddings, as_labels, as_test_embeddings, check_same_dim, l2_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +72,7 @@ class _Scorer:
     def _prepare(self, X: Any) -> np.ndarray:
         """Validate and L2-normalise test embeddings against the fitted dimension and dtype."""
         self._check_fitted()
-        x = as_embeddings(X, "X", dtype=self.dtype_)
-        if x.shape[1] != self.dim_:
-            raise ValueError(
-                f"X has embedding dimension {x.shape[1]} but {type(self).__name__} was fitted on dimension "
-                f"{self.dim_}: were they made by the same backbone?"
-            )
-        return l2_normalize(x, "X")
+        return as_test_embeddings(X, self.dim_, self.dtype_, type(self).__name__)
 
     def _normal(self, normal_classes: Any | None) -> np.ndarray:
         """Sorted unique normal classes; all fitted classes when None."""

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ._checks import as_class_list, as_embeddings, as_labels, check_same_dim, l2_normalize
+from ._checks import as_class_list, as_embeddings, as_labels, as_test_embeddings, check_same_dim, l2_normalize
 
 AGGREGATES = ("mean", "max")
 # Bytes one working array of a test chunk may take; keeps memory bounded whatever the test set and dictionary size.
@@ -150,13 +150,7 @@ class BLISS:
 
     def _prepare(self, x: Any) -> np.ndarray:
         self._check_fitted()
-        arr = as_embeddings(x, "X", dtype=self.dtype_)
-        if arr.shape[1] != self.dim_:
-            raise ValueError(
-                f"X has embedding dimension {arr.shape[1]} but BLISS was fitted on dimension {self.dim_}: "
-                "were they made by the same backbone?"
-            )
-        return l2_normalize(arr, "X")
+        return as_test_embeddings(x, self.dim_, self.dtype_, "BLISS")
 
     def _full(self, fitted_cols: np.ndarray) -> np.ndarray:
         """Scatter (n, n_fitted) columns into (n, n_classes), NaN for classes without statistics."""
@@ -197,6 +191,12 @@ class BLISS:
         if self.lam == 0:
             return ic
         return ic + self.lam * self._et(x, classes, [self.k])[self.k]
+
+    def components(self, X: Any, ks: Iterable[int] = ()) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """IC and, for every K in ``ks``, ET from one dictionary search: (ic, {k: et}), each (n_test, n_classes)."""
+        x = self._prepare(X)
+        et = self._et(x, self.classes_, ks) if len(ks) else {}
+        return self._full(self._ic(x, self.classes_)), {k: self._full(v) for k, v in et.items()}
 
     def ic_scores(self, X: Any) -> np.ndarray:
         """IC(x, c) of Eq. 5, shape (n_test, n_classes); NaN columns for classes without training images."""

@@ -145,11 +145,8 @@ def evaluate_grid(
         use_dictionary = "bliss" in methods
         model = BLISS(k=max(ks) if use_dictionary else 1, lam=0.0, eps=eps, aggregate=aggregate)
         model.fit(train, train_labels, data.class_texts, data.dictionary if use_dictionary else None)
-        x = model._prepare(data.test)
-        ic = model._full(model._ic(x, model.classes_))
-        if use_dictionary:
-            et = {k: model._full(v) for k, v in model._et(x, model.classes_, ks).items()}
-            class_cols = {(lam, k): ic + lam * et[k] for lam in lams for k in ks}
+        ic, et = model.components(data.test, ks if use_dictionary else ())
+        class_cols = {(lam, k): ic + lam * et[k] for lam in lams for k in et}
     for m in ("raw-similarity", "mcm"):
         if m in methods:
             scorers[m] = _make_baseline(m, baseline_params).fit(train, train_labels, data.class_texts)

@@ -136,6 +136,16 @@ def test_split_score_is_min_of_its_class_columns():
     np.testing.assert_allclose(cols, model.ic_scores(test) + 0.5 * model.et_scores(test), atol=1e-12)
 
 
+def test_components_give_ic_and_et_for_several_k_in_one_pass():
+    train, labels, texts, dic, test = random_problem(seed=18)
+    labels = labels.astype(int)
+    ic, et = BLISS().fit(train, labels, texts, dic).components(test, ks=[3, 10])
+    assert sorted(et) == [3, 10]
+    for k in (3, 10):
+        np.testing.assert_allclose(et[k], BLISS(k=k).fit(train, labels, texts, dic).et_scores(test), atol=1e-12)
+    np.testing.assert_allclose(ic, BLISS().fit(train, labels, texts, dic).ic_scores(test), atol=1e-12)
+
+
 def test_unfitted_classes_are_nan_columns_and_refused_as_normal():
     train, labels, texts, dic, test = random_problem(seed=7)
     labels = labels.astype(int)
