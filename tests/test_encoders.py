@@ -574,3 +574,10 @@ def test_weights_dir_folder_names_are_safe(monkeypatch, offline):
     with pytest.raises(WeightsNotFoundError) as info:
         load_encoder("open_clip:ViT-B-32/openai", device="cpu")
     assert str(offline / "w" / "open_clip--ViT-B-32--openai") in str(info.value)
+
+
+def test_tiny_blip_texts_are_not_degenerate(tiny):
+    # a random BERT at std 0.02 maps every text to nearly the same [CLS] embedding, which would hide text-path bugs
+    t = tiny["tiny-blip"].encode_texts(["This is a photo of a cat", "This is a photo of a airplane", "dog"])
+    off_diagonal = (t @ t.T)[~np.eye(3, dtype=bool)]
+    assert off_diagonal.max() < 0.99

@@ -101,7 +101,9 @@ def tiny_blip_config() -> Any:
     text = {"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
             "num_attention_heads": 2, "encoder_hidden_size": 48, "max_position_embeddings": 64,
             "pad_token_id": vocab.index("[PAD]"), "bos_token_id": vocab.index("[CLS]"),
-            "sep_token_id": vocab.index("[SEP]"), "eos_token_id": vocab.index("[SEP]")}
+            "sep_token_id": vocab.index("[SEP]"), "eos_token_id": vocab.index("[SEP]"),
+            # at BERT's std 0.02 the residual stream keeps [CLS]'s own embedding: every text embeds alike (cos > 0.9999)
+            "initializer_range": 0.2}
     return transformers.BlipConfig(vision_config=vision, text_config=text, image_text_hidden_size=16)
 
 
