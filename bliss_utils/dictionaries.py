@@ -26,6 +26,19 @@ def imagenet_entries() -> list[str]:
     return list(seen)
 
 
+def imagenet_synonyms(labels: Iterable[str]) -> list[str]:
+    """Every name of each ImageNet-1k class that has one of ``labels`` among its names (e.g. "goldfish" also gives
+    "Carassius auratus"), so a dictionary can drop whole classes rather than label strings."""
+    wanted = {clean_label(label).casefold() for label in labels}
+    text = (config.PACKAGE_DATA / "imagenet1k_class_names.txt").read_text(encoding="utf-8")
+    out: dict[str, None] = {}
+    for line in text.splitlines():
+        names = [n.strip() for n in line.split(",") if n.strip()]
+        if any(clean_label(n).casefold() in wanted for n in names):
+            out.update(dict.fromkeys(names))
+    return list(out)
+
+
 def english_words(size: int) -> list[str]:
     """The ``size`` most frequent purely alphabetic English words according to ``wordfreq``'s offline word list."""
     try:

@@ -59,3 +59,14 @@ def test_bad_input():
         load_dictionary("imagenet", size=0)
     with pytest.raises(ValueError, match="list of labels"):
         load_dictionary("imagenet", exclude="goldfish")
+
+
+def test_imagenet_synonyms_drop_whole_classes():
+    from bliss_utils.dictionaries import imagenet_synonyms, load_dictionary
+
+    names = imagenet_synonyms(["goldfish", "tailed_frog"])
+    assert {"goldfish", "Carassius auratus", "tailed frog", "bell toad", "ribbed toad"} <= set(names)
+    assert "tench" not in names
+    kept = load_dictionary("imagenet", exclude=names)
+    assert "Carassius auratus" not in kept and "tench" in kept
+    assert len(kept) == len(load_dictionary("imagenet")) - len(names)

@@ -88,7 +88,7 @@ def _check_ablations(res: Path) -> None:
     assert sum(i.startswith("english") for i in dicts.index) == 2
     assert len(pd.read_csv(res / "ablation_templates.csv")) == 3 * 4
     tiny = pd.read_csv(res / "ablation_tinyimagenet_labels.csv", index_col=0)
-    assert list(tiny.index) == ["imagenet", "imagenet-minus-tinyimagenet"]
+    assert list(tiny.index) == ["imagenet", "imagenet-minus-tinyimagenet", "imagenet-minus-tinyimagenet-classes"]
     assert set(pd.read_csv(res / "ablation_fpr95.csv", index_col=0).index) == {
         "bliss",
         "biased-clip",
