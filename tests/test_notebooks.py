@@ -201,26 +201,16 @@ def test_parameters_cell_declares_smoke_params(path: Path) -> None:
         assert info["help"], f"{path.name}: parameter {name} has no help comment"
 
 
+def run_reproduce(data_root: Path, output_dir: Path, timeout: int, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m bliss_utils reproduce` in a subprocess, as a user would run it."""
+    command = [sys.executable, "-m", "bliss_utils", "reproduce", "--data-root", str(data_root), "--output-dir", str(output_dir)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
 def test_reproduce_stops_at_once_without_data(tmp_path: Path) -> None:
     empty = tmp_path / "no-data"
     empty.mkdir()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bliss_utils",
-            "reproduce",
-            "--data-root",
-            str(empty),
-            "--output-dir",
-            str(tmp_path / "o"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_reproduce(empty, tmp_path / "o", timeout=120)
     assert proc.returncode == 1
     assert "missing datasets" in proc.stderr and "cifar10" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -349,24 +339,7 @@ def test_reproduce_names_missing_weights_without_downloading(tmp_path: Path) -> 
     env.update(
         BLISS_WEIGHTS_DIR=str(tmp_path / "no-weights"), TORCH_HOME=str(tmp_path / "torch"), HF_HOME=str(tmp_path / "hf")
     )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bliss_utils",
-            "reproduce",
-            "--data-root",
-            str(data),
-            "--output-dir",
-            str(tmp_path / "o"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        check=False,
-    )
+    proc = run_reproduce(data, tmp_path / "o", timeout=180, env=env)
     assert proc.returncode == 1
     for name in ("clip-vit-b16", "blip", "slip-vit-b16", "vit-b16-in21k"):
         assert f"weights of {name}" in proc.stderr
