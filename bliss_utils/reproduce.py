@@ -1,7 +1,7 @@
 """`python -m bliss_utils reproduce [--smoke] [--output-dir DIR]`: run every notebook in order, headless, via papermill.
 
-Before any notebook runs, a preflight checks that the datasets and the backbones' weights are there (locally: it never
-downloads), and stops at once with the error that says what to fetch. Executed copies of the notebooks are kept in ``<results>/executed/``.
+Before any notebook runs, a preflight checks that the datasets and the backbones' weights are there (locally, unless
+``--download`` lets it fetch them), and stops at once with the error that says what to fetch. Executed copies of the notebooks are kept in ``<results>/executed/``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 EPILOG = """\
 examples:
   python -m bliss_utils reproduce                      # the paper's settings (needs the datasets and weights)
+  python -m bliss_utils reproduce --download           # the same, fetching missing datasets and weights first
   python -m bliss_utils reproduce --smoke              # tiny random encoders on generated data: tests the pipeline
   python -m bliss_utils reproduce --only 04 06 --output-dir out/run1
 
@@ -79,6 +80,9 @@ def register(subparsers: Any) -> None:
         help="run only the notebooks whose names start with these prefixes, e.g. --only 04 06",
     )
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing datasets (into the data root) and weights (into each library's cache) before "
+                        "running; needs internet (default: local files only)")  # fmt: skip
     p.add_argument("--skip-preflight", action="store_true", help="do not check datasets and weights first")
     p.set_defaults(func=run)
 
@@ -91,8 +95,12 @@ def parameters(exp: Any, device: str = "", max_trials: int = 0, preprocess: str 
     }  # fmt: skip
 
 
-def preflight(exp: Any) -> None:
-    """Raise :class:`PreflightError` naming every missing dataset (checked first, cheaply) or backbone weights."""
+def preflight(exp: Any, download: bool = False) -> None:
+    """Raise :class:`PreflightError` naming every missing dataset (checked first, cheaply) or backbone weights.
+
+    With ``download`` the missing ones are fetched instead (datasets into ``exp.data_root``, weights into each
+    library's cache); without it only local files count, so nothing is downloaded.
+    """
     from .datasets import DatasetNotFoundError, load_dataset
     from .encoders import WeightsNotFoundError
 
@@ -100,7 +108,7 @@ def preflight(exp: Any) -> None:
     for dataset in exp.datasets:
         for split in ("train", "test"):
             try:
-                load_dataset(dataset, split, root=exp.data_root)
+                load_dataset(dataset, split, root=exp.data_root, download=download)
             except DatasetNotFoundError as err:
                 problems.append(f"- dataset {dataset} ({split}): {err}")
                 break
@@ -110,7 +118,8 @@ def preflight(exp: Any) -> None:
 
     # offline while checking: a missing checkpoint is reported at once instead of after the hub's retries
     previous = os.environ.get(OFFLINE_VAR)
-    os.environ[OFFLINE_VAR] = "1"
+    if not download:
+        os.environ[OFFLINE_VAR] = "1"
     try:
         for name in dict.fromkeys([exp.encoder, *exp.backbones, exp.image_encoder]):
             try:
@@ -125,8 +134,8 @@ def preflight(exp: Any) -> None:
             os.environ[OFFLINE_VAR] = previous
     if problems:
         raise PreflightError(
-            "missing weights; fetch them, then run again (reproduce looks for local files only; online, "
-            "`python -m bliss_utils embed --encoder NAME --dataset cifar10` downloads a backbone's weights):\n"
+            "missing weights; fetch them, then run again (without --download, reproduce looks for local files only; "
+            "online, `python -m bliss_utils reproduce --download` fetches them into each library's cache):\n"
             + "\n".join(problems)
         )
 
@@ -145,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         if not paths:
             raise ValueError(f"--only {' '.join(args.only)} matches no notebook in notebooks/")
     if not args.skip_preflight:
-        preflight(exp)
+        preflight(exp, download=args.download)
     exp.executed_dir.mkdir(parents=True, exist_ok=True)
     params = parameters(exp, args.device, args.max_trials, args.preprocess)
     mode = "SMOKE (random weights: tests the pipeline, not the paper)" if exp.smoke else "paper"

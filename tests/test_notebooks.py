@@ -368,3 +368,23 @@ def test_reproduce_reports_a_failing_notebook_in_one_line(tmp_path: Path, monkey
     err = capsys.readouterr().err
     assert "00_fails.ipynb failed in cell" in err and "RuntimeError: boom in cell two" in err
     assert "Traceback" not in err and (tmp_path / "o" / "results" / "executed" / "00_fails.ipynb").is_file()
+
+
+def test_preflight_downloads_only_when_asked(tmp_path: Path, monkeypatch) -> None:
+    import bliss_utils.datasets as datasets_module
+    import bliss_utils.encoders as encoders_module
+    from bliss_utils import experiment, reproduce
+
+    calls = []
+    monkeypatch.setattr(datasets_module, "load_dataset",
+                        lambda name, split, root=None, download=False: calls.append(("data", name, download)))
+    monkeypatch.setattr(encoders_module, "load_encoder",
+                        lambda name, **kw: calls.append(("weights", name, os.environ.get(reproduce.OFFLINE_VAR))))
+    exp = experiment.make_experiment(smoke=False, data_root=str(tmp_path), output_dir=str(tmp_path / "o"))
+    for download in (False, True):
+        calls.clear()
+        reproduce.preflight(exp, download=download)
+        assert {c[2] for c in calls if c[0] == "data"} == {download}
+        # offline while checking, unless asked to download
+        assert {c[2] for c in calls if c[0] == "weights"} == ({None} if download else {"1"})
+        assert {c[1] for c in calls if c[0] == "weights"} == {"clip-vit-b16", "blip", "slip-vit-b16", "vit-b16-in21k"}
