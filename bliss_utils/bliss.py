@@ -99,6 +99,8 @@ class BLISS:
         ``dictionary_embeddings`` may be None only for lam = 0 (the internal class score alone).
         """
         self._check_params()
+        if dictionary_embeddings is None and self.lam != 0:
+            raise ValueError(f"dictionary_embeddings is None: only lam = 0 (IC alone) works without one; lam={self.lam}")
         arrays = {"train_embeddings": train_embeddings, "class_text_embeddings": class_text_embeddings}
         if dictionary_embeddings is not None:
             arrays["dictionary_embeddings"] = dictionary_embeddings

@@ -277,6 +277,8 @@ def test_without_dictionary_only_lam_zero_scores():
     assert model.score_samples(test).shape == (len(test),)
     with pytest.raises(ValueError, match="without dictionary"):
         model.et_scores(test)
+    with pytest.raises(ValueError, match="only lam = 0"):
+        BLISS(lam=0.5).fit(train, labels.astype(int), texts, None)
 
 
 # ------------------------------------------------------------------ properties
