@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, config
+from ._io import atomic_path, atomic_write_text
 from .datasets import ImageDataset, dataset_dirname, load_dataset, safe_name
 from .prompts import PAPER_TEMPLATE, as_templates, make_prompts
 
@@ -103,21 +104,12 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 
 def _write_npz(path: Path, meta: dict[str, Any], **arrays: np.ndarray) -> None:
     """Write arrays + metadata atomically (tmp + os.replace) and the JSON sidecar next to it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta_json = json.dumps(meta, indent=1, sort_keys=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(meta_json), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    sidecar = path.with_suffix(".json")
-    tmp_json = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-    tmp_json.write_text(meta_json)
-    os.replace(tmp_json, sidecar)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, meta=np.array(meta_json), **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    atomic_write_text(path.with_suffix(".json"), meta_json)
 
 
 def _read_npz(path: Path, expected: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:

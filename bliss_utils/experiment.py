@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._io import atomic_write_text
 from .config import data_dir, figures_dir, find_project_root, results_dir
 
 logger = logging.getLogger(__name__)
@@ -294,9 +294,7 @@ def ensure_smoke_data(root: str | Path, seed: int = 0) -> Path:
     synthetic.make_fake_cifar(root, "cifar10", *SMOKE_DATA["cifar10"], seed=seed)
     synthetic.make_fake_cifar(root, "cifar100", *SMOKE_DATA["cifar100"], seed=seed)
     synthetic.make_fake_tinyimagenet(root, *SMOKE_DATA["tinyimagenet"], seed=seed)
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(wanted))
-    os.replace(tmp, marker)
+    atomic_write_text(marker, json.dumps(wanted))
     return root
 
 

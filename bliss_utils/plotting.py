@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ._io import atomic_path
 from .config import figures_dir
 
 logger = logging.getLogger(__name__)
@@ -113,16 +113,10 @@ def save_figure(
     paths = []
     for fmt in formats:
         target = folder / f"{name}.{fmt}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".{fmt}", dir=folder)
-        os.close(fd)
-        try:
+        with atomic_path(target, suffix=f".{fmt}") as tmp:
             fig.savefig(tmp, format=fmt)
-            if os.path.getsize(tmp) == 0:
+            if tmp.stat().st_size == 0:
                 raise OSError(f"matplotlib wrote an empty {fmt} file for figure {name!r}")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         paths.append(target)
     logger.info("saved figure %s (%s)", folder / name, ", ".join(formats))
     return paths

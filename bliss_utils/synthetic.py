@@ -7,12 +7,12 @@ and stripe pattern plus noise, so even a random encoder separates the classes a 
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_path
 from .datasets import SYNTHETIC_MARKER, TINYIMAGENET_FOLDER, _names_cifar10, _names_cifar100, tinyimagenet_classes
 
 # CIFAR-100's 20 superclasses, each with its 5 fine classes (the dataset's own grouping).
@@ -65,10 +65,8 @@ def _labels(n_classes: int, per_class: int) -> np.ndarray:
 
 def _write_pickle(path: Path, obj: dict) -> None:
     # CIFAR's files are pickles (the format torchvision reads); str keys load the same way with encoding="latin1"
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         pickle.dump(obj, f, protocol=2)
-    os.replace(tmp, path)
 
 
 def _mark(folder: Path, **info: object) -> None:
