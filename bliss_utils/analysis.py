@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ._checks import as_embeddings, check_same_dim, l2_normalize
+from .grid import few_shot_indices
 
 
 def _unit(x: np.ndarray, name: str) -> np.ndarray:
@@ -24,19 +25,6 @@ def _labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
     if arr.dtype.kind not in "iu":
         raise ValueError(f"{name} must be integer class indices; got dtype {arr.dtype}")
     return arr.astype(np.int64)
-
-
-def subsample_per_class(labels: np.ndarray, n_per_class: int, seed: int = 0) -> np.ndarray:
-    """Indices of at most ``n_per_class`` random rows of every class (sorted), for plots that cannot take them all."""
-    labels = np.asarray(labels)
-    if n_per_class < 1:
-        raise ValueError(f"n_per_class must be >= 1; got {n_per_class}")
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in np.unique(labels):
-        rows = np.flatnonzero(labels == c)
-        keep.append(rows if len(rows) <= n_per_class else rng.choice(rows, n_per_class, replace=False))
-    return np.sort(np.concatenate(keep))
 
 
 def _mean_offdiagonal(a: np.ndarray) -> float:
@@ -97,7 +85,7 @@ def tsne_inputs(
     t = _unit(class_texts, "class_texts")
     check_same_dim(images=z, class_texts=t)
     y = _labels(image_labels, len(z), "image_labels")
-    rows = subsample_per_class(y, n_per_class, seed)
+    rows = few_shot_indices(y, n_per_class, seed)
     classes = np.unique(y[rows])
     points = np.vstack([z[rows], t[classes]])
     is_text = np.r_[np.zeros(len(rows), bool), np.ones(len(classes), bool)]

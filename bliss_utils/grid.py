@@ -53,11 +53,12 @@ def few_shot_indices(labels: np.ndarray, n_shots: int, seed: int = 0) -> np.ndar
     """Indices of ``n_shots`` images drawn per class (all of a smaller class), reproducible from ``seed``."""
     if n_shots < 1:
         raise ValueError(f"n_shots must be >= 1; got {n_shots}")
+    labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
-    picked = [
-        rng.choice(idx, size=min(n_shots, idx.size), replace=False)
-        for idx in (np.flatnonzero(labels == c) for c in np.unique(labels))
-    ]
+    picked = []
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        picked.append(rows if rows.size <= n_shots else rng.choice(rows, n_shots, replace=False))
     return np.sort(np.concatenate(picked))
 
 
