@@ -187,9 +187,10 @@ def evaluate_grid(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def summarize(results: "pandas.DataFrame", metric: str = "auroc") -> "pandas.DataFrame":  # noqa: F821
-    """Mean and population std over trials of ``metric`` for every (dataset, encoder, setting, method, lam, k, n_shots)."""
-    keys = [c for c in COLUMNS if c not in ("trial", "auroc", "fpr95")]
+def summarize(results: "pandas.DataFrame", metric: str = "auroc", by: Sequence[str] = ()) -> "pandas.DataFrame":  # noqa: F821
+    """Mean and population std over trials of ``metric`` for every (dataset, encoder, setting, method, lam, k, n_shots)
+    and every value of the extra columns ``by`` (e.g. a dictionary label an ablation added)."""
+    keys = [c for c in COLUMNS if c not in ("trial", "auroc", "fpr95")] + list(by)
     grouped = results.groupby(keys, dropna=False)[metric]
     out = grouped.agg(mean="mean", std=lambda s: float(np.std(s, ddof=0)), n_trials="count")
     return out.reset_index()

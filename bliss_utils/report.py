@@ -99,13 +99,7 @@ def summarise(results: pd.DataFrame, metric: str = "auroc", by: Sequence[str] = 
     missing = {metric, *by} - set(results.columns)
     if missing:
         raise ValueError(f"results have no column(s) {sorted(missing)}; columns: {list(results.columns)}")
-    if not by:
-        return summarize(results, metric=metric)
-    parts = []
-    for values, part in results.groupby(list(by), sort=False, dropna=False):
-        values = values if isinstance(values, tuple) else (values,)
-        parts.append(summarize(part, metric=metric).assign(**dict(zip(by, values))))
-    return pd.concat(parts, ignore_index=True)
+    return summarize(results, metric=metric, by=by)
 
 
 def format_cell(mean: float, std: float | None = None, star: bool = False, decimals: int = 1) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bliss_utils.baselines import MCM, RawSimilarity
@@ -136,3 +137,11 @@ def test_embedding_set_refuses_mismatched_dimensions(data):
         EmbeddingSet(data.train, data.train_labels, data.test[:, :-1], data.test_labels)
     with pytest.raises(ValueError, match="one label per"):
         EmbeddingSet(data.train, data.train_labels[:-1], data.test, data.test_labels)
+
+
+def test_summarize_by_extra_columns(data):
+    frame = evaluate_grid(data, SPLITS, methods=("bliss",))
+    both = pd.concat([frame.assign(dictionary="a"), frame.assign(dictionary="b", auroc=frame["auroc"] / 2)])
+    table = summarize(both, by=["dictionary"]).set_index(["dictionary", "setting"])["mean"]
+    assert table[("b", "toy-3")] == pytest.approx(table[("a", "toy-3")] / 2)
+    assert len(table) == 2 * len(SPLITS)
