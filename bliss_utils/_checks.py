@@ -45,6 +45,16 @@ def l2_normalize(x: np.ndarray, name: str) -> np.ndarray:
     return x / norms
 
 
+def as_unit_embeddings(**arrays: Any) -> dict[str, np.ndarray]:
+    """Validate named (n, d) arrays (None entries skipped), cast them to one dtype (float64 if any is), L2-normalise
+    them and check that they share d; the names appear in every error."""
+    checked = {name: as_embeddings(a, name) for name, a in arrays.items() if a is not None}
+    dtype = np.result_type(*checked.values())
+    out = {name: l2_normalize(a.astype(dtype, copy=False), name) for name, a in checked.items()}
+    check_same_dim(**out)
+    return out
+
+
 def as_test_embeddings(x: Any, dim: int, dtype: np.dtype, owner: str) -> np.ndarray:
     """Validate test embeddings ``X`` against the dimension and dtype a scorer was fitted with; L2-normalise them."""
     arr = as_embeddings(x, "X", dtype=dtype)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_class_list, as_embeddings, as_labels, as_test_embeddings, check_same_dim, l2_normalize
+from ._checks import as_class_list, as_embeddings, as_labels, as_test_embeddings, as_unit_embeddings, l2_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +87,7 @@ def _fit_texts(
     """Validate (optional) training images and the class texts; return normalised texts, images and labels."""
     if class_text_embeddings is None:
         raise ValueError("class_text_embeddings is required: this scorer compares images with the class texts")
-    arrays = {"class_text_embeddings": as_embeddings(class_text_embeddings, "class_text_embeddings")}
-    if train_embeddings is not None:
-        arrays["train_embeddings"] = as_embeddings(train_embeddings, "train_embeddings")
-    dtype = np.result_type(*arrays.values())
-    arrays = {name: l2_normalize(a.astype(dtype, copy=False), name) for name, a in arrays.items()}
-    check_same_dim(**arrays)
+    arrays = as_unit_embeddings(class_text_embeddings=class_text_embeddings, train_embeddings=train_embeddings)
     texts = arrays["class_text_embeddings"]
     z = arrays.get("train_embeddings")
     labels = None

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ._checks import as_class_list, as_embeddings, as_labels, as_test_embeddings, check_same_dim, l2_normalize
+from ._checks import as_class_list, as_labels, as_test_embeddings, as_unit_embeddings
 
 AGGREGATES = ("mean", "max")
 # Bytes one working array of a test chunk may take; keeps memory bounded whatever the test set and dictionary size.
@@ -101,13 +101,9 @@ class BLISS:
         self._check_params()
         if dictionary_embeddings is None and self.lam != 0:
             raise ValueError(f"dictionary_embeddings is None: only lam = 0 (IC alone) works without one; lam={self.lam}")
-        arrays = {"train_embeddings": train_embeddings, "class_text_embeddings": class_text_embeddings}
-        if dictionary_embeddings is not None:
-            arrays["dictionary_embeddings"] = dictionary_embeddings
-        checked = {name: as_embeddings(a, name) for name, a in arrays.items()}
-        dtype = np.result_type(*checked.values())
-        checked = {name: l2_normalize(a.astype(dtype, copy=False), name) for name, a in checked.items()}
-        check_same_dim(**checked)
+        checked = as_unit_embeddings(train_embeddings=train_embeddings, class_text_embeddings=class_text_embeddings,
+                                     dictionary_embeddings=dictionary_embeddings)
+        dtype = checked["train_embeddings"].dtype
         z = checked["train_embeddings"]
         texts = checked["class_text_embeddings"]
         dictionary = checked.get("dictionary_embeddings")
