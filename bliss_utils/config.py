@@ -39,3 +39,11 @@ def figures_dir() -> Path:
 def results_dir() -> Path:
     """Where notebooks write tables and the report: ``<root>/results``."""
     return find_project_root() / "results"
+
+
+def output_dirs(output_dir: str | Path = "") -> tuple[Path, Path]:
+    """(figures, results) folders: ``<output_dir>/figures`` and ``<output_dir>/results``, or the repository's."""
+    if not output_dir:
+        return figures_dir(), results_dir()
+    out = Path(output_dir).expanduser().resolve()
+    return out / "figures", out / "results"

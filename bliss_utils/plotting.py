@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 # Colour-blind safe (Okabe-Ito); the paper plots normal/false-negative in blue and anomaly/false-positive in orange.
 BLUE = "#0072B2"
 ORANGE = "#E69F00"
+GREEN = "#009E73"
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000", "#999999", "#882255"]
 
 # Sized for a single column of a two-column paper at 100 % scale: fonts stay >= 8 pt once printed.
@@ -154,39 +155,34 @@ def plot_tsne(
 
 
 def plot_distributions(
-    ax: Any,
-    samples: dict[str, np.ndarray],
-    xlabel: str = "cosine similarity",
-    bins: int = 60,
-    colours: Sequence[str] = (BLUE, ORANGE, "#009E73"),
+    ax: Any, samples: dict[str, np.ndarray], xlabel: str = "cosine similarity", colours: Sequence[str] = (BLUE, ORANGE, GREEN)
 ) -> None:
-    """Fig. 2: one density line per named sample (histogram density on shared bins)."""
+    """Fig. 2: one density line per named sample (seaborn's histogram density on shared bins, drawn as a line)."""
+    import pandas as pd
+    import seaborn as sns
+
     if not samples:
         raise ValueError("samples is empty: give at least one named array to plot")
-    values = [np.asarray(v, float).ravel() for v in samples.values()]
-    lo = min(v.min() for v in values)
-    hi = max(v.max() for v in values)
-    edges = np.linspace(lo, hi if hi > lo else lo + 1e-6, bins + 1)
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    for (name, _), v, colour in zip(samples.items(), values, colours):
-        density, _ = np.histogram(v, bins=edges, density=True)
-        ax.plot(centres, density, color=colour, label=name)
+    long = pd.concat([pd.DataFrame({"value": np.ravel(v), "sample": k}) for k, v in samples.items()], ignore_index=True)
+    sns.histplot(long, x="value", hue="sample", stat="density", common_norm=False, element="poly", fill=False,
+                 bins=60, palette=list(colours[: len(samples)]), ax=ax)  # fmt: skip
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
-    ax.legend()
+    if ax.get_legend() is not None:
+        ax.get_legend().set_title(None)
 
 
-def plot_error_quantiles(ax: Any, table: Any, ylabel: bool = True) -> None:
+def plot_error_quantiles(ax: Any, table: Any, ylabel: bool = True, legend: bool = True) -> None:
     """Fig. 3: share of false negatives and false positives per quantile of mean dictionary similarity."""
-    q = np.asarray(table["quantile"])
-    width = 0.4
-    ax.bar(q - width / 2, table["fn_share"], width=width, color=BLUE, label="false negatives")
-    ax.bar(q + width / 2, table["fp_share"], width=width, color=ORANGE, label="false positives")
-    ax.set_xticks(q)
+    import seaborn as sns
+
+    long = table.melt(id_vars="quantile", value_vars=["fn_share", "fp_share"], var_name="error", value_name="share")
+    long["error"] = long["error"].map({"fn_share": "false negatives", "fp_share": "false positives"})
+    sns.barplot(long, x="quantile", y="share", hue="error", palette=[BLUE, ORANGE], ax=ax, legend=legend)
     ax.set_xlabel("dictionary-similarity quantile (low to high)")
-    if ylabel:
-        ax.set_ylabel("share of errors")
-    ax.legend(loc="upper center")
+    ax.set_ylabel("share of errors" if ylabel else "")
+    if legend and ax.get_legend() is not None:
+        ax.get_legend().set_title(None)
 
 
 def plot_ic_et(
@@ -219,18 +215,39 @@ def plot_ic_et(
     ax.legend(markerscale=3)
 
 
-def plot_metric_curve(
-    ax: Any, table: Any, x: str, y: str = "auroc", hue: str = "setting", yerr: str | None = None, xlog: bool = False
-) -> None:
-    """Ablation curves: ``y`` against ``x``, one line per value of ``hue`` (a tidy DataFrame of summaries)."""
-    for i, (name, part) in enumerate(table.groupby(hue, sort=True)):
-        part = part.sort_values(x)
-        colour = PALETTE[i % len(PALETTE)]
-        ax.plot(part[x], part[y], marker="o", ms=3, color=colour, label=str(name))
-        if yerr is not None and yerr in part:
-            ax.fill_between(part[x], part[y] - part[yerr], part[y] + part[yerr], color=colour, alpha=0.15, lw=0)
+def plot_metric_curve(ax: Any, trials: Any, x: str, y: str = "auroc", hue: str = "setting", xlog: bool = False,
+                      xlabel: str | None = None) -> None:  # fmt: skip
+    """Ablation curves from per-trial rows: mean of ``y`` against ``x`` per ``hue``, shaded ± std over trials."""
+    import seaborn as sns
+
+    sns.lineplot(trials, x=x, y=y, hue=hue, errorbar="sd", marker="o", markersize=4, palette=PALETTE[: trials[hue].nunique()],
+                 ax=ax)  # fmt: skip
     if xlog:
         ax.set_xscale("log")
-    ax.set_xlabel(x)
+    ax.set_xlabel(xlabel or x)
     ax.set_ylabel(y.upper() if y in ("auroc", "fpr95") else y)
-    ax.legend()
+    if ax.get_legend() is not None:
+        ax.get_legend().set_title(None)
+
+
+def plot_grouped_bars(ax: Any, trials: Any, x: str, hue: str, y: str = "auroc", order: Sequence[str] | None = None,
+                      hue_order: Sequence[str] | None = None, legend: bool = True) -> None:  # fmt: skip
+    """Grouped bars of the mean of ``y`` over trials per ``x`` and ``hue``, with ± std error bars."""
+    import seaborn as sns
+
+    sns.barplot(trials, x=x, y=y, hue=hue, order=order, hue_order=hue_order, errorbar="sd", capsize=0.1,
+                err_kws={"linewidth": 0.8}, palette=PALETTE[: trials[hue].nunique()], ax=ax, legend=legend)  # fmt: skip
+    ax.set_xlabel("")
+    ax.set_ylabel(y.upper() if y in ("auroc", "fpr95") else y)
+    ax.tick_params(axis="x", labelrotation=30)
+    if legend and ax.get_legend() is not None:
+        ax.get_legend().set_title(None)
+
+
+def plot_efficiency(axes: Sequence[Any], table: Any) -> None:
+    """Two panels: scoring time and AUROC against dictionary size (columns entries, seconds, auroc)."""
+    for ax, y, label in zip(axes, ("seconds", "auroc"), ("fit + score time (s)", "AUROC")):
+        ax.plot(table["entries"], table[y], marker="o", ms=3, color=BLUE)
+        ax.set_xscale("log")
+        ax.set_xlabel("dictionary entries")
+        ax.set_ylabel(label)

@@ -68,12 +68,14 @@ def _rows() -> list[dict]:
     t1 = data["table1"]
     for r in t1["rows"]:
         starred = r.get("starred", [False] * len(t1["settings"]))
+        notes = r.get("cell_notes", {})
         for setting, cell, star in zip(t1["settings"], r["auroc"], starred, strict=True):
             if cell is None:
                 continue  # '-' in the paper: no number reported
             rows.append(
                 _row("table1", setting, r["method"], r["backbone"], cell[0], cell[1], lam=r.get("lam"),
-                     note=r.get("note", ""), label=r["label"], group=r["group"], starred=star, source=t1["source"])
+                     note=notes.get(setting, ""), label=r["label"], group=r["group"], starred=star,
+                     source=t1["source"])
             )  # fmt: skip
 
     t2 = data["table2"]
@@ -85,11 +87,12 @@ def _rows() -> list[dict]:
             )  # fmt: skip
 
     t3 = data["table3"]
+    notes3 = {(n["setting"], n["method"], n["backbone"]): n["note"] for n in t3.get("cell_notes", [])}
     for setting, means in zip(t3["settings"], t3["auroc_mean"], strict=True):
         for col, mean in zip(t3["columns"], means, strict=True):
             rows.append(
-                _row("table3", setting, col["method"], col["backbone"], mean, lam=col.get("lam"),
-                     label=col["label"], source=t3["source"])
+                _row("table3", setting, col["method"], col["backbone"], mean, lam=col.get("lam"), label=col["label"],
+                     note=notes3.get((setting, col["method"], col["backbone"]), ""), source=t3["source"])
             )  # fmt: skip
 
     ab = data["dictionary_ablation"]

@@ -1,185 +1,240 @@
-"""`python -m bliss_utils reproduce [--smoke] [--output-dir DIR]`: run every notebook in order, headless, via papermill.
+"""`python -m bliss_utils reproduce`: run the notebooks in order, headless (papermill), then assemble REPORT.md.
 
-Before any notebook runs, a preflight checks that the datasets and the backbones' weights are there (locally, unless
-``--download`` lets it fetch them), and stops at once with the error that says what to fetch. Executed copies of the notebooks are kept in ``<results>/executed/``.
+The notebooks' ``parameters`` cells hold the paper's settings; ``--smoke`` injects the values of
+``notebooks/smoke.json`` (the one place smoke settings live) and generates the small datasets they read. Before any
+notebook runs, a preflight checks that the datasets and weights the notebooks name are there.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import find_project_root
-
-logger = logging.getLogger(__name__)
+from .config import data_dir, find_project_root
 
 EPILOG = """\
 examples:
   python -m bliss_utils reproduce                      # the paper's settings (needs the datasets and weights)
   python -m bliss_utils reproduce --download           # the same, fetching missing datasets and weights first
-  python -m bliss_utils reproduce --smoke              # tiny random encoders on generated data: tests the pipeline
-  python -m bliss_utils reproduce --only 04 06 --output-dir out/run1
+  python -m bliss_utils reproduce --smoke              # stand-in encoders on generated data: tests the pipeline
+  python -m bliss_utils reproduce --only 04 06 --set LAM=0.75 --output-dir out/run1
 
-Figures go to <output-dir>/figures (default figures/), tables and REPORT.md to <output-dir>/results (default results/),
-executed notebooks to <results>/executed/.
+Figures go to <output-dir>/figures (default figures/), tables and REPORT.md to <output-dir>/results (default
+results/), executed notebooks to <results>/executed/.
 """
-
-
 OFFLINE_VAR = "BLISS_OFFLINE"  # read by bliss_utils.encoders at call time: use local weights only
+SMOKE_FILE = "smoke.json"
+# parameters the preflight reads to know which datasets and encoders the notebooks need
+_DATASET_KEYS = ("DATASETS", "DATASET")
+_ENCODER_KEYS = ("ENCODER", "IMAGE_ENCODER", "BACKBONES")
 
 
 class PreflightError(FileNotFoundError):
-    """Datasets or weights the paper's run needs are missing (the message says what to fetch)."""
+    """Datasets or weights the notebooks need are missing (the message says what to fetch and where to put it)."""
 
 
 def notebook_paths(root: Path | None = None) -> list[Path]:
     """The numbered notebooks ``notebooks/NN_*.ipynb``, in order."""
     folder = (root or find_project_root()) / "notebooks"
-    paths = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    paths = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
     if not paths:
         raise FileNotFoundError(f"no notebooks NN_*.ipynb in {folder}")
     return paths
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``reproduce`` subcommand to ``python -m bliss_utils``."""
-    p = subparsers.add_parser(
-        "reproduce", help="run every notebook in order (papermill) and write figures, tables and results/REPORT.md",
-        description="Run notebooks/00-06 headless with the paper's settings (or --smoke), keeping executed copies.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny random-weight encoders on generated data: a few minutes on a CPU; tests the pipeline, "
-                        "NOT the paper's numbers")  # fmt: skip
-    p.add_argument(
-        "--output-dir", default="", help="write figures/ and results/ under this folder (default: the repository's)"
-    )
-    p.add_argument("--data-root", default="",
-                   help="folder holding the datasets (default: $BLISS_DATA_DIR or <repo>/data; smoke: generated under "
-                        "<output-dir>/data or out/smoke/data)")  # fmt: skip
-    p.add_argument("--device", default="", help="torch device (default: CUDA if available, else CPU)")
-    p.add_argument(
-        "--max-trials", type=int, default=0, help="trials per setting (default 0: all of the paper's protocol)"
-    )
-    p.add_argument(
-        "--preprocess",
-        default="default",
-        choices=("default", "cifar"),
-        help="'cifar': the authors' CIFAR-statistics normalisation for CLIP (default: each backbone's own)",
-    )
-    p.add_argument(
-        "--only",
-        nargs="+",
-        default=None,
-        metavar="NN",
-        help="run only the notebooks whose names start with these prefixes, e.g. --only 04 06",
-    )
-    p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
-    p.add_argument("--download", action="store_true",
-                   help="fetch missing datasets (into the data root) and weights (into each library's cache) before "
-                        "running; needs internet (default: local files only)")  # fmt: skip
-    p.add_argument("--skip-preflight", action="store_true", help="do not check datasets and weights first")
-    p.set_defaults(func=run)
+def smoke_settings(root: Path | None = None) -> dict[str, Any]:
+    """The content of ``notebooks/smoke.json``: generated data sizes and the parameters smoke mode injects."""
+    path = (root or find_project_root()) / "notebooks" / SMOKE_FILE
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    missing = {"data", "all"} - set(settings)
+    if missing:
+        raise ValueError(f"{path} lacks section(s) {sorted(missing)}")
+    return settings
 
 
-def parameters(exp: Any, device: str = "", max_trials: int = 0, preprocess: str = "default") -> dict[str, Any]:
-    """The papermill parameters that make every notebook use ``exp``'s configuration."""
-    return {
-        "SMOKE": exp.smoke, "DATA_ROOT": str(exp.data_root), "OUTPUT_DIR": str(exp.results_dir.parent),
-        "DEVICE": device, "MAX_TRIALS": max_trials, "PREPROCESS": preprocess, "SEED": exp.seed,
-    }  # fmt: skip
+def make_smoke_data(root: Path, sizes: Mapping[str, Any]) -> Path:
+    """Generate the smoke datasets under ``root`` once (a marker records the sizes; other sizes regenerate)."""
+    from . import synthetic
+    from ._io import atomic_write_text
+
+    marker = root / "BLISS_SMOKE_DATA.json"
+    wanted = json.dumps(dict(sizes), sort_keys=True)
+    if marker.is_file() and marker.read_text(encoding="utf-8") == wanted:
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    seed = int(sizes.get("seed", 0))
+    synthetic.make_fake_cifar(root, "cifar10", *sizes["cifar10"], seed=seed)
+    synthetic.make_fake_cifar(root, "cifar100", *sizes["cifar100"], seed=seed)
+    synthetic.make_fake_tinyimagenet(root, *sizes["tinyimagenet"], seed=seed)
+    atomic_write_text(marker, wanted)
+    return root
 
 
-def preflight(exp: Any, download: bool = False) -> None:
-    """Raise :class:`PreflightError` naming every missing dataset (checked first, cheaply) or backbone weights.
+def declared_parameters(path: Path) -> dict[str, Any]:
+    """The parameters ``path``'s ``parameters`` cell declares, with their default values."""
+    import ast
 
-    With ``download`` the missing ones are fetched instead (datasets into ``exp.data_root``, weights into each
-    library's cache); without it only local files count, so nothing is downloaded.
+    import papermill as pm
+
+    return {name: ast.literal_eval(info["default"]) for name, info in pm.inspect_notebook(str(path)).items()}
+
+
+def _needs(params: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    datasets, encoders = {}, {}
+    for p in params:
+        for key in _DATASET_KEYS:
+            values = p.get(key) or []
+            datasets.update(dict.fromkeys([values] if isinstance(values, str) else values))
+        for key in _ENCODER_KEYS:
+            values = p.get(key) or []
+            encoders.update(dict.fromkeys([values] if isinstance(values, str) else values))
+    return [d for d in datasets if d], [e for e in encoders if e]
+
+
+def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bool = False) -> None:
+    """Raise :class:`PreflightError` naming every missing dataset, then every missing weights file.
+
+    With ``download`` the missing ones are fetched instead; a failed download (no network) is reported the same way.
     """
     from .datasets import DatasetNotFoundError, load_dataset
-    from .encoders import WeightsNotFoundError
+    from .encoders import WeightsNotFoundError, load_encoder
 
+    datasets, encoders = _needs(params)
+    offline_hint = "Without network or data, `python -m bliss_utils reproduce --smoke` runs the pipeline on generated data."
     problems = []
-    for dataset in exp.datasets:
-        for split in ("train", "test"):
-            try:
-                load_dataset(dataset, split, root=exp.data_root, download=download)
-            except DatasetNotFoundError as err:
-                problems.append(f"- dataset {dataset} ({split}): {err}")
-                break
+    for dataset in datasets:
+        try:
+            for split in ("train", "test"):
+                load_dataset(dataset, split, root=data_root, download=download)
+        except DatasetNotFoundError as err:
+            problems.append(f"- dataset {dataset}: {err}")
+        except OSError as err:  # urllib's URLError and socket errors are OSErrors: the download failed
+            problems.append(f"- dataset {dataset}: the download failed ({err}); fetch it by hand: "
+                            f"see docs/data.md, and put it under {data_root}")  # fmt: skip
     if problems:  # stop before loading any model: these are quick to report
-        raise PreflightError("missing datasets; fetch them, then run again:\n" + "\n".join(problems))
-    from .encoders import load_encoder
-
-    # offline while checking: a missing checkpoint is reported at once instead of after the hub's retries
+        raise PreflightError("missing datasets; fetch them, then run again:\n" + "\n".join(problems) + f"\n{offline_hint}")
     previous = os.environ.get(OFFLINE_VAR)
-    if not download:
+    if not download:  # offline while checking: a missing file is reported at once instead of after the hub's retries
         os.environ[OFFLINE_VAR] = "1"
     try:
-        for name in dict.fromkeys([exp.encoder, *exp.backbones, exp.image_encoder]):
+        for name in encoders:
             try:
-                # on the CPU and dropped at once: the notebooks' kernels load their own copies onto the accelerator
-                load_encoder(name, device="cpu", preprocess=exp.preprocess)
+                load_encoder(name, device="cpu")
             except WeightsNotFoundError as err:
                 problems.append(f"- weights of {name}: {err}")
+            except OSError as err:
+                problems.append(f"- weights of {name}: the download failed ({err}); see docs/backbones.md")
     finally:
         if previous is None:
             os.environ.pop(OFFLINE_VAR, None)
         else:
             os.environ[OFFLINE_VAR] = previous
     if problems:
-        raise PreflightError(
-            "missing weights; fetch them, then run again (without --download, reproduce looks for local files only; "
-            "online, `python -m bliss_utils reproduce --download` fetches them into each library's cache):\n"
-            + "\n".join(problems)
-        )
+        raise PreflightError("missing weights; fetch them, then run again:\n" + "\n".join(problems) + f"\n{offline_hint}")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``reproduce`` subcommand to ``python -m bliss_utils``."""
+    p = subparsers.add_parser(
+        "reproduce", help="run every notebook in order (papermill) and write figures, tables and results/REPORT.md",
+        description="Run notebooks/00-06 headless with their own parameters (the paper's), or --smoke.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--smoke", action="store_true",
+                   help="inject notebooks/smoke.json: stand-in encoders on generated data, minutes on a CPU; tests "
+                        "the pipeline, NOT the paper's numbers")  # fmt: skip
+    p.add_argument("--output-dir", default="", help="write figures/ and results/ under this folder (default: the repo's)")
+    p.add_argument("--data-root", default="", help="datasets folder (default: $BLISS_DATA_DIR or <repo>/data; "
+                   "smoke: generated under <output-dir>/data or out/smoke/data)")  # fmt: skip
+    p.add_argument("--device", default="", help="torch device for embedding (default: CUDA, then MPS, then CPU)")
+    p.add_argument("--max-trials", type=int, default=0, help="trials per setting (default 0: every trial)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a notebook parameter (VALUE as JSON, e.g. --set LAM=0.75); repeatable")
+    p.add_argument("--only", nargs="+", default=None, metavar="NN", help="only notebooks starting with these, e.g. 04 06")
+    p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
+    p.add_argument("--download", action="store_true", help="fetch missing datasets and weights first (needs internet)")
+    p.add_argument("--skip-preflight", action="store_true",
+                   help="do not check datasets and weights first (e.g. when a copied embedding cache holds everything)")
+    p.set_defaults(func=run)
+
+
+def _overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.smoke:
+        out.update(smoke_settings(root)["all"])
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set takes NAME=VALUE; got {item!r}")
+        try:
+            out[name] = json.loads(value)
+        except ValueError:
+            out[name] = value  # a bare string
+    for key, value in (("DATA_ROOT", args.data_root), ("OUTPUT_DIR", args.output_dir), ("DEVICE", args.device)):
+        if value:
+            out[key] = str(Path(value).expanduser().resolve()) if key != "DEVICE" else value
+    if args.max_trials:
+        out["MAX_TRIALS"] = args.max_trials
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the notebooks as ``args`` says; return 0 on success, 1 with a concise message on failure."""
+    """Run the notebooks as ``args`` says; return 0 on success, 1 with a one-line message on failure."""
     import papermill as pm
 
-    from .experiment import make_experiment
+    from .report import write_report
 
-    exp = make_experiment(smoke=args.smoke, data_root=args.data_root, output_dir=args.output_dir, device=args.device,
-                          max_trials=args.max_trials, preprocess=args.preprocess)  # fmt: skip
-    paths = notebook_paths()
+    root = find_project_root()
+    paths = notebook_paths(root)
     if args.only:
         paths = [p for p in paths if any(p.name.startswith(prefix) for prefix in args.only)]
         if not paths:
             raise ValueError(f"--only {' '.join(args.only)} matches no notebook in notebooks/")
+    out_root = Path(args.output_dir).expanduser().resolve() if args.output_dir else root
+    overrides = _overrides(args, root)
+    smoke = smoke_settings(root) if args.smoke else {}
+    if args.smoke:  # generated data, with its own embedding cache beside it
+        data_root = Path(overrides.get("DATA_ROOT") or (out_root / ("data" if args.output_dir else "out/smoke/data")))
+        overrides["DATA_ROOT"] = str(make_smoke_data(data_root.resolve(), smoke["data"]))
+        overrides.setdefault("CACHE_DIR", str(Path(overrides["DATA_ROOT"]) / "embeddings"))
+    data_root = Path(overrides.get("DATA_ROOT") or data_dir())
+    inject, full = {}, {}
+    for p in paths:
+        declared = declared_parameters(p)
+        wanted = {**overrides, **smoke.get(p.stem, {})}
+        unknown = set(smoke.get(p.stem, {})) - set(declared)
+        if unknown:
+            raise ValueError(f"{SMOKE_FILE} sets {sorted(unknown)} for {p.name}, which its parameters cell lacks")
+        inject[p] = {k: v for k, v in wanted.items() if k in declared}
+        full[p] = {**declared, **inject[p]}
     if not args.skip_preflight:
-        preflight(exp, download=args.download)
-    exp.executed_dir.mkdir(parents=True, exist_ok=True)
-    params = parameters(exp, args.device, args.max_trials, args.preprocess)
-    mode = "SMOKE (random weights: tests the pipeline, not the paper)" if exp.smoke else "paper"
+        preflight(list(full.values()), data_root, download=args.download)
+    results = out_root / "results"
+    executed = results / "executed"
+    executed.mkdir(parents=True, exist_ok=True)
+    mode = "SMOKE (stand-in encoders on generated data: tests the pipeline, not the paper)" if args.smoke else "paper"
     print(f"reproduce: {len(paths)} notebooks, mode {mode}", file=sys.stderr)
+    started_all = time.perf_counter()
     for path in paths:
-        out = exp.executed_dir / path.name
+        out = executed / path.name
         started = time.perf_counter()
         print(f"  {path.name} ...", file=sys.stderr, flush=True)
         try:
             pm.execute_notebook(
-                str(path),
-                str(out),
-                parameters=params,
-                kernel_name=args.kernel,
-                cwd=str(find_project_root()),
-                progress_bar=False,
-                request_save_on_cell_execute=True,
-            )
+                str(path), str(out), parameters=inject[path], kernel_name=args.kernel, cwd=str(root), progress_bar=False, request_save_on_cell_execute=True,
+            )  # fmt: skip
         except pm.PapermillExecutionError as err:
             print(f"error: {path.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                   f"  the executed copy with the full traceback: {out}", file=sys.stderr)  # fmt: skip
             return 1
-        print(f"  {path.name} done in {time.perf_counter() - started:.0f} s -> {out}", file=sys.stderr)
-    print(
-        f"figures: {exp.figures_dir}\ntables:  {exp.results_dir}\nreport:  {exp.results_dir / 'REPORT.md'}",
-        file=sys.stderr,
-    )
+        print(f"  {path.name} done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    report = write_report(results)
+    print(f"all notebooks done in {time.perf_counter() - started_all:.0f} s\n"
+          f"figures: {out_root / 'figures'}\ntables:  {results}\nreport:  {report}", file=sys.stderr)  # fmt: skip
     return 0

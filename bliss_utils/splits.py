@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import lru_cache
 
 from .config import PACKAGE_DATA
@@ -78,3 +79,20 @@ def setting_name(dataset: str, n_normal: int) -> str:
 def paper_splits() -> dict[str, list[list[int]]]:
     """Every paper setting, keyed by setting name, in the form evaluate_grid takes."""
     return {setting_name(d, n): class_splits(d, n) for d, n in PAPER_SETTINGS}
+
+
+def paper_settings(
+    datasets: Sequence[str] | None = None, max_trials: int = 0, n_normal: Sequence[int] | None = None
+) -> dict[str, list[list[int]]]:
+    """The paper's settings of ``datasets`` (all if None), optionally only ``n_normal`` classes, cut to ``max_trials``."""
+    if max_trials < 0:
+        raise ValueError(f"max_trials must be >= 0 (0 = every trial); got {max_trials}")
+    unknown = set(datasets or ()) - {d for d, _ in PAPER_SETTINGS}
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {sorted(unknown)}; the paper's are {sorted(_N_CLASSES)}")
+    out = {}
+    for d, n in PAPER_SETTINGS:
+        if (datasets is None or d in datasets) and (n_normal is None or n in n_normal):
+            trials = class_splits(d, n)
+            out[setting_name(d, n)] = trials[:max_trials] if max_trials else trials
+    return out

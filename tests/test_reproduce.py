@@ -1,0 +1,112 @@
+"""`python -m bliss_utils reproduce`: the preflight names what is missing and where to put it, offline and fast."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bliss_utils import reproduce
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_reproduce(*extra: str, env: dict | None = None, timeout: int = 180) -> subprocess.CompletedProcess:
+    """`python -m bliss_utils reproduce` in a subprocess, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "bliss_utils", "reproduce", *extra], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=env, check=False)  # fmt: skip
+
+
+def test_preflight_reads_what_the_notebooks_need_and_downloads_only_when_asked(tmp_path, monkeypatch) -> None:
+    import bliss_utils.datasets as datasets_module
+    import bliss_utils.encoders as encoders_module
+
+    calls = []
+    monkeypatch.setattr(datasets_module, "load_dataset",
+                        lambda name, split, root=None, download=False: calls.append(("data", name, download)))
+    monkeypatch.setattr(encoders_module, "load_encoder",
+                        lambda name, **kw: calls.append(("weights", name, os.environ.get(reproduce.OFFLINE_VAR))))
+    params = [reproduce.declared_parameters(p) for p in reproduce.notebook_paths(ROOT)]
+    for download in (False, True):
+        calls.clear()
+        reproduce.preflight(params, tmp_path, download=download)
+        assert {c[1] for c in calls if c[0] == "data"} == {"cifar10", "cifar100", "tinyimagenet"}
+        assert {c[2] for c in calls if c[0] == "data"} == {download}
+        assert {c[2] for c in calls if c[0] == "weights"} == ({None} if download else {"1"})  # offline while checking
+        assert {c[1] for c in calls if c[0] == "weights"} == {"clip-vit-b16", "blip", "slip-vit-b16", "vit-b16-in21k"}
+
+
+def test_a_failed_download_is_one_clear_message(tmp_path, monkeypatch) -> None:
+    import urllib.error
+
+    import bliss_utils.datasets as datasets_module
+
+    def offline(name, split, root=None, download=False):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(datasets_module, "load_dataset", offline)
+    with pytest.raises(reproduce.PreflightError) as err:
+        reproduce.preflight([{"DATASETS": ["cifar10"]}], tmp_path, download=True)
+    text = str(err.value)
+    assert "cifar10" in text and "download failed" in text and "--smoke" in text and str(tmp_path) in text
+
+
+@pytest.mark.slow
+def test_reproduce_stops_at_once_without_data(tmp_path: Path) -> None:
+    proc = run_reproduce("--data-root", str(tmp_path / "none"), "--output-dir", str(tmp_path / "o"))
+    assert proc.returncode == 1
+    assert "missing datasets" in proc.stderr and "cifar10" in proc.stderr and "--smoke" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o" / "results" / "executed").exists(), "no notebook may run when the preflight fails"
+
+
+@pytest.mark.slow
+def test_reproduce_names_missing_weights_without_downloading(tmp_path: Path) -> None:
+    from bliss_utils import synthetic
+
+    data = tmp_path / "data"
+    synthetic.make_fake_cifar(data, "cifar10", 1, 1)
+    synthetic.make_fake_cifar(data, "cifar100", 1, 1)
+    synthetic.make_fake_tinyimagenet(data, 1, 1)
+    env = {k: v for k, v in os.environ.items() if k not in ("BLISS_WEIGHTS_DIR", "BLISS_OFFLINE")}
+    env.update(BLISS_WEIGHTS_DIR=str(tmp_path / "no-weights"), TORCH_HOME=str(tmp_path / "torch"),
+               HF_HOME=str(tmp_path / "hf"))  # fmt: skip
+    proc = run_reproduce("--data-root", str(data), "--output-dir", str(tmp_path / "o"), env=env)
+    assert proc.returncode == 1
+    for name in ("clip-vit-b16", "blip", "slip-vit-b16", "vit-b16-in21k"):
+        assert f"weights of {name}" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Retrying" not in proc.stderr
+    assert not (tmp_path / "o" / "results" / "executed").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_is_reported_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell("SMOKE: bool = False  # mode", metadata={"tags": ["parameters"]}),
+                             new_code_cell("raise RuntimeError('boom in cell two')")])  # fmt: skip
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(nb, tmp_path / "notebooks" / "00_fails.ipynb")
+    monkeypatch.setattr(reproduce, "notebook_paths", lambda root=None: [tmp_path / "notebooks" / "00_fails.ipynb"])
+    args = argparse.Namespace(smoke=False, data_root="", output_dir=str(tmp_path / "o"), device="", max_trials=0,
+                              set=[], only=None, kernel="python3", download=False, skip_preflight=True)  # fmt: skip
+    assert reproduce.run(args) == 1
+    err = capsys.readouterr().err
+    assert "00_fails.ipynb failed in cell" in err and "RuntimeError: boom in cell two" in err
+    assert "Traceback" not in err and (tmp_path / "o" / "results" / "executed" / "00_fails.ipynb").is_file()
+
+
+def test_set_overrides_are_json_and_refuse_bad_syntax(tmp_path) -> None:
+    args = argparse.Namespace(smoke=False, data_root="", output_dir="", device="", max_trials=3,
+                              set=["LAM=0.75", "DATASETS=[\"cifar10\"]", "ENCODER=blip"])  # fmt: skip
+    out = reproduce._overrides(args, ROOT)
+    assert out == {"LAM": 0.75, "DATASETS": ["cifar10"], "ENCODER": "blip", "MAX_TRIALS": 3}
+    args.set = ["LAM"]
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        reproduce._overrides(args, ROOT)
