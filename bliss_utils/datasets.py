@@ -216,7 +216,7 @@ def _cifar_folder(name: str, root: Path, download: bool) -> Path:
 
 def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageDataset:
     try:
-        from torchvision.datasets import CIFAR10, CIFAR100
+        import torchvision.datasets  # noqa: F401
     except ImportError as err:  # pragma: no cover - torchvision is a dependency
         raise ImportError("CIFAR loading needs torchvision: pip install torchvision") from err
     folder = _cifar_folder(name, root, download)

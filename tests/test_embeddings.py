@@ -209,7 +209,7 @@ def test_embedding_set_with_tiny_clip(fake_data, tmp_path):
 def test_copied_cache_needs_neither_model_nor_dataset(tmp_path, monkeypatch):
     import shutil
 
-    import bliss_utils.encoders as encoders
+    from bliss_utils import encoders
     from bliss_utils.synthetic import make_fake_cifar
 
     monkeypatch.setenv("BLISS_DATA_DIR", str(tmp_path / "memo"))

@@ -573,3 +573,132 @@ def test_tiny_blip_texts_are_not_degenerate(tiny):
     t = tiny["tiny-blip"].encode_texts(["This is a photo of a cat", "This is a photo of a airplane", "dog"])
     off_diagonal = (t @ t.T)[~np.eye(3, dtype=bool)]
     assert off_diagonal.max() < 0.99
+
+
+# -- released checkpoint layouts ---------------------------------------------------------------------------------------
+def _openai_layout_archive(path):
+    """A tiny CLIP saved as OpenAI saved theirs: a TorchScript archive whose state dict has OpenAI's keys."""
+    import warnings
+
+    import open_clip
+    import torch
+
+    cfg = {"embed_dim": 32, "quick_gelu": True,
+           "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": 1},  # 64-wide heads, as OpenAI
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1}}
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**cfg).eval()
+    with torch.no_grad():  # OpenAI's files hold fp16 weights
+        for p in model.parameters():
+            p.copy_(p.half().float())
+
+    class Holder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            for k, v in model.named_children():
+                self.add_module(k, v)
+            for k, v in model.named_parameters(recurse=False):
+                self.register_parameter(k, v)
+
+        def forward(self, x):
+            return x
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(Holder(), torch.zeros(1)).save(str(path))
+    return model
+
+
+def test_openai_torchscript_checkpoint_loads_after_its_checksum(tmp_path, images, monkeypatch):
+    import torch
+
+    from bliss_utils._filehash import file_sha256
+    from bliss_utils.encoders import openclip
+
+    monkeypatch.setenv("BLISS_DATA_DIR", str(tmp_path / "memo"))
+    path = tmp_path / "ViT-B-16.pt"
+    reference = _openai_layout_archive(path)
+    assert openclip.is_torchscript(path)
+    with pytest.raises(ValueError, match=f"sha256 {file_sha256(path)}, expected 0+"):
+        openclip.load_openai_torchscript(path, "0" * 64)
+    model = openclip.load_openai_torchscript(path, file_sha256(path))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(x), reference.encode_image(x), atol=1e-5, rtol=0)
+    # clip-vit-b16 sends a TorchScript file through that check, against the sha256 in OpenAI's URL
+    assert openclip.openai_sha256(openclip.CLIP_MODEL) == openclip.openai_url(openclip.CLIP_MODEL).split("/")[-2]
+    seen = []
+    monkeypatch.setattr(openclip, "load_openai_torchscript", lambda p, sha: seen.append(sha) or (_ for _ in ()).throw(
+        KeyError("stop")))
+    with pytest.raises(KeyError):
+        load_encoder("clip-vit-b16", device="cpu", weights=path)
+    assert seen == [openclip.openai_sha256(openclip.CLIP_MODEL)]
+
+
+def test_clip_weights_dir_with_both_files_picks_openais(tmp_path, monkeypatch, offline, caplog):
+    import logging
+
+    from bliss_utils.encoders import openclip
+
+    folder = offline / "w" / "clip-vit-b16"
+    folder.mkdir(parents=True)
+    (folder / "open_clip_model.safetensors").write_bytes(b"a")
+    _openai_layout_archive(folder / openclip.openai_filename())
+    monkeypatch.setenv("BLISS_WEIGHTS_DIR", str(offline / "w"))
+    monkeypatch.setenv("BLISS_DATA_DIR", str(offline / "memo"))
+    with caplog.at_level(logging.INFO, logger="bliss_utils.encoders.openclip"):
+        path, weights_id = openclip.clip_vit_b16_weights("clip-vit-b16", None)
+    assert path.name == "ViT-B-16.pt" and weights_id.startswith("openai-torchscript@ViT-B-16.pt:")
+    assert "using ViT-B-16.pt" in caplog.text
+    (folder / "ViT-B-16.pt").unlink()
+    path, weights_id = openclip.clip_vit_b16_weights("clip-vit-b16", None)
+    assert path.name == "open_clip_model.safetensors" and weights_id.startswith("state-dict@")
+
+
+def test_slip_checkpoint_whose_args_hold_paths(tmp_path, images, tiny):
+    import torch
+
+    from bliss_utils.encoders.slip import load_slip_checkpoint, make_tiny_slip_checkpoint
+
+    ckpt = make_tiny_slip_checkpoint()
+    ckpt["args"].output_dir = pathlib.PosixPath("/checkpoint/slip/run")  # as SLIP's launcher stores it
+    ckpt["args"].log_dir = pathlib.PureWindowsPath("C:/logs")
+    torch.save(ckpt, tmp_path / "slip.pt")
+    loaded = load_slip_checkpoint(tmp_path / "slip.pt")
+    assert loaded["args"].output_dir == pathlib.PurePosixPath("/checkpoint/slip/run")
+    assert type(loaded["args"].output_dir) is pathlib.PurePosixPath  # unpickles on any OS, does no I/O
+    assert str(loaded["args"].log_dir) == "C:\\logs"
+    for k, v in ckpt["state_dict"].items():
+        assert torch.equal(loaded["state_dict"][k], v)
+
+
+def test_blip_loads_with_the_original_vision_layernorm_eps(tmp_path, tiny, images):
+    import torch
+    import transformers
+
+    from bliss_utils.encoders import blip
+
+    source = tiny["tiny-blip"]
+    folder = tmp_path / "blip"
+    source.model.config.vision_config.layer_norm_eps = 1e-5  # what the converted Hub configs carry
+    source.model.save_pretrained(folder)
+    source.model.config.vision_config.layer_norm_eps = blip.BLIP_VISION_LN_EPS
+    source.tokenizer.save_pretrained(folder)
+    assert json.loads((folder / "config.json").read_text())["vision_config"]["layer_norm_eps"] == 1e-5
+    enc = blip.load_blip("tiny-blip", device="cpu", weights=folder)
+    norms = [m for m in enc.model.vision_model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(m.eps == blip.BLIP_VISION_LN_EPS for m in norms)
+    assert enc.weights_id.endswith("+vision-ln-eps=1e-06")
+    np.testing.assert_allclose(enc.encode_images(images), source.encode_images(images), atol=1e-6)
+    as_saved = transformers.BlipForImageTextRetrieval.from_pretrained(folder).eval()
+    assert as_saved.vision_model.post_layernorm.eps == 1e-5
+
+
+def test_leading_space_is_harmless_to_every_tokenizer(tiny):
+    from bliss_utils.encoders.blip import tiny_tokenizer
+
+    for name in ("tiny-clip", "tiny-slip"):  # open_clip's BPE, the same code as OpenAI's and SLIP's tokenizer
+        tok = tiny[name].tokenizer
+        assert tok([" foo", " a photo of a cat"]).tolist() == tok(["foo", "a photo of a cat"]).tolist()
+    bert = tiny_tokenizer()  # BLIP's WordPiece (BertTokenizer), on a small vocabulary
+    assert bert([" foo", " this is a photo"])["input_ids"] == bert(["foo", "this is a photo"])["input_ids"]

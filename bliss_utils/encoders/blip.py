@@ -1,6 +1,6 @@
 """BLIP image-text contrastive (ITC) embeddings through transformers' BlipForImageTextRetrieval, and tiny-blip.
 
-The embeddings are the retrieval model's own ITC path (BACKBONES.md section 2): image = vision_proj of the
+The embeddings are the retrieval model's own ITC path: image = vision_proj of the
 [CLS] state of vision_model, text = text_proj of the [CLS] state of the text encoder run without the image;
 their cosine equals ``model(..., use_itm_head=False).itm_score``. BlipModel's get_*_features would use other,
 unloaded projections.

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 CLIP_MODEL = "ViT-B-16-quickgelu"
 CLIP_TAG = "openai"
 
-# BACKBONES.md section 3; 32 px with patch 8 keeps it fast on a CPU
+# 32 px with patch 8 keeps it fast on a CPU
 TINY_CLIP_CFG: dict[str, Any] = {
     "embed_dim": 32,
     "quick_gelu": True,

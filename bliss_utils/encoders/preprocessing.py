@@ -13,7 +13,7 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# the statistics the BLISS authors' released code normalised CLIP inputs with (SPEC.md)
+# the statistics the BLISS authors' released code normalised CLIP inputs with
 CIFAR_MEAN = (0.4913, 0.4821, 0.4465)
 CIFAR_STD = (0.2470, 0.2434, 0.2615)
 

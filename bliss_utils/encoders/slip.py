@@ -1,6 +1,6 @@
 """SLIP ViT-B/16 (Mu et al. 2022): its released checkpoint mapped onto open_clip's CLIP with a timm vision tower.
 
-Route A of BACKBONES.md section 1.5: ``visual.*`` -> ``visual.trunk.*``, ``image_projection`` (x @ P) -> the
+The mapping: ``visual.*`` -> ``visual.trunk.*``, ``image_projection`` (x @ P) -> the
 bias-free ``visual.head.proj`` Linear with weight P.T, ``image_mlp.*`` (the SimCLR head) dropped, text keys unchanged.
 The checkpoint is read with ``torch.load(weights_only=True)``, allow-listing only ``argparse.Namespace`` and the
 pathlib types SLIP's launcher stores in ``args`` (mapped to pure paths, which unpickle on any OS and touch no files).
