@@ -18,7 +18,7 @@ except ModuleNotFoundError as err:
 EMBED_EPILOG = """\
 examples:
   python -m bliss_utils embed --encoder clip-vit-b16 --dataset cifar10 --split train --download
-  python -m bliss_utils embed --encoder clip-vit-b16 --preprocess cifar --dataset cifar10 --split both --texts
+  python -m bliss_utils embed --encoder clip-vit-b16 --preprocess clip-vit-b16=cifar --dataset cifar10 --texts
   python -m bliss_utils embed --encoder blip --dataset tinyimagenet --split test --root /data/datasets
   python -m bliss_utils embed --encoder tiny-clip --dataset imagefolder:/data/mine --split train --device cpu
 
@@ -82,10 +82,12 @@ def _add_embed(subparsers: Any) -> None:
     )
     p.add_argument(
         "--preprocess",
-        default="default",
-        choices=("default", "cifar"),
-        help="'default': the backbone's own preprocessing; 'cifar': the authors' CIFAR-statistics "
-        "normalisation after a bicubic resize to 224 (CLIP only)",
+        action="append",
+        default=None,
+        metavar="[ENCODER=]OPTION",
+        help="'default': the backbone's own preprocessing; 'cifar': the authors' CIFAR-statistics normalisation "
+        "after a bicubic resize (they used it for CLIP). A bare OPTION applies to the encoder; ENCODER=OPTION "
+        "(repeatable, e.g. clip-vit-b16=cifar) only to that encoder, others get 'default'",
     )
     p.add_argument(
         "--texts",
@@ -111,10 +113,22 @@ def _add_embed(subparsers: Any) -> None:
     p.set_defaults(func=_run_embed)
 
 
-def _load_encoder(args: argparse.Namespace) -> Any:
-    from .encoders import load_encoder
+def parse_preprocess(values: Sequence[str] | None) -> str | dict[str, str] | None:
+    """``--preprocess`` values as preprocess_for takes them: one bare option, or {encoder: option}."""
+    if not values:
+        return None
+    bare = [v for v in values if "=" not in v]
+    pairs = dict(v.split("=", 1) for v in values if "=" in v)
+    if bare and pairs or len(bare) > 1:
+        raise ValueError(f"--preprocess takes one bare option or ENCODER=OPTION pairs, not both; got {list(values)}")
+    return bare[0] if bare else pairs
 
-    return load_encoder(args.encoder, device=args.device, weights=args.weights, preprocess=args.preprocess)
+
+def _load_encoder(args: argparse.Namespace) -> Any:
+    from .encoders import load_encoder, preprocess_for
+
+    preprocess = preprocess_for(args.encoder, parse_preprocess(args.preprocess))
+    return load_encoder(args.encoder, device=args.device, weights=args.weights, preprocess=preprocess)
 
 
 def _run_embed(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """Image datasets of the paper (CIFAR-10, CIFAR-100, TinyImageNet) and any ImageFolder, as (PIL image, label) sequences.
 
-Every dataset carries an ``identity`` fingerprint (name, split, count, a hash of the labels and of the content or
-file list) that the embedding cache puts into its key, so embeddings of one copy of a dataset are never served for
-another.
+Every dataset carries an ``identity`` fingerprint that the embedding cache puts into its key, so embeddings of one
+copy of a dataset are never served for another. It is cheap, and :func:`dataset_identity` computes it without
+building the dataset: for CIFAR the sha256 of the batch files (remembered per file version), for file-based datasets
+the sorted relative file list with sizes plus the labels and class names. No image is decoded.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class ImageDataset:
         arrays: np.ndarray | None = None,
         paths: Sequence[str | Path] | None = None,
         base: Path | None = None,
+        identity: str | None = None,
     ) -> None:
         if (arrays is None) == (paths is None):
             raise ValueError("give exactly one of arrays= (uint8 images) or paths= (image files)")
@@ -73,7 +75,7 @@ class ImageDataset:
             raise ValueError(f"{name}/{split}: {n} images but labels of shape {self.labels.shape}")
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
             raise ValueError(f"{name}/{split}: labels outside 0..{len(self.class_names) - 1}")
-        self.identity = self._fingerprint(base)
+        self.identity = identity or self._fingerprint(base)
 
     def _fingerprint(self, base: Path | None) -> str:
         if self.arrays is not None:
@@ -178,17 +180,28 @@ def _cifar_class(name: str, synthetic: bool) -> Any:
     )
 
 
-def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageDataset:
-    try:
-        from torchvision.datasets import CIFAR10, CIFAR100
-    except ImportError as err:  # pragma: no cover - torchvision is a dependency
-        raise ImportError("CIFAR loading needs torchvision: pip install torchvision") from err
+def _cifar_identity(name: str, split: str, folder: Path) -> str:
+    """The split's batch files and the meta file, by sha256: what the arrays are read from."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    from ._filehash import file_sha256
+
+    real = CIFAR10 if name == "cifar10" else CIFAR100
+    files = [f for f, _ in (real.train_list if split == "train" else real.test_list)] + [real.meta["filename"]]
+    digest = _sha("\n".join(f"{f}\t{file_sha256(folder / f)}" for f in files).encode())
+    return f"{name}|{split}|files={digest}"
+
+
+def _cifar_folder(name: str, root: Path, download: bool) -> Path:
+    """The CIFAR folder under ``root`` with every file present (downloaded first if asked), else the clear error."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
     real = CIFAR10 if name == "cifar10" else CIFAR100
     folder = root / real.base_folder
-    if download:
-        root.mkdir(parents=True, exist_ok=True)
-        real(str(root), train=split == "train", download=True)
     needed = [f for f, _ in real.train_list + real.test_list] + [real.meta["filename"]]
+    if download and any(not (folder / f).is_file() for f in needed):
+        root.mkdir(parents=True, exist_ok=True)
+        real(str(root), train=True, download=True)
     missing = [f for f in needed if not (folder / f).is_file()]
     if missing:
         raise DatasetNotFoundError(
@@ -198,6 +211,15 @@ def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageDatas
             f"or extract {real.url} into {root} (or set BLISS_DATA_DIR / pass root= to the folder that holds "
             f"{real.base_folder}/)."
         )
+    return folder
+
+
+def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageDataset:
+    try:
+        import torchvision.datasets  # noqa: F401
+    except ImportError as err:  # pragma: no cover - torchvision is a dependency
+        raise ImportError("CIFAR loading needs torchvision: pip install torchvision") from err
+    folder = _cifar_folder(name, root, download)
     synthetic = (folder / SYNTHETIC_MARKER).is_file()
     try:
         ds = _cifar_class(name, synthetic)(str(root), train=split == "train", download=False)
@@ -208,7 +230,8 @@ def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageDatas
     names = [clean_label(c) for c in ds.classes]
     if names != class_names(name):
         log.warning("%s: class names on disk %s differ from the standard list; using the ones on disk", name, names[:5])
-    return ImageDataset(name, split, names, np.asarray(ds.targets), arrays=np.ascontiguousarray(ds.data))
+    return ImageDataset(name, split, names, np.asarray(ds.targets), arrays=np.ascontiguousarray(ds.data),
+                        identity=_cifar_identity(name, split, folder))
 
 
 # ---------------------------------------------------------------------------------------------------- TinyImageNet
@@ -358,6 +381,18 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, download
         raise _unknown(name)
     folder = Path(root).expanduser() if root is not None else config.data_dir()
     return DATASETS[name](split, folder, download)
+
+
+def dataset_identity(name: str, split: str, root: str | Path | None = None, download: bool = False) -> str:
+    """``load_dataset(name, split, root).identity`` without decoding anything (CIFAR: file checksums; others: file list).
+
+    Raises :class:`DatasetNotFoundError` when the files are absent, like :func:`load_dataset`.
+    """
+    if name in ("cifar10", "cifar100") and split in SPLITS:
+        folder = Path(root).expanduser() if root is not None else config.data_dir()
+        return _cifar_identity(name, split, _cifar_folder(name, folder, download))
+    # TinyImageNet and image folders are lists of files: building the dataset only lists and stats them
+    return load_dataset(name, split, root=root, download=download).identity
 
 
 def dataset_dirname(name: str) -> str:

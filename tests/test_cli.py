@@ -37,7 +37,7 @@ def test_embed_run_with_fake_encoder_fills_the_cache(fake_data, tmp_path, monkey
     encoders = []
 
     def fake_loader(args):
-        assert (args.encoder, args.preprocess, args.device) == ("fake", "default", "cpu")
+        assert (args.encoder, args.preprocess, args.device) == ("fake", None, "cpu")
         encoders.append(FakeEncoder())
         return encoders[-1]
 
@@ -125,3 +125,18 @@ def test_embed_with_tiny_clip(fake_data, tmp_path, capsys):
         encoder, ds, cache_dir=tmp_path / "workers", num_workers=1, batch_size=8, progress=False
     )
     np.testing.assert_allclose(workers, emb, atol=1e-5)
+
+
+def test_preprocess_option_per_encoder():
+    from bliss_utils.encoders import preprocess_for
+
+    mapping = cli.parse_preprocess(["clip-vit-b16=cifar", "blip=default"])
+    assert mapping == {"clip-vit-b16": "cifar", "blip": "default"}
+    assert preprocess_for("clip-vit-b16", mapping) == "cifar"
+    assert preprocess_for("slip-vit-b16", mapping) == "default"  # not named: its own preprocessing
+    assert preprocess_for("blip", cli.parse_preprocess(["cifar"])) == "cifar"
+    assert preprocess_for("blip", cli.parse_preprocess(None)) == "default"
+    with pytest.raises(ValueError, match="default.*cifar"):
+        preprocess_for("blip", {"blip": "imagenet"})
+    with pytest.raises(ValueError, match="not both"):
+        cli.parse_preprocess(["cifar", "blip=default"])

@@ -203,3 +203,111 @@ def test_embedding_set_with_tiny_clip(fake_data, tmp_path):
     np.testing.assert_array_equal(again.test, data.test)
     np.testing.assert_array_equal(again.dictionary, data.dictionary)
     assert sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.npz")) == files
+
+
+# -- lookups without models or datasets ----------------------------------------------------------------------------
+def test_copied_cache_needs_neither_model_nor_dataset(tmp_path, monkeypatch):
+    import shutil
+
+    from bliss_utils import encoders
+    from bliss_utils.synthetic import make_fake_cifar
+
+    monkeypatch.setenv("BLISS_DATA_DIR", str(tmp_path / "memo"))
+    data = tmp_path / "data"
+    make_fake_cifar(data, "cifar10", n_train_per_class=2, n_test_per_class=1)
+    first = load_embedding_set("tiny-clip", "cifar10", root=data, dictionary=["cat", "truck"], device="cpu",
+                               cache_dir=tmp_path / "cache", progress=False)
+    shutil.copytree(tmp_path / "cache", tmp_path / "copy")
+    shutil.rmtree(data)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("load_encoder was called on a cache hit")
+
+    monkeypatch.setattr(encoders, "load_encoder", refuse)
+    again = load_embedding_set("tiny-clip", "cifar10", root=data, dictionary=["cat", "truck"], device="cpu",
+                               cache_dir=tmp_path / "copy", progress=False)
+    for field in ("train", "train_labels", "test", "test_labels", "class_texts", "dictionary"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(first, field))
+    assert again.meta["class_names"] == first.meta["class_names"] and again.meta["encoder"] == first.meta["encoder"]
+    # with nothing cached for another dataset, the dataset's own clear error appears
+    from bliss_utils.datasets import DatasetNotFoundError
+
+    with pytest.raises(DatasetNotFoundError, match="cifar100 not found"):
+        load_embedding_set("tiny-clip", "cifar100", root=data, cache_dir=tmp_path / "copy", progress=False)
+
+
+def test_cache_hit_never_builds_the_model(fake_data, tmp_path, monkeypatch):
+    from bliss_utils.encoders import openclip
+
+    calls = []
+    real = openclip.load_tiny_clip
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(openclip, "load_tiny_clip", spy)
+    monkeypatch.setattr("bliss_utils.embeddings._MODELS", {})
+    kwargs = {"root": fake_data, "cache_dir": tmp_path, "progress": False, "device": "cpu"}
+    a, _ = image_embeddings("tiny-clip", "cifar10", "test", **kwargs)
+    t = text_embeddings("tiny-clip", ["cat"], device="cpu", cache_dir=tmp_path)
+    assert len(calls) == 1  # built once on the misses, then reused
+    monkeypatch.setattr("bliss_utils.embeddings._MODELS", {})
+    b, _ = image_embeddings("tiny-clip", "cifar10", "test", **kwargs)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(t, text_embeddings("tiny-clip", ["cat"], device="cpu", cache_dir=tmp_path))
+    assert len(calls) == 1
+
+
+def _write_slip(path, seed):
+    import torch
+
+    from bliss_utils.encoders.slip import make_tiny_slip_checkpoint
+
+    torch.save(make_tiny_slip_checkpoint(seed), path)
+
+
+def test_weights_file_fingerprint_keys_the_cache_and_missing_weights_fall_back(fake_data, tmp_path, monkeypatch):
+    from bliss_utils.encoders import WeightsNotFoundError, describe_encoder, registry
+
+    monkeypatch.setenv("BLISS_DATA_DIR", str(tmp_path / "memo"))
+    # tiny-slip's code path with a checkpoint file: a named encoder whose weights come from a file
+    info = registry.backbone("tiny-slip")
+    monkeypatch.setitem(registry._BACKBONES, "file-slip", registry.Backbone(
+        "slip:load_slip_vit_b16", "slip:slip_weights", info.dim, info.recipes))
+    monkeypatch.setattr("bliss_utils.encoders.slip.SLIP_TIMM_MODEL", "bliss_tiny_slip_vit")
+    ckpt = tmp_path / "w" / "file-slip" / "slip_base_100ep.pt"
+    ckpt.parent.mkdir(parents=True)
+    _write_slip(ckpt, 0)
+    monkeypatch.setenv("BLISS_WEIGHTS_DIR", str(tmp_path / "w"))
+    kwargs = {"root": fake_data, "cache_dir": tmp_path / "cache", "progress": False, "device": "cpu"}
+    first = describe_encoder("file-slip", device="cpu")
+    a, _ = image_embeddings("file-slip", "cifar10", "test", **kwargs)
+    _write_slip(ckpt, 1)  # same name, other bytes
+    second = describe_encoder("file-slip", device="cpu")
+    assert first.weights_id != second.weights_id and "sha256=" in second.weights_id
+    b, _ = image_embeddings("file-slip", "cifar10", "test", **kwargs)
+    assert not np.allclose(a, b)  # recomputed with the new weights, not served from the old file
+    # without the weights, two cached identities: an error that lists them; weights=<part of one> picks it
+    ckpt.unlink()
+    with pytest.raises(WeightsNotFoundError):
+        describe_encoder("file-slip", device="cpu")
+    with pytest.raises(ValueError, match="(?s)several.*weights="):
+        image_embeddings("file-slip", "cifar10", "test", **kwargs)
+    sha = first.weights_id.split("sha256=")[1]
+    picked, _ = image_embeddings("file-slip", "cifar10", "test", weights=sha[:12], **kwargs)
+    np.testing.assert_array_equal(picked, a)
+
+
+def test_preprocessing_enters_the_key_per_encoder(fake_data, tmp_path):
+    from bliss_utils.datasets import load_dataset as load
+    from bliss_utils.encoders import describe_encoder, preprocess_for
+
+    ds = load("cifar10", "test", root=fake_data)
+    mapping = {"tiny-clip": "cifar"}
+    clip_c = describe_encoder("tiny-clip", preprocess=preprocess_for("tiny-clip", mapping), device="cpu")
+    clip_d = describe_encoder("tiny-clip", device="cpu")
+    blip = describe_encoder("tiny-blip", preprocess=preprocess_for("tiny-blip", mapping), device="cpu")
+    assert image_cache_path(clip_c, ds, tmp_path) != image_cache_path(clip_d, ds, tmp_path)
+    assert blip == describe_encoder("tiny-blip", device="cpu")  # not in the mapping: default
+    assert "0.4913" in clip_c.preprocess_id and "0.4913" not in clip_d.preprocess_id

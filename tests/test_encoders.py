@@ -83,7 +83,7 @@ def test_bad_arguments_are_value_errors():
 def test_register_encoder(monkeypatch, tiny):
     from bliss_utils.encoders import registry
 
-    monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))
+    monkeypatch.setattr(registry, "_CUSTOM", dict(registry._CUSTOM))
     calls = []
 
     def builder(name, device=None, weights=None, preprocess="default"):
@@ -261,19 +261,6 @@ def test_clip_vit_b16_builds_the_quickgelu_architecture(monkeypatch, tmp_path):
     assert seen["force_quick_gelu"] is True
 
 
-def test_openai_torchscript_file_is_refused_clearly(tmp_path):
-    import torch
-
-    import warnings
-
-    path = tmp_path / "ViT-B-16.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated, OpenAI's files are not
-        torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
-    with pytest.raises(ValueError, match="TorchScript archive.*open_clip_model.safetensors"):
-        load_encoder("clip-vit-b16", device="cpu", weights=path)
-
-
 def test_tiny_clip_uses_quickgelu_in_both_towers(tiny):
     from open_clip.model import QuickGELU
 
@@ -295,7 +282,7 @@ def test_open_clip_form_loads_a_local_checkpoint(tiny, images, tmp_path):
     ckpt = tmp_path / "tiny.pt"
     torch.save(tiny["tiny-clip"].model.state_dict(), ckpt)
     enc = load_encoder(f"open_clip:bliss-tiny-test/{ckpt}", device="cpu")
-    assert enc.weights_id.startswith(f"open_clip:bliss-tiny-test/{ckpt}@sha256:")
+    assert enc.weights_id.startswith("state-dict@tiny.pt:") and "sha256=" in enc.weights_id
     np.testing.assert_allclose(enc.encode_images(images), tiny["tiny-clip"].encode_images(images), atol=1e-6)
     np.testing.assert_allclose(enc.encode_texts(TEXTS), tiny["tiny-clip"].encode_texts(TEXTS), atol=1e-6)
 
@@ -448,11 +435,12 @@ def test_slip_checkpoint_locations(monkeypatch, offline, slip_file):
     folder.mkdir(parents=True)
     (folder / slip.SLIP_FILENAME).write_bytes(b"x")
     monkeypatch.setenv("BLISS_WEIGHTS_DIR", str(offline / "weights"))
-    found, weights_id = slip._slip_checkpoint_path("slip-vit-b16", None)
-    assert found == folder / slip.SLIP_FILENAME and weights_id == "slip:slip_base_100ep"
+    found, weights_id = slip.slip_weights("slip-vit-b16", None)
+    # the identity is the file's bytes, not its name: a one-byte file named like the release is not the release
+    assert found == folder / slip.SLIP_FILENAME and weights_id.startswith(f"slip-checkpoint@{slip.SLIP_FILENAME}:1B:")
     monkeypatch.setenv("BLISS_SLIP_CHECKPOINT", str(path))
-    found, weights_id = slip._slip_checkpoint_path("slip-vit-b16", None)
-    assert found == path and weights_id.startswith("slip:slip_tiny.pt@sha256:")
+    found, weights_id = slip.slip_weights("slip-vit-b16", None)
+    assert found == path and weights_id.startswith("slip-checkpoint@slip_tiny.pt:") and "sha256=" in weights_id
 
 
 # -- BLIP: separate embeddings reproduce the retrieval model's ITC score ------------------------------------------
@@ -491,8 +479,12 @@ def test_real_loader_reads_a_saved_model_folder(tiny, images, tmp_path, real, ti
     pil_processor_class(processor_cls)(size={"height": 32, "width": 32}).save_pretrained(folder)
     if source.has_text:
         source.tokenizer.save_pretrained(folder)
-    enc = load_encoder(real, device="cpu", weights=folder)
-    assert enc.weights_id.startswith(f"{real}@sha256:") and enc.dim == source.dim
+    from bliss_utils.encoders import blip, vit
+
+    # the real loader's code on the tiny model (named tiny-*, so the registry's declared tiny sizes apply)
+    loader = {"blip": blip.load_blip, "vit-b16-in21k": vit.load_vit_in21k}[real]
+    enc = loader(tiny_name, device="cpu", weights=folder)
+    assert enc.weights_id.startswith("hf-folder@") and enc.dim == source.dim
     assert enc.preprocess_id == source.preprocess_id
     np.testing.assert_allclose(enc.encode_images(images), source.encode_images(images), atol=1e-6)
     if source.has_text:
@@ -523,7 +515,7 @@ def test_hf_clip_form_on_a_saved_tiny_model(tmp_path, images):
     tiny_tokenizer().save_pretrained(folder)
 
     enc = load_encoder(f"hf:{folder}", device="cpu")
-    assert enc.dim == 16 and enc.has_text and "@sha256:" in enc.weights_id
+    assert enc.dim == 16 and enc.has_text and "sha256=" in enc.weights_id
     img, txt = enc.encode_images(images[:3]), enc.encode_texts(TEXTS)
     pixels = torch.stack([enc.preprocess(im) for im in images[:3]])
     tok = enc.tokenizer(TEXTS, padding=True, return_tensors="pt")
@@ -581,3 +573,132 @@ def test_tiny_blip_texts_are_not_degenerate(tiny):
     t = tiny["tiny-blip"].encode_texts(["This is a photo of a cat", "This is a photo of a airplane", "dog"])
     off_diagonal = (t @ t.T)[~np.eye(3, dtype=bool)]
     assert off_diagonal.max() < 0.99
+
+
+# -- released checkpoint layouts ---------------------------------------------------------------------------------------
+def _openai_layout_archive(path):
+    """A tiny CLIP saved as OpenAI saved theirs: a TorchScript archive whose state dict has OpenAI's keys."""
+    import warnings
+
+    import open_clip
+    import torch
+
+    cfg = {"embed_dim": 32, "quick_gelu": True,
+           "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": 1},  # 64-wide heads, as OpenAI
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1}}
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**cfg).eval()
+    with torch.no_grad():  # OpenAI's files hold fp16 weights
+        for p in model.parameters():
+            p.copy_(p.half().float())
+
+    class Holder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            for k, v in model.named_children():
+                self.add_module(k, v)
+            for k, v in model.named_parameters(recurse=False):
+                self.register_parameter(k, v)
+
+        def forward(self, x):
+            return x
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(Holder(), torch.zeros(1)).save(str(path))
+    return model
+
+
+def test_openai_torchscript_checkpoint_loads_after_its_checksum(tmp_path, images, monkeypatch):
+    import torch
+
+    from bliss_utils._filehash import file_sha256
+    from bliss_utils.encoders import openclip
+
+    monkeypatch.setenv("BLISS_DATA_DIR", str(tmp_path / "memo"))
+    path = tmp_path / "ViT-B-16.pt"
+    reference = _openai_layout_archive(path)
+    assert openclip.is_torchscript(path)
+    with pytest.raises(ValueError, match=f"sha256 {file_sha256(path)}, expected 0+"):
+        openclip.load_openai_torchscript(path, "0" * 64)
+    model = openclip.load_openai_torchscript(path, file_sha256(path))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(x), reference.encode_image(x), atol=1e-5, rtol=0)
+    # clip-vit-b16 sends a TorchScript file through that check, against the sha256 in OpenAI's URL
+    assert openclip.openai_sha256(openclip.CLIP_MODEL) == openclip.openai_url(openclip.CLIP_MODEL).split("/")[-2]
+    seen = []
+    monkeypatch.setattr(openclip, "load_openai_torchscript", lambda p, sha: seen.append(sha) or (_ for _ in ()).throw(
+        KeyError("stop")))
+    with pytest.raises(KeyError):
+        load_encoder("clip-vit-b16", device="cpu", weights=path)
+    assert seen == [openclip.openai_sha256(openclip.CLIP_MODEL)]
+
+
+def test_clip_weights_dir_with_both_files_picks_openais(tmp_path, monkeypatch, offline, caplog):
+    import logging
+
+    from bliss_utils.encoders import openclip
+
+    folder = offline / "w" / "clip-vit-b16"
+    folder.mkdir(parents=True)
+    (folder / "open_clip_model.safetensors").write_bytes(b"a")
+    _openai_layout_archive(folder / openclip.openai_filename())
+    monkeypatch.setenv("BLISS_WEIGHTS_DIR", str(offline / "w"))
+    monkeypatch.setenv("BLISS_DATA_DIR", str(offline / "memo"))
+    with caplog.at_level(logging.INFO, logger="bliss_utils.encoders.openclip"):
+        path, weights_id = openclip.clip_vit_b16_weights("clip-vit-b16", None)
+    assert path.name == "ViT-B-16.pt" and weights_id.startswith("openai-torchscript@ViT-B-16.pt:")
+    assert "using ViT-B-16.pt" in caplog.text
+    (folder / "ViT-B-16.pt").unlink()
+    path, weights_id = openclip.clip_vit_b16_weights("clip-vit-b16", None)
+    assert path.name == "open_clip_model.safetensors" and weights_id.startswith("state-dict@")
+
+
+def test_slip_checkpoint_whose_args_hold_paths(tmp_path, images, tiny):
+    import torch
+
+    from bliss_utils.encoders.slip import load_slip_checkpoint, make_tiny_slip_checkpoint
+
+    ckpt = make_tiny_slip_checkpoint()
+    ckpt["args"].output_dir = pathlib.PosixPath("/checkpoint/slip/run")  # as SLIP's launcher stores it
+    ckpt["args"].log_dir = pathlib.PureWindowsPath("C:/logs")
+    torch.save(ckpt, tmp_path / "slip.pt")
+    loaded = load_slip_checkpoint(tmp_path / "slip.pt")
+    assert loaded["args"].output_dir == pathlib.PurePosixPath("/checkpoint/slip/run")
+    assert type(loaded["args"].output_dir) is pathlib.PurePosixPath  # unpickles on any OS, does no I/O
+    assert str(loaded["args"].log_dir) == "C:\\logs"
+    for k, v in ckpt["state_dict"].items():
+        assert torch.equal(loaded["state_dict"][k], v)
+
+
+def test_blip_loads_with_the_original_vision_layernorm_eps(tmp_path, tiny, images):
+    import torch
+    import transformers
+
+    from bliss_utils.encoders import blip
+
+    source = tiny["tiny-blip"]
+    folder = tmp_path / "blip"
+    source.model.config.vision_config.layer_norm_eps = 1e-5  # what the converted Hub configs carry
+    source.model.save_pretrained(folder)
+    source.model.config.vision_config.layer_norm_eps = blip.BLIP_VISION_LN_EPS
+    source.tokenizer.save_pretrained(folder)
+    assert json.loads((folder / "config.json").read_text())["vision_config"]["layer_norm_eps"] == 1e-5
+    enc = blip.load_blip("tiny-blip", device="cpu", weights=folder)
+    norms = [m for m in enc.model.vision_model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(m.eps == blip.BLIP_VISION_LN_EPS for m in norms)
+    assert enc.weights_id.endswith("+vision-ln-eps=1e-06")
+    np.testing.assert_allclose(enc.encode_images(images), source.encode_images(images), atol=1e-6)
+    as_saved = transformers.BlipForImageTextRetrieval.from_pretrained(folder).eval()
+    assert as_saved.vision_model.post_layernorm.eps == 1e-5
+
+
+def test_leading_space_is_harmless_to_every_tokenizer(tiny):
+    from bliss_utils.encoders.blip import tiny_tokenizer
+
+    for name in ("tiny-clip", "tiny-slip"):  # open_clip's BPE, the same code as OpenAI's and SLIP's tokenizer
+        tok = tiny[name].tokenizer
+        assert tok([" foo", " a photo of a cat"]).tolist() == tok(["foo", "a photo of a cat"]).tolist()
+    bert = tiny_tokenizer()  # BLIP's WordPiece (BertTokenizer), on a small vocabulary
+    assert bert([" foo", " this is a photo"])["input_ids"] == bert(["foo", "this is a photo"])["input_ids"]

@@ -1,13 +1,22 @@
 """Backbones behind one interface: ``load_encoder(name)`` -> :class:`Encoder` with L2-normalised float32 embeddings.
 
 Importing this package is cheap: torch, open_clip, timm and transformers are imported by the backend modules only
-when an encoder of theirs is loaded.
+when an encoder of theirs is loaded. :func:`describe_encoder` gives an encoder's identity without building it.
 """
 
 from __future__ import annotations
 
 from .base import Encoder
 from .errors import WeightsNotFoundError
-from .registry import list_encoders, load_encoder, register_encoder
+from .registry import EncoderSpec, describe_encoder, list_encoders, load_encoder, preprocess_for, register_encoder
 
-__all__ = ["Encoder", "WeightsNotFoundError", "list_encoders", "load_encoder", "register_encoder"]
+__all__ = [
+    "Encoder",
+    "EncoderSpec",
+    "WeightsNotFoundError",
+    "describe_encoder",
+    "list_encoders",
+    "load_encoder",
+    "preprocess_for",
+    "register_encoder",
+]

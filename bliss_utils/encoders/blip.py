@@ -1,6 +1,6 @@
 """BLIP image-text contrastive (ITC) embeddings through transformers' BlipForImageTextRetrieval, and tiny-blip.
 
-The embeddings are the retrieval model's own ITC path (BACKBONES.md section 2): image = vision_proj of the
+The embeddings are the retrieval model's own ITC path: image = vision_proj of the
 [CLS] state of vision_model, text = text_proj of the [CLS] state of the text encoder run without the image;
 their cosine equals ``model(..., use_itm_head=False).itm_score``. BlipModel's get_*_features would use other,
 unloaded projections.
@@ -14,17 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from .base import Encoder, finish_model, seeded, select_device
-from .hf_common import import_transformers, model_folder, pil_processor_class
-from .preprocessing import (
-    ResizeCropNormalize,
-    choose_recipe,
-    hf_image_processor_transform,
-)
+from .hf_common import import_transformers, model_folder
+from .weights import TINY_SEED, random_weights
 
 BLIP_REPO = "Salesforce/blip-itm-base-coco"
 BLIP_MAX_TOKENS = 35  # the original BLIP's text length for retrieval
+# the original BLIP vision transformer's LayerNorm eps; the converted Hub configs carry transformers' default 1e-5
+BLIP_VISION_LN_EPS = 1e-6
 
-TINY_SEED = 0
 TINY_IMAGE_SIZE = 32
 TINY_WORDS = ("this", "is", "a", "photo", "of", "the")
 
@@ -49,31 +46,44 @@ class BlipITCEncoder(Encoder):
         return self.model.text_proj(hidden[:, 0, :])
 
 
-def _blip_encoder(model: Any, processor: Any, tokenizer: Any, name: str, device: Any, preprocess: str,
+def _blip_encoder(model: Any, tokenizer: Any, name: str, device: Any, preprocess: str,
                   weights_id: str) -> BlipITCEncoder:
+    from .registry import declared_recipe
+
     device = select_device(device)
-    if preprocess == "cifar":
-        size = int(processor.size["height"])
-        recipe = choose_recipe(ResizeCropNormalize(size, "bicubic", tuple(processor.image_mean),
-                                                   tuple(processor.image_std)), "cifar")
-        transform, preprocess_id = recipe.build(), recipe.id
-    else:
-        transform, preprocess_id = hf_image_processor_transform(processor)
+    recipe = declared_recipe(name, preprocess)
     return BlipITCEncoder(
         finish_model(model, device), tokenizer, name=name, dim=int(model.config.image_text_hidden_size),
-        device=device, preprocess=transform, preprocess_id=preprocess_id, weights_id=weights_id,
+        device=device, preprocess=recipe.build(), preprocess_id=recipe.id, weights_id=weights_id,
     )
+
+
+def _eps_suffix() -> str:
+    return f"+vision-ln-eps={BLIP_VISION_LN_EPS:g}"
+
+
+def blip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
+    """(model folder, weights identity) of blip; the identity records the vision LayerNorm eps it is loaded with."""
+    folder, weights_id = model_folder(BLIP_REPO, name, weights, local_only)
+    return folder, weights_id + _eps_suffix()
+
+
+def tiny_blip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[None, str]:
+    """(no file, identity) of tiny-blip's seeded random weights, with the vision LayerNorm eps."""
+    _, weights_id = random_weights(name, weights)
+    return None, weights_id + _eps_suffix()
 
 
 def load_blip(name: str, *, device: Any = None, weights: str | Path | None = None,
               preprocess: str = "default") -> BlipITCEncoder:
     """BLIP ViT-B retrieval model fine-tuned on COCO (Salesforce/blip-itm-base-coco), ITC embeddings."""
     transformers = import_transformers()
-    folder, weights_id = model_folder(BLIP_REPO, name, weights)
-    model = transformers.BlipForImageTextRetrieval.from_pretrained(folder)
-    processor = pil_processor_class("BlipImageProcessor").from_pretrained(folder)
+    folder, weights_id = blip_weights(name, weights)
+    config = transformers.BlipConfig.from_pretrained(folder)
+    config.vision_config.layer_norm_eps = BLIP_VISION_LN_EPS
+    model = transformers.BlipForImageTextRetrieval.from_pretrained(folder, config=config)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    return _blip_encoder(model, processor, tokenizer, name, device, preprocess, weights_id)
+    return _blip_encoder(model, tokenizer, name, device, preprocess, weights_id)
 
 
 def tiny_vocab() -> list[str]:
@@ -96,7 +106,8 @@ def tiny_blip_config() -> Any:
     transformers = import_transformers()
     # BlipVisionConfig initialises with std 1e-10 (fine before loading weights, degenerate for a random model)
     vision = {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "image_size": TINY_IMAGE_SIZE, "patch_size": 8, "initializer_range": 0.02}
+              "image_size": TINY_IMAGE_SIZE, "patch_size": 8, "initializer_range": 0.02,
+              "layer_norm_eps": BLIP_VISION_LN_EPS}
     vocab = tiny_vocab()
     text = {"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
             "num_attention_heads": 2, "encoder_hidden_size": 48, "max_position_embeddings": 64,
@@ -110,11 +121,8 @@ def tiny_blip_config() -> Any:
 def load_tiny_blip(name: str, *, device: Any = None, weights: str | Path | None = None,
                    preprocess: str = "default") -> BlipITCEncoder:
     """tiny-blip: BlipForImageTextRetrieval at tiny sizes with seeded random weights and a generated vocabulary."""
-    if weights is not None:
-        raise ValueError(f"{name} has seeded random weights; it takes no weights argument")
+    _, weights_id = tiny_blip_weights(name, weights)
     transformers = import_transformers()
     with seeded(TINY_SEED):
         model = transformers.BlipForImageTextRetrieval(tiny_blip_config())
-    processor = pil_processor_class("BlipImageProcessor")(size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE})
-    return _blip_encoder(model, processor, tiny_tokenizer(), name, device, preprocess,
-                         f"{name}:random-seed{TINY_SEED}")
+    return _blip_encoder(model, tiny_tokenizer(), name, device, preprocess, weights_id)

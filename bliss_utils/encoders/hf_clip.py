@@ -8,7 +8,6 @@ from typing import Any
 from .base import Encoder, finish_model, select_device
 from .hf_common import import_transformers, model_folder, pil_processor_class
 from .preprocessing import ResizeCropNormalize, choose_recipe, hf_image_processor_transform
-from .weights import fingerprint
 
 
 def _features(out: Any) -> Any:
@@ -36,37 +35,55 @@ class HFClipEncoder(Encoder):
         return _features(self.model.get_text_features(**tok))
 
 
-def load_hf_clip(repo_id: str, *, device: Any = None, weights: str | Path | None = None,
-                 preprocess: str = "default") -> HFClipEncoder:
-    """Build ``hf:REPO_ID`` (REPO_ID may also be a local folder saved with save_pretrained)."""
+def _parts(repo_id: str, weights: str | Path | None, preprocess: str, local_only: bool) -> dict[str, Any]:
+    """Everything but the model: name, folder, weights identity, processor-based recipe, dimension (from config.json)."""
     transformers = import_transformers()
     name = f"hf:{repo_id}"
     if not repo_id:
         raise ValueError("hf:REPO_ID needs a repository id, e.g. hf:openai/clip-vit-base-patch16")
     if weights is None and Path(repo_id).expanduser().is_dir():
         weights = repo_id
-    folder, weights_id = model_folder(repo_id, name, weights)
-    if weights is not None and Path(repo_id).expanduser().is_dir():
-        weights_id = f"hf:{Path(repo_id).name}@sha256:{fingerprint(folder)}"
-    model = transformers.AutoModel.from_pretrained(folder)
-    if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
-        raise ValueError(f"{name} loads a {type(model).__name__}, which has no get_image_features/get_text_features")
+    folder, weights_id = model_folder(repo_id, name, weights, local_only)
+    config = transformers.AutoConfig.from_pretrained(folder)
     generic = transformers.AutoImageProcessor.from_pretrained(folder)
     processor = pil_processor_class(type(generic).__name__.removesuffix("Fast").removesuffix("Pil")).from_pretrained(folder)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    if preprocess == "cifar":
+        recipe = choose_recipe(ResizeCropNormalize(_processor_size(processor), "bicubic", tuple(processor.image_mean),
+                                                   tuple(processor.image_std)), "cifar")
+        transform, preprocess_id = recipe.build, recipe.id
+    else:
+        transform, preprocess_id = (lambda: hf_image_processor_transform(processor)[0]), \
+            hf_image_processor_transform(processor)[1]
+    dim = int(getattr(config, "projection_dim", 0) or config.text_config.hidden_size)
+    return {"name": name, "folder": folder, "weights_id": weights_id, "transform": transform,
+            "preprocess_id": preprocess_id, "dim": dim, "config": config}
+
+
+def describe_hf_clip(repo_id: str, *, weights: str | Path | None = None, preprocess: str = "default") -> Any:
+    """The identity of ``hf:REPO_ID`` from its config and processor files, without loading the model weights."""
+    from .registry import EncoderSpec
+
+    p = _parts(repo_id, weights, preprocess, local_only=True)
+    return EncoderSpec(p["name"], p["weights_id"], p["preprocess_id"], p["dim"])
+
+
+def load_hf_clip(repo_id: str, *, device: Any = None, weights: str | Path | None = None,
+                 preprocess: str = "default") -> HFClipEncoder:
+    """Build ``hf:REPO_ID`` (REPO_ID may also be a local folder saved with save_pretrained)."""
+    transformers = import_transformers()
+    p = _parts(repo_id, weights, preprocess, local_only=False)
+    model = transformers.AutoModel.from_pretrained(p["folder"])
+    if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
+        raise ValueError(
+            f"{p['name']} loads a {type(model).__name__}, which has no get_image_features/get_text_features"
+        )
+    tokenizer = transformers.AutoTokenizer.from_pretrained(p["folder"])
     text_cfg = getattr(model.config, "text_config", model.config)
     max_tokens = int(getattr(text_cfg, "max_position_embeddings", 77))
-    dim = int(getattr(model.config, "projection_dim", 0) or model.config.text_config.hidden_size)
     device = select_device(device)
-    if preprocess == "cifar":
-        size = _processor_size(processor)
-        recipe = choose_recipe(ResizeCropNormalize(size, "bicubic", tuple(processor.image_mean),
-                                                   tuple(processor.image_std)), "cifar")
-        transform, preprocess_id = recipe.build(), recipe.id
-    else:
-        transform, preprocess_id = hf_image_processor_transform(processor)
-    return HFClipEncoder(finish_model(model, device), tokenizer, max_tokens, name=name, dim=dim, device=device,
-                         preprocess=transform, preprocess_id=preprocess_id, weights_id=weights_id)
+    return HFClipEncoder(finish_model(model, device), tokenizer, max_tokens, name=p["name"], dim=p["dim"],
+                         device=device, preprocess=p["transform"](), preprocess_id=p["preprocess_id"],
+                         weights_id=p["weights_id"])
 
 
 def _processor_size(processor: Any) -> int:

@@ -33,20 +33,25 @@ def _has_weights(folder: Path) -> bool:
     )
 
 
-def model_folder(repo_id: str, encoder: str, weights: str | Path | None) -> tuple[Path, str]:
-    """Folder holding a transformers model (``weights``, ``$BLISS_WEIGHTS_DIR/<encoder>`` or the HF cache) and its id."""
+def model_folder(
+    repo_id: str, encoder: str, weights: str | Path | None, local_only: bool = False
+) -> tuple[Path, str]:
+    """Folder holding a transformers model (``weights``, ``$BLISS_WEIGHTS_DIR/<encoder>`` or the HF cache) and its id.
+
+    The id fingerprints the folder's config and weight files, wherever the folder was found.
+    """
     fetch = f"the Hugging Face repo https://huggingface.co/{repo_id} (`hf download {repo_id} --local-dir <folder>`)"
     if weights is not None:
         folder = explicit_path(weights, encoder, fetch, "")
         if not _has_weights(folder):
             raise missing(encoder, fetch, "", f"{folder} holds no config.json with model weights")
-        return folder, f"{encoder}@sha256:{fingerprint(folder)}"
+        return folder, f"hf-folder@{fingerprint(folder)}"
     folder = weights_dir_entry(encoder)
     if folder is None or not _has_weights(folder):
-        folder = hf_snapshot(repo_id, [*_CONFIG_AND_TOKENIZER, "*.safetensors"], encoder)
+        folder = hf_snapshot(repo_id, [*_CONFIG_AND_TOKENIZER, "*.safetensors"], encoder, local_only)
         if not _has_weights(folder):  # some repos ship only PyTorch .bin weights
-            folder = hf_snapshot(repo_id, [*_CONFIG_AND_TOKENIZER, "pytorch_model*.bin*"], encoder)
+            folder = hf_snapshot(repo_id, [*_CONFIG_AND_TOKENIZER, "pytorch_model*.bin*"], encoder, local_only)
         if not _has_weights(folder):
             raise missing(encoder, fetch, "", f"the cached copy of {repo_id} has no model weights")
-    return folder, f"hf:{repo_id}"
+    return folder, f"hf-folder@{fingerprint(folder)}"
 

@@ -8,7 +8,16 @@ from typing import Any
 
 from .base import Encoder, finish_model, seeded, select_device
 from .preprocessing import OPENAI_MEAN, OPENAI_STD, ResizeCropNormalize, choose_recipe
-from .weights import explicit_path, fingerprint, hf_first_file, missing, url_file, weights_dir_entry
+from .weights import (
+    TINY_SEED,
+    explicit_path,
+    fingerprint,
+    hf_first_file,
+    missing,
+    random_weights,
+    url_file,
+    weights_dir_entry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -16,15 +25,13 @@ logger = logging.getLogger(__name__)
 CLIP_MODEL = "ViT-B-16-quickgelu"
 CLIP_TAG = "openai"
 
-# BACKBONES.md section 3; 32 px with patch 8 keeps it fast on a CPU
+# 32 px with patch 8 keeps it fast on a CPU
 TINY_CLIP_CFG: dict[str, Any] = {
     "embed_dim": 32,
     "quick_gelu": True,
     "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": 2, "head_width": 32},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
 }
-TINY_SEED = 0
-
 
 def import_open_clip() -> Any:
     """Import open_clip, or raise an ImportError naming the pip command."""
@@ -50,11 +57,6 @@ class OpenClipEncoder(Encoder):
         return self.model.encode_text(self.tokenizer(texts).to(self.device))
 
 
-def _image_size(model: Any) -> int:
-    size = model.visual.image_size
-    return int(size[0] if isinstance(size, (tuple, list)) else size)
-
-
 def make_open_clip_encoder(
     model: Any, tokenizer: Any, name: str, dim: int, device: Any, recipe: ResizeCropNormalize, weights_id: str
 ) -> OpenClipEncoder:
@@ -66,25 +68,142 @@ def make_open_clip_encoder(
     )
 
 
-def _tag_checkpoint(model_name: str, tag: str, encoder: str) -> Path:
+_STATE_DICT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def openai_url(model_name: str) -> str:
+    """The URL of OpenAI's own TorchScript file for ``model_name`` (as open_clip lists it), or ''."""
+    open_clip = import_open_clip()
+    return open_clip.get_pretrained_cfg(model_name, CLIP_TAG).get("url", "") if CLIP_TAG in \
+        open_clip.list_pretrained_tags_by_model(model_name) else ""
+
+
+def openai_sha256(model_name: str) -> str:
+    """The sha256 OpenAI publishes for its file: the URL's last folder (open_clip's downloader checks the same)."""
+    url = openai_url(model_name)
+    return url.split("/")[-2] if "openaipublic" in url else ""
+
+
+def openai_filename(model_name: str = CLIP_MODEL) -> str:
+    """The file name of OpenAI's own checkpoint, e.g. ``ViT-B-16.pt``."""
+    return openai_url(model_name).rsplit("/", 1)[-1]
+
+
+def is_torchscript(path: Path) -> bool:
+    """True for a TorchScript archive (OpenAI's original .pt format), told apart from torch.save files by its code."""
+    import zipfile
+
+    if not (path.is_file() and zipfile.is_zipfile(path)):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
+
+
+def check_sha256(path: Path, expected: str) -> None:
+    """Raise ValueError unless ``path``'s sha256 equals ``expected`` (checked before a TorchScript file is loaded)."""
+    from .._filehash import file_sha256
+
+    actual = file_sha256(path)
+    if not expected or actual != expected.lower():
+        raise ValueError(
+            f"{path} is not the checkpoint OpenAI published: sha256 {actual}, expected {expected or '(unknown)'}. "
+            f"Fetch it again, or use open_clip_model.safetensors from Hugging Face."
+        )
+
+
+def load_openai_torchscript(path: Path, expected_sha256: str) -> Any:
+    """OpenAI's TorchScript file as a plain open_clip CLIP (QuickGELU, fp32), after checking its sha256."""
+    check_sha256(path, expected_sha256)
+    open_clip = import_open_clip()
+    # open_clip reads the archive's state dict and builds its own (non-scripted) CLIP from it
+    return open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
+
+
+def _weights_id(path: Path) -> str:
+    kind = "openai-torchscript" if is_torchscript(path) else "state-dict"
+    return f"{kind}@{fingerprint(path)}"
+
+
+def _weights_dir_file(encoder: str, preferred: tuple[str, ...]) -> Path | None:
+    """The weights file in ``$BLISS_WEIGHTS_DIR/<encoder>/``: the first of ``preferred`` present, else the first sorted."""
+    local = weights_dir_entry(encoder)
+    if local is None or not local.is_dir():
+        return None
+    found = sorted(p for p in local.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
+    if not found:
+        return None
+    rank = {n: i for i, n in enumerate(preferred)}
+    chosen = min(found, key=lambda p: (rank.get(p.name, len(rank)), p.name))
+    if len(found) > 1:
+        logger.info("%s: %d weight files in %s; using %s", encoder, len(found), local, chosen.name)
+    return chosen
+
+
+def _tag_file(model_name: str, tag: str, encoder: str, local_only: bool) -> Path:
     """Resolve a pretrained tag's file ourselves so offline mode and missing files give our one clear error."""
     open_clip = import_open_clip()
     cfg = open_clip.get_pretrained_cfg(model_name, tag)
-    local = weights_dir_entry(encoder)
+    preferred = (*([openai_filename(model_name)] if openai_sha256(model_name) else []), *_STATE_DICT_FILES)
+    local = _weights_dir_file(encoder, preferred if tag == CLIP_TAG else _STATE_DICT_FILES)
     if local is not None:
-        found = sorted(p for p in local.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
-        if found:
-            return found[0]
+        return local
     hub = cfg.get("hf_hub", "")
     if hub:
         repo, filename = hub.rstrip("/"), ""
         if not hub.endswith("/"):
             repo, filename = hub.rsplit("/", 1)
-        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        return hf_first_file(repo, names, encoder)
+        return hf_first_file(repo, [filename] if filename else list(_STATE_DICT_FILES), encoder, local_only)
     if cfg.get("url"):
-        return url_file(cfg["url"], encoder)
+        return url_file(cfg["url"], encoder, local_only)
     raise missing(encoder, f"the weights of open_clip tag {model_name}/{tag}", "open_clip_model.safetensors")
+
+
+def _open_clip_file(spec: str, name: str, weights: str | Path | None, local_only: bool) -> tuple[Path, dict[str, Any]]:
+    """(checkpoint file, pretrained config) of ``MODEL/PRETRAINED`` or of ``weights``: the lookup order of loading."""
+    open_clip = import_open_clip()
+    model_name, _, pretrained = spec.partition("/")
+    if model_name not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model {model_name!r} in {name!r}; see open_clip.list_models()")
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if weights is None and not pretrained:
+        raise ValueError(f"{name!r} names no weights: use open_clip:{model_name}/TAG with TAG one of {tags}")
+    cfg = open_clip.get_pretrained_cfg(model_name, pretrained) if pretrained in tags else {}
+    if weights is not None:
+        return explicit_path(weights, name, f"the checkpoint for {spec}", "open_clip_model.safetensors"), cfg
+    if pretrained in tags:
+        return _tag_file(model_name, pretrained, name, local_only), cfg
+    path = explicit_path(pretrained, name, f"the checkpoint for {spec} (or a tag of {model_name}: {tags})",
+                         Path(pretrained).name)
+    return path, cfg
+
+
+def _open_clip_recipe(model_name: str, cfg: dict[str, Any]) -> ResizeCropNormalize:
+    open_clip = import_open_clip()
+    size = open_clip.get_model_config(model_name)["vision_cfg"].get("image_size", 224)
+    return ResizeCropNormalize(
+        size=int(size[0] if isinstance(size, (tuple, list)) else size), interpolation=cfg.get("interpolation", "bicubic"),
+        mean=tuple(cfg.get("mean", OPENAI_MEAN)), std=tuple(cfg.get("std", OPENAI_STD)),
+    )
+
+
+def describe_open_clip_spec(spec: str, *, weights: str | Path | None = None, preprocess: str = "default") -> Any:
+    """The identity of ``open_clip:MODEL/PRETRAINED`` without building it (its weights file is found, not downloaded)."""
+    from .registry import EncoderSpec
+
+    open_clip = import_open_clip()
+    name = f"open_clip:{spec}"
+    path, cfg = _open_clip_file(spec, name, weights, local_only=True)
+    model_name = spec.partition("/")[0]
+    recipe = choose_recipe(_open_clip_recipe(model_name, cfg), preprocess)
+    return EncoderSpec(name, _weights_id(path), recipe.id, int(open_clip.get_model_config(model_name)["embed_dim"]))
+
+
+def _build_open_clip(model_name: str, path: Path, cfg: dict[str, Any]) -> Any:
+    open_clip = import_open_clip()
+    if is_torchscript(path):
+        return load_openai_torchscript(path, openai_sha256(model_name))
+    # a tag's quick_gelu must reach the architecture: passing a file path bypasses open_clip's tag lookup
+    return open_clip.create_model(model_name, pretrained=str(path), force_quick_gelu=bool(cfg.get("quick_gelu", False)))
 
 
 def load_open_clip_spec(
@@ -93,51 +212,20 @@ def load_open_clip_spec(
 ) -> OpenClipEncoder:
     """Build ``open_clip:MODEL/PRETRAINED`` (PRETRAINED: a tag of MODEL, or a local checkpoint file)."""
     open_clip = import_open_clip()
-    model_name, _, pretrained = spec.partition("/")
     name = name or f"open_clip:{spec}"
-    if model_name not in open_clip.list_models():
-        raise ValueError(f"unknown open_clip model {model_name!r} in {name!r}; see open_clip.list_models()")
-    tags = open_clip.list_pretrained_tags_by_model(model_name)
-    if weights is None and not pretrained:
-        raise ValueError(f"{name!r} names no weights: use open_clip:{model_name}/TAG with TAG one of {tags}")
-    cfg = open_clip.get_pretrained_cfg(model_name, pretrained) if pretrained in tags else {}
-    if weights is not None:
-        path = explicit_path(weights, name, f"the checkpoint for {spec}", "open_clip_model.safetensors")
-        weights_id = f"{name}@sha256:{fingerprint(path)}"
-    elif pretrained in tags:
-        path = _tag_checkpoint(model_name, pretrained, name)
-        weights_id = f"open_clip:{model_name}/{pretrained}"
-    else:
-        path = explicit_path(pretrained, name, f"the checkpoint for {spec} (or a tag of {model_name}: {tags})",
-                             Path(pretrained).name)
-        weights_id = f"{name}@sha256:{fingerprint(path)}"
-    _refuse_torchscript(path, name)
-    # a tag's quick_gelu must reach the architecture: passing a file path bypasses open_clip's tag lookup
-    model = open_clip.create_model(
-        model_name, pretrained=str(path), force_quick_gelu=bool(cfg.get("quick_gelu", False)),
-    )
-    default = ResizeCropNormalize(
-        size=_image_size(model), interpolation=cfg.get("interpolation", "bicubic"),
-        mean=tuple(cfg.get("mean", OPENAI_MEAN)), std=tuple(cfg.get("std", OPENAI_STD)),
-    )
+    path, cfg = _open_clip_file(spec, name, weights, local_only=False)
+    model_name = spec.partition("/")[0]
+    model = _build_open_clip(model_name, path, cfg)
     return make_open_clip_encoder(
         model, open_clip.get_tokenizer(model_name), name, int(open_clip.get_model_config(model_name)["embed_dim"]),
-        select_device(device),
-        choose_recipe(default, preprocess), weights_id,
+        select_device(device), choose_recipe(_open_clip_recipe(model_name, cfg), preprocess), _weights_id(path),
     )
 
 
-def _refuse_torchscript(path: Path, name: str) -> None:
-    """OpenAI's original .pt files are TorchScript archives, which torch.load(weights_only=True) cannot read."""
-    import zipfile
-
-    if path.is_file() and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            if any(n.endswith("constants.pkl") for n in archive.namelist()):
-                raise ValueError(
-                    f"{path} is a TorchScript archive (OpenAI's original format), which is not loaded (it cannot be "
-                    f"read with weights_only=True); for {name} use open_clip_model.safetensors from Hugging Face"
-                )
+def clip_vit_b16_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
+    """(file, weights identity) of clip-vit-b16: ``weights``, else ``$BLISS_WEIGHTS_DIR``, else the HF cache."""
+    path, _ = _open_clip_file(f"{CLIP_MODEL}/{CLIP_TAG}", name, weights, local_only)
+    return path, _weights_id(path)
 
 
 def load_clip_vit_b16(name: str, *, device: Any = None, weights: str | Path | None = None,
@@ -157,11 +245,11 @@ def build_tiny_clip(seed: int = TINY_SEED) -> Any:
 def load_tiny_clip(name: str, *, device: Any = None, weights: str | Path | None = None,
                    preprocess: str = "default") -> OpenClipEncoder:
     """tiny-clip: open_clip's CLIP architecture at 32 px with seeded random weights; no download."""
-    if weights is not None:
-        raise ValueError(f"{name} has seeded random weights; it takes no weights argument")
+    from .registry import declared_recipe
+
+    _, weights_id = random_weights(name, weights)
     open_clip = import_open_clip()
-    default = ResizeCropNormalize(TINY_CLIP_CFG["vision_cfg"]["image_size"], "bicubic", OPENAI_MEAN, OPENAI_STD)
     return make_open_clip_encoder(
         build_tiny_clip(), open_clip.get_tokenizer("ViT-B-16"), name, TINY_CLIP_CFG["embed_dim"], select_device(device),
-        choose_recipe(default, preprocess), f"{name}:random-seed{TINY_SEED}",
+        declared_recipe(name, preprocess), weights_id,
     )

@@ -1,4 +1,7 @@
-"""Image preprocessing recipes with stable ids (the ids become part of embedding-cache keys)."""
+"""Image preprocessing recipes as data, with stable ids (the ids become part of embedding-cache keys).
+
+A recipe is declared per encoder in the registry, so its id is known without importing torch or building a model.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# the statistics the BLISS authors' released code normalised CLIP inputs with (SPEC.md)
+# the statistics the BLISS authors' released code normalised CLIP inputs with
 CIFAR_MEAN = (0.4913, 0.4821, 0.4465)
 CIFAR_STD = (0.2470, 0.2434, 0.2615)
 
@@ -46,14 +49,56 @@ class ResizeCropNormalize:
         )
 
 
+@dataclass(frozen=True)
+class HFProcessorRecipe:
+    """A transformers image processor (PIL backend) with its settings pinned: squash to ``size``x``size``, normalise."""
+
+    processor: str
+    size: int
+    resample: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def id(self) -> str:
+        """Stable description of the recipe, e.g. for cache keys."""
+        return (
+            f"rgb+hf:{self.processor}(resize{self.size}x{self.size}-{self.resample.lower()};nocrop"
+            f";mean={_fmt(self.mean)};std={_fmt(self.std)})"
+        )
+
+    def make_processor(self) -> Any:
+        """The transformers processor with these settings (``<processor>Pil`` in transformers 5)."""
+        from PIL import Image
+
+        from .hf_common import pil_processor_class
+
+        return pil_processor_class(self.processor)(
+            size={"height": self.size, "width": self.size}, resample=Image.Resampling[self.resample],
+            image_mean=list(self.mean), image_std=list(self.std), do_resize=True, do_rescale=True, do_normalize=True,
+        )
+
+    def build(self) -> Callable[[Any], Any]:
+        """The transform as a PIL -> (3, size, size) float tensor callable."""
+        return hf_image_processor_transform(self.make_processor())[0]
+
+
+Recipe = ResizeCropNormalize | HFProcessorRecipe
+
+
 def cifar_recipe(size: int) -> ResizeCropNormalize:
     """The authors' CIFAR-statistics preprocessing: bicubic resize, centre crop, CIFAR mean/std."""
     return ResizeCropNormalize(size=size, interpolation="bicubic", mean=CIFAR_MEAN, std=CIFAR_STD)
 
 
-def choose_recipe(default: ResizeCropNormalize, preprocess: str) -> ResizeCropNormalize:
+def choose_recipe(default: Recipe, preprocess: str) -> Recipe:
     """``default`` for preprocess="default", the CIFAR-statistics recipe at the same size for "cifar"."""
     return cifar_recipe(default.size) if preprocess == "cifar" else replace(default)
+
+
+def recipes(default: Recipe) -> dict[str, Recipe]:
+    """The recipes of every preprocessing option for an encoder whose own preprocessing is ``default``."""
+    return {"default": default, "cifar": cifar_recipe(default.size)}
 
 
 def _compact(size: Any) -> Any:

@@ -1,39 +1,113 @@
-"""Encoder names -> builder functions (looked up lazily, so unused backends are never imported)."""
+"""Encoder names -> what they are (declared as data) and how to build them (looked up lazily).
+
+Each named backbone declares its dimension and its preprocessing recipes as data, and names two functions: one that
+finds its weights file and returns the weights identity (cheap: no model is built), one that builds the model. So
+:func:`describe_encoder` knows everything the embedding cache keys on without importing torch's model code.
+"""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .base import Encoder
+from .preprocessing import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    OPENAI_MEAN,
+    OPENAI_STD,
+    HFProcessorRecipe,
+    Recipe,
+    ResizeCropNormalize,
+    recipes,
+)
+
+logger = logging.getLogger(__name__)
 
 PREPROCESS_OPTIONS = ("default", "cifar")
 
-# name -> "module:function" inside this package, or a callable registered at run time
-_BUILDERS: dict[str, str | Callable[..., Encoder]] = {
-    "clip-vit-b16": "openclip:load_clip_vit_b16",
-    "blip": "blip:load_blip",
-    "slip-vit-b16": "slip:load_slip_vit_b16",
-    "vit-b16-in21k": "vit:load_vit_in21k",
-    "tiny-clip": "openclip:load_tiny_clip",
-    "tiny-blip": "blip:load_tiny_blip",
-    "tiny-slip": "slip:load_tiny_slip",
-    "tiny-vit": "vit:load_tiny_vit",
+
+@dataclass(frozen=True)
+class Backbone:
+    """A named encoder as data: builder and weights resolver ("module:function"), dimension, recipes, text tower."""
+
+    builder: str
+    weights: str
+    dim: int
+    recipes: Mapping[str, Recipe] = field(repr=False)
+    has_text: bool = True
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What an encoder's embeddings depend on, known without building it (the embedding cache's encoder key)."""
+
+    name: str
+    weights_id: str
+    preprocess_id: str
+    dim: int
+    has_text: bool = True
+    precision: str | None = None  # None: not known here (an identity recovered from a cache, no device asked for)
+    preprocess: str = "default"
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that enter cache keys (the same as :func:`bliss_utils.embeddings.encoder_identity`)."""
+        out = {k: v for k, v in asdict(self).items() if k in ("name", "weights_id", "preprocess_id", "dim")}
+        if self.precision is not None:
+            out["precision"] = self.precision
+        return out
+
+
+_CLIP_224 = ResizeCropNormalize(224, "bicubic", OPENAI_MEAN, OPENAI_STD)
+# SLIP evaluates with torchvision's default (bilinear) Resize and ImageNet statistics
+_SLIP_224 = ResizeCropNormalize(224, "bilinear", IMAGENET_MEAN, IMAGENET_STD)
+# the released BLIP and ViT-in21k preprocessor_config.json files: squash (no crop), BLIP bicubic, ViT bilinear
+_BLIP_384 = HFProcessorRecipe("BlipImageProcessor", 384, "BICUBIC", OPENAI_MEAN, OPENAI_STD)
+_VIT_224 = HFProcessorRecipe("ViTImageProcessor", 224, "BILINEAR", (0.5,) * 3, (0.5,) * 3)
+TINY_SIZE = 32
+
+_BACKBONES: dict[str, Backbone] = {
+    "clip-vit-b16": Backbone("openclip:load_clip_vit_b16", "openclip:clip_vit_b16_weights", 512, recipes(_CLIP_224)),
+    "blip": Backbone("blip:load_blip", "blip:blip_weights", 256, recipes(_BLIP_384)),
+    "slip-vit-b16": Backbone("slip:load_slip_vit_b16", "slip:slip_weights", 512, recipes(_SLIP_224)),
+    "vit-b16-in21k": Backbone("vit:load_vit_in21k", "vit:vit_weights", 768, recipes(_VIT_224), has_text=False),
+    "tiny-clip": Backbone(
+        "openclip:load_tiny_clip", "weights:random_weights", 32,
+        recipes(ResizeCropNormalize(TINY_SIZE, "bicubic", OPENAI_MEAN, OPENAI_STD)),
+    ),
+    "tiny-blip": Backbone(
+        "blip:load_tiny_blip", "blip:tiny_blip_weights", 16,
+        recipes(HFProcessorRecipe("BlipImageProcessor", TINY_SIZE, "BICUBIC", OPENAI_MEAN, OPENAI_STD)),
+    ),
+    "tiny-slip": Backbone(
+        "slip:load_tiny_slip", "weights:random_weights", 24,
+        recipes(ResizeCropNormalize(TINY_SIZE, "bilinear", IMAGENET_MEAN, IMAGENET_STD)),
+    ),
+    "tiny-vit": Backbone(
+        "vit:load_tiny_vit", "weights:random_weights", 48,
+        recipes(HFProcessorRecipe("ViTImageProcessor", TINY_SIZE, "BILINEAR", (0.5,) * 3, (0.5,) * 3)),
+        has_text=False,
+    ),
 }
 
-# open forms: prefix -> builder receiving the text after the prefix as its first argument
-_OPEN_FORMS: dict[str, str] = {
-    "open_clip:": "openclip:load_open_clip_spec",
-    "hf:": "hf_clip:load_hf_clip",
+# encoders added at run time by register_encoder: only a builder, nothing declared
+_CUSTOM: dict[str, Callable[..., Encoder]] = {}
+
+# open forms: prefix -> (builder, describer), each receiving the text after the prefix as its first argument
+_OPEN_FORMS: dict[str, tuple[str, str]] = {
+    "open_clip:": ("openclip:load_open_clip_spec", "openclip:describe_open_clip_spec"),
+    "hf:": ("hf_clip:load_hf_clip", "hf_clip:describe_hf_clip"),
 }
 _OPEN_FORM_HELP = ("open_clip:MODEL/PRETRAINED", "hf:REPO_ID")
 
 
 def list_encoders() -> list[str]:
     """Names accepted by :func:`load_encoder` (besides the open forms ``open_clip:MODEL/PRETRAINED`` and ``hf:REPO_ID``)."""
-    return list(_BUILDERS)
+    return [*_BACKBONES, *(n for n in _CUSTOM if n not in _BACKBONES)]
 
 
 def register_encoder(name: str, builder: Callable[..., Encoder]) -> None:
@@ -42,14 +116,89 @@ def register_encoder(name: str, builder: Callable[..., Encoder]) -> None:
         raise ValueError(f"encoder name must be a non-empty string not starting with {list(_OPEN_FORMS)}; got {name!r}")
     if not callable(builder):
         raise ValueError(f"builder for {name!r} must be callable; got {type(builder).__name__}")
-    _BUILDERS[name] = builder
+    _CUSTOM[name] = builder
 
 
-def _resolve(target: str | Callable[..., Encoder]) -> Callable[..., Encoder]:
+def backbone(name: str) -> Backbone | None:
+    """The declared data of a named encoder (None for open forms and encoders registered at run time)."""
+    return None if name in _CUSTOM else _BACKBONES.get(name)
+
+
+def declared_recipe(name: str, preprocess: str) -> Recipe:
+    """The preprocessing recipe a named encoder declares for ``preprocess`` ("default" or "cifar")."""
+    _check_preprocess(preprocess)
+    return _BACKBONES[name].recipes[preprocess]
+
+
+def _resolve(target: str | Callable[..., Any]) -> Callable[..., Any]:
     if callable(target):
         return target
     module, func = target.split(":")
     return getattr(importlib.import_module(f".{module}", __package__), func)
+
+
+def _check_preprocess(preprocess: str) -> None:
+    if preprocess not in PREPROCESS_OPTIONS:
+        raise ValueError(f"preprocess must be one of {list(PREPROCESS_OPTIONS)}; got {preprocess!r}")
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str):
+        raise ValueError(f"encoder name must be a string; got {type(name).__name__}")
+    if not (name in _CUSTOM or name in _BACKBONES or any(name.startswith(p) for p in _OPEN_FORMS)):
+        valid = ", ".join([*list_encoders(), *_OPEN_FORM_HELP])
+        raise ValueError(f"unknown encoder {name!r}; valid names: {valid}")
+
+
+def preprocess_for(encoder: str, mapping: Mapping[str, str] | str | None) -> str:
+    """The preprocessing option of ``encoder``: ``mapping`` is one option for all, or {encoder name: option}.
+
+    Names missing from the mapping get "default", e.g. ``preprocess_for("blip", {"clip-vit-b16": "cifar"})``.
+    """
+    if mapping is None:
+        return "default"
+    if isinstance(mapping, str):
+        value = mapping
+    elif isinstance(mapping, Mapping):
+        bad = {k: v for k, v in mapping.items() if v not in PREPROCESS_OPTIONS}
+        if bad:
+            raise ValueError(f"preprocess options must be one of {list(PREPROCESS_OPTIONS)}; got {bad}")
+        value = mapping.get(encoder, "default")
+    else:
+        raise ValueError(f"preprocess must be an option name, a mapping of encoder -> option or None; got {mapping!r}")
+    _check_preprocess(value)
+    return value
+
+
+def precision_for(device: Any = None) -> str:
+    """The numeric precision an encoder runs at on ``device``: fp16 autocast on CUDA, else fp32."""
+    from .base import select_device
+
+    return "fp16-autocast" if select_device(device).type == "cuda" else "fp32"
+
+
+def describe_encoder(
+    name: str, weights: str | Path | None = None, preprocess: str = "default", device: Any = None
+) -> EncoderSpec:
+    """The identity of encoder ``name`` without building it: finds (never downloads) and fingerprints its weights.
+
+    Raises :class:`WeightsNotFoundError` when the weights are not on this machine. For encoders added with
+    :func:`register_encoder` nothing is declared, so the encoder is built.
+    """
+    _check_preprocess(preprocess)
+    _check_name(name)
+    precision = precision_for(device)
+    for prefix, (_, describer) in _OPEN_FORMS.items():
+        if name.startswith(prefix):
+            spec = _resolve(describer)(name[len(prefix):], weights=weights, preprocess=preprocess)
+            return EncoderSpec(**{**asdict(spec), "precision": precision, "preprocess": preprocess})
+    info = backbone(name)
+    if info is None:
+        enc = load_encoder(name, device=device, weights=weights, preprocess=preprocess)
+        return EncoderSpec(enc.name, enc.weights_id, enc.preprocess_id, enc.dim, enc.has_text, enc.precision,
+                           preprocess)
+    weights_id = _resolve(info.weights)(name, weights, local_only=True)[1]
+    return EncoderSpec(name, weights_id, info.recipes[preprocess].id, info.dim, info.has_text, precision, preprocess)
 
 
 def load_encoder(
@@ -61,20 +210,22 @@ def load_encoder(
     """Build the encoder ``name`` on ``device`` (CUDA, then MPS, then CPU when None), in eval mode.
 
     ``weights`` is a local checkpoint file or folder to use instead of the library cache / download;
-    ``preprocess="cifar"`` swaps the image normalisation for the CIFAR statistics the paper's code used.
+    ``preprocess="cifar"`` swaps the image normalisation for the CIFAR statistics the paper's code used for CLIP.
     """
-    if preprocess not in PREPROCESS_OPTIONS:
-        raise ValueError(f"preprocess must be one of {list(PREPROCESS_OPTIONS)}; got {preprocess!r}")
-    if not isinstance(name, str):
-        raise ValueError(f"encoder name must be a string; got {type(name).__name__}")
+    _check_preprocess(preprocess)
+    _check_name(name)
     kwargs = {"device": device, "weights": weights, "preprocess": preprocess}
-    for prefix, target in _OPEN_FORMS.items():
+    for prefix, (builder, _) in _OPEN_FORMS.items():
         if name.startswith(prefix):
-            return _resolve(target)(name[len(prefix):], **kwargs)
-    if name not in _BUILDERS:
-        valid = ", ".join([*_BUILDERS, *_OPEN_FORM_HELP])
-        raise ValueError(f"unknown encoder {name!r}; valid names: {valid}")
-    encoder = _resolve(_BUILDERS[name])(name, **kwargs)
+            return _resolve(builder)(name[len(prefix):], **kwargs)
+    info = backbone(name)
+    encoder = _resolve(_CUSTOM[name] if info is None else info.builder)(name, **kwargs)
     if not isinstance(encoder, Encoder):
         raise TypeError(f"builder for {name!r} returned {type(encoder).__name__}, not an Encoder")
+    if info is not None and (encoder.dim, encoder.preprocess_id) != (info.dim, info.recipes[preprocess].id):
+        # the declared data must describe the built model, or cache keys computed without it would lie
+        raise RuntimeError(
+            f"{name}: built dim={encoder.dim}, preprocess_id={encoder.preprocess_id!r} but the registry declares "
+            f"dim={info.dim}, preprocess_id={info.recipes[preprocess].id!r}"
+        )
     return encoder

@@ -1,22 +1,24 @@
 """SLIP ViT-B/16 (Mu et al. 2022): its released checkpoint mapped onto open_clip's CLIP with a timm vision tower.
 
-Route A of BACKBONES.md section 1.5: ``visual.*`` -> ``visual.trunk.*``, ``image_projection`` (x @ P) -> the
+The mapping: ``visual.*`` -> ``visual.trunk.*``, ``image_projection`` (x @ P) -> the
 bias-free ``visual.head.proj`` Linear with weight P.T, ``image_mlp.*`` (the SimCLR head) dropped, text keys unchanged.
-The checkpoint is read with ``torch.load(weights_only=True)``, allow-listing only ``argparse.Namespace``.
+The checkpoint is read with ``torch.load(weights_only=True)``, allow-listing only ``argparse.Namespace`` and the
+pathlib types SLIP's launcher stores in ``args`` (mapped to pure paths, which unpickle on any OS and touch no files).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import pathlib
 import re
 from pathlib import Path
 from typing import Any
 
 from .base import seeded, select_device
 from .openclip import OpenClipEncoder, import_open_clip, make_open_clip_encoder
-from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, ResizeCropNormalize, choose_recipe
-from .weights import explicit_path, fingerprint, url_file, weights_dir_entry
+from .preprocessing import Recipe
+from .weights import TINY_SEED, explicit_path, fingerprint, random_weights, url_file, weights_dir_entry
 
 logger = logging.getLogger(__name__)
 
@@ -25,26 +27,32 @@ SLIP_URL = "https://dl.fbaipublicfiles.com/slip/slip_base_100ep.pt"
 SLIP_FILENAME = SLIP_URL.rsplit("/", 1)[-1]
 SLIP_TIMM_MODEL = "vit_base_patch16_224"
 ENV_SLIP_CHECKPOINT = "BLISS_SLIP_CHECKPOINT"
-# SLIP evaluates with torchvision's default (bilinear) Resize and ImageNet statistics
-SLIP_RECIPE = ResizeCropNormalize(224, "bilinear", IMAGENET_MEAN, IMAGENET_STD)
 
 TINY_TIMM_MODEL = "bliss_tiny_slip_vit"
 TINY_VISION = {"img_size": 32, "patch_size": 8, "embed_dim": 48, "depth": 2, "num_heads": 2}
 TINY_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 128, "layers": 2}  # width 128: two 64-wide heads
 TINY_EMBED_DIM = 24
 TINY_SSL_DIMS = (64, 16)  # SimCLR head widths of the tiny checkpoint (the real one: 4096, 256)
-TINY_SEED = 0
+
+# SLIP's launcher keeps pathlib paths in ``args`` (e.g. output_dir). They are unpickled as pure paths: a PosixPath
+# saved on Linux cannot be instantiated on Windows, and pure paths do no I/O. Python 3.13 pickles them as pathlib._local.
+_PATH_GLOBALS = [
+    (pure, f"{module}.{cls}")
+    for module in ("pathlib", "pathlib._local")
+    for cls, pure in (("PosixPath", pathlib.PurePosixPath), ("PurePosixPath", pathlib.PurePosixPath),
+                      ("WindowsPath", pathlib.PureWindowsPath), ("PureWindowsPath", pathlib.PureWindowsPath))
+]
 
 
 # -- the checkpoint file ---------------------------------------------------------------------------------------------
 def load_slip_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a SLIP checkpoint with weights_only=True, allowing only the ``argparse.Namespace`` its ``args`` holds."""
+    """Read a SLIP checkpoint with weights_only=True, allowing only the Namespace and pathlib paths of its ``args``."""
     import pickle
 
     import torch
 
     serialization = torch.serialization
-    allow = [argparse.Namespace]
+    allow = [argparse.Namespace, *_PATH_GLOBALS]
     try:
         if hasattr(serialization, "safe_globals"):
             with serialization.safe_globals(allow):
@@ -54,8 +62,8 @@ def load_slip_checkpoint(path: str | Path) -> dict[str, Any]:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise ValueError(
-            f"{path} is not a SLIP checkpoint we can read safely: it needs a Python object beyond tensors and "
-            f"argparse.Namespace, which weights_only loading refuses ({str(err).splitlines()[0]})"
+            f"{path} is not a SLIP checkpoint we can read safely: it needs a Python object beyond tensors, "
+            f"argparse.Namespace and pathlib paths, which weights_only loading refuses ({str(err).splitlines()[0]})"
         ) from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path} holds a {type(ckpt).__name__}, not a SLIP checkpoint dict")
@@ -190,42 +198,45 @@ def make_tiny_slip_checkpoint(seed: int = TINY_SEED) -> dict[str, Any]:
 
 
 # -- encoders ----------------------------------------------------------------------------------------------------------
-def _slip_encoder(ckpt: dict[str, Any], timm_model_name: str, recipe: ResizeCropNormalize, name: str,
-                  device: Any, preprocess: str, weights_id: str) -> OpenClipEncoder:
+def _slip_encoder(ckpt: dict[str, Any], timm_model_name: str, recipe: Recipe, name: str,
+                  device: Any, weights_id: str) -> OpenClipEncoder:
     open_clip = import_open_clip()
     sd = checkpoint_state_dict(ckpt)
     model = build_slip_model(sd, timm_model_name)
     # SLIP's tokenizer is OpenAI CLIP's BPE, byte-identical to open_clip's (prompts over 77 tokens end differently)
     return make_open_clip_encoder(
         model, open_clip.get_tokenizer("ViT-B-16"), name, int(sd["text_projection"].shape[1]),
-        select_device(device), choose_recipe(recipe, preprocess), weights_id,
+        select_device(device), recipe, weights_id,
     )
 
 
-def _slip_checkpoint_path(name: str, weights: str | Path | None) -> tuple[Path, str]:
+def slip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
+    """(file, weights identity): ``weights``, $BLISS_SLIP_CHECKPOINT, $BLISS_WEIGHTS_DIR, then torch hub's folder."""
     import os
 
     explicit = weights if weights is not None else os.environ.get(ENV_SLIP_CHECKPOINT) or None
     if explicit is not None:
         path = explicit_path(explicit, name, SLIP_URL, SLIP_FILENAME)
-        return path, f"slip:{path.name}@sha256:{fingerprint(path)}"
-    path = weights_dir_entry(name, SLIP_FILENAME) or url_file(SLIP_URL, name)
-    return path, f"slip:{SLIP_FILENAME.removesuffix('.pt')}"
+    else:
+        path = weights_dir_entry(name, SLIP_FILENAME) or url_file(SLIP_URL, name, local_only)
+    return path, f"slip-checkpoint@{fingerprint(path)}"
 
 
 def load_slip_vit_b16(name: str, *, device: Any = None, weights: str | Path | None = None,
                       preprocess: str = "default") -> OpenClipEncoder:
     """SLIP ViT-B/16 from its released checkpoint (``weights``, $BLISS_SLIP_CHECKPOINT, $BLISS_WEIGHTS_DIR or download)."""
-    path, weights_id = _slip_checkpoint_path(name, weights)
+    from .registry import declared_recipe
+
+    path, weights_id = slip_weights(name, weights)
     ckpt = load_slip_checkpoint(path)
-    return _slip_encoder(ckpt, SLIP_TIMM_MODEL, SLIP_RECIPE, name, device, preprocess, weights_id)
+    return _slip_encoder(ckpt, SLIP_TIMM_MODEL, declared_recipe(name, preprocess), name, device, weights_id)
 
 
 def load_tiny_slip(name: str, *, device: Any = None, weights: str | Path | None = None,
                    preprocess: str = "default") -> OpenClipEncoder:
     """tiny-slip: a seeded random SLIP-layout checkpoint through the same mapping as slip-vit-b16; no download."""
-    if weights is not None:
-        raise ValueError(f"{name} has seeded random weights; it takes no weights argument")
-    recipe = ResizeCropNormalize(TINY_VISION["img_size"], "bilinear", IMAGENET_MEAN, IMAGENET_STD)
-    return _slip_encoder(make_tiny_slip_checkpoint(), TINY_TIMM_MODEL, recipe, name, device, preprocess,
-                         f"{name}:random-seed{TINY_SEED}")
+    from .registry import declared_recipe
+
+    _, weights_id = random_weights(name, weights)
+    return _slip_encoder(make_tiny_slip_checkpoint(), TINY_TIMM_MODEL, declared_recipe(name, preprocess), name,
+                         device, weights_id)

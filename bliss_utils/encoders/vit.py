@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from .base import Encoder, finish_model, seeded, select_device
-from .hf_common import import_transformers, model_folder, pil_processor_class
-from .preprocessing import ResizeCropNormalize, choose_recipe, hf_image_processor_transform
+from .hf_common import import_transformers, model_folder
+from .weights import TINY_SEED, random_weights
 
 VIT_REPO = "google/vit-base-patch16-224-in21k"
-TINY_SEED = 0
 TINY_IMAGE_SIZE = 32
 
 
@@ -29,38 +28,36 @@ class ViTImageEncoder(Encoder):
         return self.model(pixel_values=pixels).last_hidden_state[:, 0, :]
 
 
-def _vit_encoder(model: Any, processor: Any, name: str, device: Any, preprocess: str,
-                 weights_id: str) -> ViTImageEncoder:
+def _vit_encoder(model: Any, name: str, device: Any, preprocess: str, weights_id: str) -> ViTImageEncoder:
+    from .registry import declared_recipe
+
     device = select_device(device)
-    if preprocess == "cifar":
-        recipe = choose_recipe(ResizeCropNormalize(int(model.config.image_size), "bicubic", (0.5,) * 3, (0.5,) * 3),
-                               "cifar")
-        transform, preprocess_id = recipe.build(), recipe.id
-    else:
-        transform, preprocess_id = hf_image_processor_transform(processor)
+    recipe = declared_recipe(name, preprocess)
     return ViTImageEncoder(finish_model(model, device), name=name, dim=int(model.config.hidden_size), device=device,
-                           preprocess=transform, preprocess_id=preprocess_id, weights_id=weights_id)
+                           preprocess=recipe.build(), preprocess_id=recipe.id, weights_id=weights_id)
+
+
+def vit_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
+    """(model folder, weights identity) of vit-b16-in21k: ``weights``, ``$BLISS_WEIGHTS_DIR``, then the HF cache."""
+    return model_folder(VIT_REPO, name, weights, local_only)
 
 
 def load_vit_in21k(name: str, *, device: Any = None, weights: str | Path | None = None,
                    preprocess: str = "default") -> ViTImageEncoder:
     """ViT-B/16 ImageNet-21k (Hugging Face google/vit-base-patch16-224-in21k), image-only."""
     transformers = import_transformers()
-    folder, weights_id = model_folder(VIT_REPO, name, weights)
+    folder, weights_id = vit_weights(name, weights)
     model = transformers.ViTModel.from_pretrained(folder, add_pooling_layer=False)
-    processor = pil_processor_class("ViTImageProcessor").from_pretrained(folder)
-    return _vit_encoder(model, processor, name, device, preprocess, weights_id)
+    return _vit_encoder(model, name, device, preprocess, weights_id)
 
 
 def load_tiny_vit(name: str, *, device: Any = None, weights: str | Path | None = None,
                   preprocess: str = "default") -> ViTImageEncoder:
     """tiny-vit: a transformers ViTModel at tiny sizes with seeded random weights; image-only, no download."""
-    if weights is not None:
-        raise ValueError(f"{name} has seeded random weights; it takes no weights argument")
+    _, weights_id = random_weights(name, weights)
     transformers = import_transformers()
     config = transformers.ViTConfig(hidden_size=48, num_hidden_layers=2, num_attention_heads=2, intermediate_size=96,
                                     image_size=TINY_IMAGE_SIZE, patch_size=8)
     with seeded(TINY_SEED):
         model = transformers.ViTModel(config, add_pooling_layer=False)
-    processor = pil_processor_class("ViTImageProcessor")(size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE})
-    return _vit_encoder(model, processor, name, device, preprocess, f"{name}:random-seed{TINY_SEED}")
+    return _vit_encoder(model, name, device, preprocess, weights_id)

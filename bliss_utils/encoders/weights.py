@@ -6,7 +6,6 @@ Environment variables are read at call time, so a test or notebook can switch th
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -15,6 +14,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._filehash import file_fingerprint, folder_fingerprint
 from .errors import WeightsNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -91,13 +91,13 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (errors.EntryNotFoundError, errors.HfHubHTTPError, errors.OfflineModeIsEnabled, ConnectionError)
 
 
-def hf_snapshot(repo_id: str, patterns: Sequence[str], encoder: str) -> Path:
+def hf_snapshot(repo_id: str, patterns: Sequence[str], encoder: str, local_only: bool = False) -> Path:
     """Local folder with the files of ``repo_id`` matching ``patterns``, from the HF cache or downloaded into it."""
     from huggingface_hub import snapshot_download
 
     try:
         folder = snapshot_download(
-            repo_id, allow_patterns=list(patterns), cache_dir=_hf_cache_dir(), local_files_only=is_offline()
+            repo_id, allow_patterns=list(patterns), cache_dir=_hf_cache_dir(), local_files_only=local_only or is_offline()
         )
     except _hub_errors() as err:
         raise missing(
@@ -110,12 +110,14 @@ def hf_snapshot(repo_id: str, patterns: Sequence[str], encoder: str) -> Path:
     return Path(folder)
 
 
-def hf_file(repo_id: str, filename: str, encoder: str) -> Path:
+def hf_file(repo_id: str, filename: str, encoder: str, local_only: bool = False) -> Path:
     """Local path of ``filename`` from ``repo_id``, from the HF cache or downloaded into it."""
     from huggingface_hub import hf_hub_download
 
     try:
-        path = hf_hub_download(repo_id, filename, cache_dir=_hf_cache_dir(), local_files_only=is_offline())
+        path = hf_hub_download(
+            repo_id, filename, cache_dir=_hf_cache_dir(), local_files_only=local_only or is_offline()
+        )
     except _hub_errors() as err:
         raise missing(
             encoder,
@@ -126,19 +128,19 @@ def hf_file(repo_id: str, filename: str, encoder: str) -> Path:
     return Path(path)
 
 
-def hf_first_file(repo_id: str, filenames: Sequence[str], encoder: str) -> Path:
+def hf_first_file(repo_id: str, filenames: Sequence[str], encoder: str, local_only: bool = False) -> Path:
     """The first of ``filenames`` that ``repo_id`` provides; if none, the error names the first (preferred) one."""
     first_error = None
     for fname in filenames:
         try:
-            return hf_file(repo_id, fname, encoder)
+            return hf_file(repo_id, fname, encoder, local_only)
         except WeightsNotFoundError as err:
             first_error = first_error or err
     assert first_error is not None, "no filenames given"
     raise first_error
 
 
-def url_file(url: str, encoder: str) -> Path:
+def url_file(url: str, encoder: str, local_only: bool = False) -> Path:
     """Local copy of ``url`` under torch.hub's checkpoint folder (``$TORCH_HOME``), downloaded once, atomically."""
     import torch
 
@@ -146,7 +148,7 @@ def url_file(url: str, encoder: str) -> Path:
     target = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if target.is_file():
         return target
-    if is_offline():
+    if local_only or is_offline():
         raise missing(encoder, url, filename, f"not in the torch hub cache ({target})")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{filename}.{os.getpid()}.part")
@@ -165,15 +167,28 @@ def url_file(url: str, encoder: str) -> Path:
     return target
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".npz")
+
+
 def fingerprint(path: Path) -> str:
-    """Short sha256 of a weights file, or of a folder's weight files, so user-supplied weights get their own cache key."""
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".npz")
+    """Size and sha256 of a weights file, or of a model folder's config and weight files (remembered per file version).
+
+    This is what ``weights_id`` records: the bytes actually loaded, whatever the file is called or where it was found.
+    """
+    if path.is_file():
+        return file_fingerprint(path)
+    names = sorted(
+        str(p.relative_to(path)) for p in path.rglob("*")
+        if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name == "config.json")
     )
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.name.encode())
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return folder_fingerprint(path, names)
+
+
+TINY_SEED = 0
+
+
+def random_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[None, str]:
+    """(no file, identity) of a tiny encoder's seeded random weights: a constant per name; refuses a weights argument."""
+    if weights is not None:
+        raise ValueError(f"{name} has seeded random weights; it takes no weights argument")
+    return None, f"{name}:random-seed{TINY_SEED}"
