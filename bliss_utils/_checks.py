@@ -45,6 +45,15 @@ def l2_normalize(x: np.ndarray, name: str) -> np.ndarray:
     return x / norms
 
 
+def check_positive_int(value: Any, name: str, allow_none: bool = False) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is a positive integer (or None when ``allow_none``)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        kind = "a positive integer or None" if allow_none else "a positive integer"
+        raise ValueError(f"{name} must be {kind}; got {value!r}")
+
+
 def as_unit_embeddings(**arrays: Any) -> dict[str, np.ndarray]:
     """Validate named (n, d) arrays (None entries skipped), cast them to one dtype (float64 if any is), L2-normalise
     them and check that they share d; the names appear in every error."""

@@ -16,11 +16,14 @@ equations; the tests check that this vectorised version agrees with it to 1e-10 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
-from ._checks import as_class_list, as_labels, as_test_embeddings, as_unit_embeddings
+from ._checks import as_class_list, as_labels, as_test_embeddings, as_unit_embeddings, check_positive_int
 
 AGGREGATES = ("mean", "max")
 # Bytes one working array of a test chunk may take; keeps memory bounded whatever the test set and dictionary size.
@@ -58,7 +61,7 @@ def top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return values.numpy(), indices.numpy()
 
 
-class BLISS:
+class BLISS(BaseEstimator):
     """Bias-corrected language-image similarity score; higher = more anomalous.
 
     Parameters
@@ -76,8 +79,7 @@ class BLISS:
         self.aggregate = aggregate
 
     def _check_params(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
-            raise ValueError(f"k must be a positive integer; got {self.k!r}")
+        check_positive_int(self.k, "k")
         if not np.isfinite(self.lam):
             raise ValueError(f"lam must be a finite number; got {self.lam!r}")
         if not (np.isfinite(self.eps) and self.eps >= 0):
@@ -91,7 +93,7 @@ class BLISS:
         train_labels: Any,
         class_text_embeddings: Any,
         dictionary_embeddings: Any | None,
-    ) -> "BLISS":
+    ) -> BLISS:
         """Fit the per-class statistics of Eq. 4 and 8 for every class that has training images.
 
         ``train_labels`` are integers indexing the rows of ``class_text_embeddings``. Inputs may be unnormalised
@@ -142,12 +144,8 @@ class BLISS:
         return self
 
     # ------------------------------------------------------------------ scoring
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "classes_"):
-            raise ValueError("this BLISS instance is not fitted yet: call fit(...) before scoring")
-
     def _prepare(self, x: Any) -> np.ndarray:
-        self._check_fitted()
+        check_is_fitted(self, "classes_")
         return as_test_embeddings(x, self.dim_, self.dtype_, "BLISS")
 
     def _full(self, fitted_cols: np.ndarray) -> np.ndarray:
@@ -218,6 +216,3 @@ class BLISS:
             normal_classes, self.classes_, self.n_classes_
         )
         return self._class_scores(x, classes).min(axis=1)
-
-    def __repr__(self) -> str:
-        return f"BLISS(k={self.k}, lam={self.lam}, eps={self.eps}, aggregate={self.aggregate!r})"

@@ -1,0 +1,127 @@
+"""Time the library's LUNAR and GMM against ours at CIFAR-10 9-class scale, in one run, and print the ratios.
+
+Data: generated clustered unit vectors (9 normal classes x 5,000 training images, 10,000 test images of 10 classes,
+dim 768), each class a random centre plus isotropic noise, so that classes overlap as real embeddings do.
+Library: PyOD's LUNAR (scikit-learn neighbour search) and scikit-learn's GaussianMixture from the same class
+initialisation. Ours: bliss_utils.baselines.LUNAR and GMM. Prints each time, the ratio and the largest score
+difference, and the machine.
+
+    python benchmarks/bench_baselines.py                     # full scale (PyOD's LUNAR takes many minutes)
+    python benchmarks/bench_baselines.py --scale 0.2          # 20% of the images
+    python benchmarks/bench_baselines.py --only lunar --skip-library
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+
+import numpy as np
+import torch
+
+
+def machine() -> str:
+    """CPU model, cores and torch threads (and the GPU when there is one)."""
+    model = platform.processor() or "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{model}; {os.cpu_count()} cores; torch threads {torch.get_num_threads()}; {gpu}"
+
+
+def make_data(scale: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, train_labels, test): 9 classes x 5,000 x scale training rows, 10,000 x scale test rows of 10 classes."""
+    rng = np.random.default_rng(seed)
+    d, n_train, n_test = 768, max(20, int(5000 * scale)), max(20, int(1000 * scale))
+    centres = rng.normal(size=(10, d))
+    labels = np.repeat(np.arange(9), n_train)
+    test_labels = np.repeat(np.arange(10), n_test)
+    train = centres[labels] + 3.0 * rng.normal(size=(labels.size, d))
+    test = centres[test_labels] + 3.0 * rng.normal(size=(test_labels.size, d))
+    unit = [(a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32) for a in (train, test)]
+    return unit[0], labels, unit[1]
+
+
+def _sym(a: np.ndarray) -> np.ndarray:
+    # scikit-learn checks the initial precisions for exact symmetry, which a computed inverse misses by rounding
+    return (a + a.T) / 2
+
+
+def timed(f):
+    start = time.perf_counter()
+    out = f()
+    return out, time.perf_counter() - start
+
+
+def bench_lunar(train, labels, test, skip_library: bool) -> None:
+    from pyod.models.lunar import LUNAR as PyODLUNAR
+    from sklearn.preprocessing import MinMaxScaler
+
+    from bliss_utils.baselines import LUNAR
+
+    ours, t_ours = timed(lambda: LUNAR().fit(train, labels).score_samples(test))
+    print(f"LUNAR ours: {t_ours:.1f} s (fit on {train.shape[0]} images + as many negatives, score {test.shape[0]})")
+    if skip_library:
+        return
+    with torch.random.fork_rng(devices=[]):
+        lib, t_lib = timed(
+            lambda: PyODLUNAR(scaler=MinMaxScaler(), random_state=0).fit(train).decision_function(test)
+        )
+    print(f"LUNAR PyOD: {t_lib:.1f} s; ratio {t_lib / t_ours:.2f}x; largest |score difference| "
+          f"{np.abs(lib - ours).max():.2e} (scores range {lib.min():.3g} .. {lib.max():.3g})")  # fmt: skip
+
+
+def bench_gmm(train, labels, test, skip_library: bool) -> None:
+    from sklearn.mixture import GaussianMixture
+
+    from bliss_utils.baselines import GMM
+
+    scorer = GMM()
+    ours, t_ours = timed(lambda: scorer.fit(train, labels).score_samples(test))
+    n_iter = next(iter(scorer.models_.values()))["n_iter"]
+    print(f"GMM ours: {t_ours:.1f} s ({n_iter} EM steps)")
+    if skip_library:
+        return
+
+    def library() -> np.ndarray:
+        z = train.astype(np.float64)
+        classes, counts = np.unique(labels, return_counts=True)
+        eye = np.eye(z.shape[1])
+        covs = [np.cov(z[labels == c], rowvar=False, bias=True) + 1e-6 * eye for c in classes]
+        gm = GaussianMixture(len(classes), reg_covar=1e-6, max_iter=10, tol=1e-3, weights_init=counts / counts.sum(),
+                             means_init=np.stack([z[labels == c].mean(0) for c in classes]),
+                             precisions_init=np.stack([_sym(np.linalg.inv(c)) for c in covs]), init_params="random_from_data")  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm.fit(z)
+        print(f"  (scikit-learn: {gm.n_iter_} EM steps)")
+        return -gm.score_samples(test.astype(np.float64))
+
+    lib, t_lib = timed(library)
+    print(f"GMM scikit-learn: {t_lib:.1f} s; ratio {t_lib / t_ours:.2f}x; largest |score difference| "
+          f"{np.abs(lib - ours).max():.2e} (relative {np.abs(lib - ours).max() / np.abs(lib).max():.1e})")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the CIFAR-10 9-class sizes")
+    parser.add_argument("--skip-library", action="store_true", help="time ours only")
+    parser.add_argument("--only", choices=["lunar", "gmm"], help="run one of the two")
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    train, labels, test = make_data(args.scale)
+    print(f"data: train {train.shape}, test {test.shape}, scale {args.scale}")
+    if args.only in (None, "gmm"):
+        bench_gmm(train, labels, test, args.skip_library)
+    if args.only in (None, "lunar"):
+        bench_lunar(train, labels, test, args.skip_library)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Shared plumbing of every scorer: the scikit-learn estimator contract, input checks, lazily fitted image models."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from ._checks import as_class_list, as_embeddings, as_labels, as_test_embeddings, l2_normalize
+
+logger = logging.getLogger(__name__)
+
+# Fitted GMM/LUNAR models kept per scorer: a 20-class full-covariance 768-d GMM or a LUNAR kNN index over
+# 45,000 images plus negatives takes a few hundred MB, and a protocol's trials rarely repeat a class set.
+MAX_CACHED_MODELS = 3
+
+
+def _require(module: str, pip_name: str) -> Any:
+    """Import an optional dependency or raise an ImportError naming the pip command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:  # pragma: no cover - exercised only without the package
+        raise ImportError(f"{module} is needed here: pip install {pip_name}") from err
+
+
+class _Scorer(BaseEstimator):
+    """Shared plumbing: scikit-learn estimator (params, clone, check_is_fitted), input checks, normal classes."""
+
+    def _check_fitted(self) -> None:
+        check_is_fitted(self, "classes_")
+
+    def _prepare(self, X: Any) -> np.ndarray:
+        """Validate and L2-normalise test embeddings against the fitted dimension and dtype."""
+        self._check_fitted()
+        return as_test_embeddings(X, self.dim_, self.dtype_, type(self).__name__)
+
+    def _normal(self, normal_classes: Any | None) -> np.ndarray:
+        """Sorted unique normal classes; all fitted classes when None."""
+        if normal_classes is None:
+            return self.classes_
+        return as_class_list(normal_classes, self.classes_, self.n_classes_)
+
+
+class _ImageScorer(_Scorer):
+    """Image-only scorers: store the labelled training images; models are fitted per set of normal classes."""
+
+    def fit(
+        self,
+        train_embeddings: Any,
+        train_labels: Any,
+        class_text_embeddings: Any | None = None,
+        dictionary_embeddings: Any | None = None,
+    ) -> _ImageScorer:
+        """Validate and store the L2-normalised training images; texts (if given) only fix the number of classes."""
+        self._check_params()
+        if train_embeddings is None or train_labels is None:
+            raise ValueError(f"{type(self).__name__} needs train_embeddings and train_labels (normal training images)")
+        z = l2_normalize(as_embeddings(train_embeddings, "train_embeddings"), "train_embeddings")
+        if class_text_embeddings is not None:
+            # image-only: the texts may come from another backbone, so only their count is used
+            n_classes = as_embeddings(class_text_embeddings, "class_text_embeddings").shape[0]
+        else:
+            raw = np.asarray(train_labels)
+            n_classes = int(raw.max()) + 1 if raw.size and np.issubdtype(raw.dtype, np.number) else 1
+        labels = as_labels(train_labels, z.shape[0], n_classes)
+        self.train_ = z
+        self.train_labels_ = labels
+        self.classes_ = np.unique(labels)
+        self.n_classes_ = n_classes
+        self.dim_ = z.shape[1]
+        self.dtype_ = z.dtype
+        self.models_: OrderedDict[frozenset, Any] = OrderedDict()
+        return self
+
+    def _check_params(self) -> None:
+        """Parameter checks, run at fit time (``__init__`` only stores)."""
+
+    def _train_of(self, classes: np.ndarray) -> np.ndarray:
+        return self.train_[np.isin(self.train_labels_, classes)]
+
+    def _model(self, classes: np.ndarray) -> Any:
+        """The model fitted on ``classes``' training images: fitted on first use, cached, least recently used out."""
+        key = frozenset(int(c) for c in classes)
+        if key in self.models_:
+            self.models_.move_to_end(key)
+        else:
+            logger.info("fitting %s on normal classes %s", type(self).__name__, sorted(key))
+            self.models_[key] = self._fit_model(self._train_of(classes), self.train_labels_, classes)
+            while len(self.models_) > MAX_CACHED_MODELS:
+                self.models_.popitem(last=False)
+        return self.models_[key]
+
+    def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+

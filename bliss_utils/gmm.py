@@ -1,0 +1,115 @@
+"""GMM baseline: a full-covariance Gaussian mixture on the normal classes' training images; score = -log-likelihood.
+
+The EM is scikit-learn's ``GaussianMixture(covariance_type="full")`` step for step (same E-step through the Cholesky
+factor of each precision, same M-step with ``reg_covar`` on the diagonal and 10 * machine-eps added to the
+component masses, same stopping rule on the change of the mean log-likelihood), written as float64 matrix products
+in torch: scikit-learn's per-component numpy loop runs at about a third of the machine's matrix-product speed on
+45,000 x 768 inputs, and torch can use the GPU. The tests check the log-likelihoods against scikit-learn's from the
+same initialisation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._checks import check_positive_int
+from ._scorer import _ImageScorer, _require
+
+COMPONENTS = ("per-class", "one")
+
+
+def _precision_cholesky(torch: Any, covariances: Any) -> Any:
+    """Upper-triangular P_k with P_k P_k^T = inverse(Sigma_k) (scikit-learn's precisions_cholesky_ for "full")."""
+    lower = torch.linalg.cholesky(covariances)
+    eye = torch.eye(covariances.shape[-1], dtype=covariances.dtype, device=covariances.device).expand_as(covariances)
+    return torch.linalg.solve_triangular(lower, eye, upper=False).transpose(-1, -2)
+
+
+def _weighted_log_prob(torch: Any, x: Any, weights: Any, means: Any, prec_chol: Any) -> Any:
+    """log(w_k) + log N(x | mu_k, Sigma_k) for every row and component, shape (n, n_components)."""
+    d = x.shape[1]
+    out = torch.empty((x.shape[0], means.shape[0]), dtype=x.dtype, device=x.device)
+    for k in range(means.shape[0]):
+        y = x @ prec_chol[k] - means[k] @ prec_chol[k]
+        log_det = torch.log(torch.diagonal(prec_chol[k])).sum()
+        out[:, k] = -0.5 * (d * math.log(2 * math.pi) + (y * y).sum(dim=1)) + log_det + torch.log(weights[k])
+    return out
+
+
+class GMM(_ImageScorer):
+    """Full-covariance Gaussian mixture (scikit-learn's EM, in torch) on the normal classes; higher = more anomalous.
+
+    components="per-class" fits one component per normal class, initialised from the labelled classes (their
+    proportions, means and covariances + reg_covar); "one" fits a single Gaussian (the mean and covariance of all
+    normal images, which EM leaves unchanged). At most ``max_iter`` EM steps follow (stopping when the mean
+    log-likelihood changes by less than ``tol``). device None: CUDA when available, else the CPU.
+    """
+
+    def __init__(
+        self,
+        components: str = "per-class",
+        reg_covar: float = 1e-6,
+        max_iter: int = 10,
+        tol: float = 1e-3,
+        device: str | None = None,
+    ) -> None:
+        self.components = components
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.tol = tol
+        self.device = device
+
+    def _check_params(self) -> None:
+        if self.components not in COMPONENTS:
+            raise ValueError(f"components must be one of {COMPONENTS}; got {self.components!r}")
+        if not (np.isfinite(self.reg_covar) and self.reg_covar >= 0):
+            raise ValueError(f"reg_covar must be a finite number >= 0; got {self.reg_covar!r}")
+        check_positive_int(self.max_iter, "max_iter")
+        if not (np.isfinite(self.tol) and self.tol >= 0):
+            raise ValueError(f"tol must be a finite number >= 0; got {self.tol!r}")
+
+    def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
+        torch = _require("torch", "torch")
+        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # float64: EM with full covariances in float32 loses positive-definiteness on 768-d data
+        x = torch.from_numpy(z.astype(np.float64)).to(device)
+        own = labels[np.isin(labels, classes)]
+        groups = [own == c for c in classes] if self.components == "per-class" else [np.ones(len(own), dtype=bool)]
+        resp = torch.from_numpy(np.stack(groups, axis=1).astype(np.float64)).to(device)
+        weights, means, prec_chol = self._m_step(torch, x, resp)
+        log_likelihood = -math.inf
+        n_iter = 0
+        for n_iter in range(1, self.max_iter + 1):
+            log_prob = _weighted_log_prob(torch, x, weights, means, prec_chol)
+            norm = torch.logsumexp(log_prob, dim=1, keepdim=True)
+            previous, log_likelihood = log_likelihood, float(norm.mean())
+            weights, means, prec_chol = self._m_step(torch, x, torch.exp(log_prob - norm))
+            if abs(log_likelihood - previous) < self.tol:
+                break
+        return {"weights": weights, "means": means, "precisions_cholesky": prec_chol, "device": device,
+                "n_iter": n_iter}
+
+    def _m_step(self, torch: Any, x: Any, resp: Any) -> tuple[Any, Any, Any]:
+        """Weights, means and precision Cholesky factors from responsibilities (scikit-learn's M-step)."""
+        nk = resp.sum(dim=0) + 10 * torch.finfo(resp.dtype).eps
+        means = (resp.T @ x) / nk[:, None]
+        d = x.shape[1]
+        covariances = torch.empty((means.shape[0], d, d), dtype=x.dtype, device=x.device)
+        eye = torch.eye(d, dtype=x.dtype, device=x.device)
+        for k in range(means.shape[0]):
+            diff = x - means[k]
+            covariances[k] = (resp[:, k, None] * diff).T @ diff / nk[k] + self.reg_covar * eye
+        weights = nk / nk.sum()
+        return weights, means, _precision_cholesky(torch, covariances)
+
+    def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
+        """Negative log-likelihood under the mixture fitted on the normal classes; higher = more anomalous."""
+        x = self._prepare(X)
+        model = self._model(self._normal(normal_classes))
+        torch = _require("torch", "torch")
+        xt = torch.from_numpy(x.astype(np.float64)).to(model["device"])
+        log_prob = _weighted_log_prob(torch, xt, model["weights"], model["means"], model["precisions_cholesky"])
+        return -torch.logsumexp(log_prob, dim=1).cpu().numpy()
