@@ -164,10 +164,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters the command line sets (--set, --data-root, --output-dir, --device, --max-trials)."""
     out: dict[str, Any] = {}
-    if args.smoke:
-        out.update(smoke_settings(root)["all"])
     for item in args.set:
         name, sep, value = item.partition("=")
         if not sep or not name:
@@ -197,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         if not paths:
             raise ValueError(f"--only {' '.join(args.only)} matches no notebook in notebooks/")
     out_root = Path(args.output_dir).expanduser().resolve() if args.output_dir else root
-    overrides = _overrides(args, root)
+    overrides = _overrides(args)
     smoke = smoke_settings(root) if args.smoke else {}
     if args.smoke:  # generated data, with its own embedding cache beside it
         data_root = Path(overrides.get("DATA_ROOT") or (out_root / ("data" if args.output_dir else "out/smoke/data")))
@@ -207,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     inject, full = {}, {}
     for p in paths:
         declared = declared_parameters(p)
-        wanted = {**overrides, **smoke.get(p.stem, {})}
+        wanted = {**smoke.get("all", {}), **smoke.get(p.stem, {}), **overrides}  # the command line wins
         unknown = set(smoke.get(p.stem, {})) - set(declared)
         if unknown:
             raise ValueError(f"{SMOKE_FILE} sets {sorted(unknown)} for {p.name}, which its parameters cell lacks")

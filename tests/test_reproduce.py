@@ -105,8 +105,8 @@ def test_a_failing_notebook_is_reported_in_one_line(tmp_path: Path, monkeypatch,
 def test_set_overrides_are_json_and_refuse_bad_syntax(tmp_path) -> None:
     args = argparse.Namespace(smoke=False, data_root="", output_dir="", device="", max_trials=3,
                               set=["LAM=0.75", "DATASETS=[\"cifar10\"]", "ENCODER=blip"])  # fmt: skip
-    out = reproduce._overrides(args, ROOT)
+    out = reproduce._overrides(args)
     assert out == {"LAM": 0.75, "DATASETS": ["cifar10"], "ENCODER": "blip", "MAX_TRIALS": 3}
     args.set = ["LAM"]
     with pytest.raises(ValueError, match="NAME=VALUE"):
-        reproduce._overrides(args, ROOT)
+        reproduce._overrides(args)
