@@ -98,7 +98,10 @@ class PromptPairScore(BaseEstimator):
     ) -> PromptPairScore:
         """Validate and L2-normalise the pairs; zero-shot, so every other argument is ignored."""
         if self.pairs is None:
-            raise ValueError("pairs is required: a (2, d) [normal, abnormal] text pair or (n_classes, 2, d)")
+            raise ValueError(
+                "pairs is required: a (2, d) [normal, abnormal] text pair or (n_classes, 2, d); through evaluate_grid "
+                "give baseline_params={method: {'pairs': ...}}"
+            )
         arr = np.asarray(self.pairs, dtype=np.float64)
         if arr.ndim == 2:
             arr = arr[None]

@@ -21,6 +21,8 @@ _BUILDERS: dict[str, str | Callable[..., Encoder]] = {
     "tiny-blip": "blip:load_tiny_blip",
     "tiny-slip": "slip:load_tiny_slip",
     "tiny-vit": "vit:load_tiny_vit",
+    "anomalyclip-vit-l14-336": "anomalyclip:load_anomalyclip_vit_l14_336",
+    "tiny-anomalyclip": "anomalyclip:load_tiny_anomalyclip",
 }
 
 # open forms: prefix -> builder receiving the text after the prefix as its first argument
