@@ -30,9 +30,7 @@ logger = logging.getLogger(__name__)
 
 ENCODER_NAME = "anomalyclip-vit-l14-336"
 CHECKPOINT_FILE = "epoch_15.pth"
-CHECKPOINT_URL = (
-    "https://github.com/zqhang/AnomalyCLIP/raw/main/checkpoints/9_12_4_multiscale_visa/epoch_15.pth"
-)
+CHECKPOINT_URL = "https://github.com/zqhang/AnomalyCLIP/raw/main/checkpoints/9_12_4_multiscale_visa/epoch_15.pth"
 # the released design: 12 learned context tokens per side, deep prompts of 4 tokens at 8 text blocks (depth 9)
 N_CTX = 12
 N_DEEP_TOKENS = 4
@@ -142,15 +140,13 @@ def prompts_from_state(state: Any, width: int | None = None, sha256: str = "") -
         raise ValueError(f"not an AnomalyCLIP checkpoint: expected a dict with key 'prompt_learner'; found {found}")
     sd = state["prompt_learner"]
     if not isinstance(sd, dict):
-        raise ValueError(f"checkpoint['prompt_learner'] must be a state dict; got {type(sd).__name__}")
+        raise ValueError(f"checkpoint['prompt_learner'] must be a state dict; got {type(sd).__name__}")  # noqa: TRY004
     deep_keys = [f"compound_prompts_text.{i}" for i in range(N_DEEP_LAYERS)]
     required = ["ctx_pos", "ctx_neg", *deep_keys]
     missing = [k for k in required if k not in sd]
     if missing:
         raise ValueError(f"AnomalyCLIP checkpoint lacks key(s) {missing}; found {sorted(sd)[:12]}")
-    unknown = [
-        k for k in sd if k not in required and not _BUFFER_KEYS.match(k) and not _PROJECTION_KEYS.match(k)
-    ]
+    unknown = [k for k in sd if k not in required and not _BUFFER_KEYS.match(k) and not _PROJECTION_KEYS.match(k)]
     if unknown:
         raise ValueError(f"AnomalyCLIP checkpoint has unexpected key(s) {sorted(unknown)[:8]}: another model's file?")
     tensors = {}
@@ -162,10 +158,14 @@ def prompts_from_state(state: Any, width: int | None = None, sha256: str = "") -
     w = width if width is not None else int(tensors["ctx_pos"].shape[-1])
     for key in ("ctx_pos", "ctx_neg"):
         if tuple(tensors[key].shape) != (1, 1, N_CTX, w):
-            raise ValueError(f"checkpoint key {key!r} has shape {tuple(tensors[key].shape)}; expected (1, 1, {N_CTX}, {w})")
+            raise ValueError(
+                f"checkpoint key {key!r} has shape {tuple(tensors[key].shape)}; expected (1, 1, {N_CTX}, {w})"
+            )
     for key in deep_keys:
         if tuple(tensors[key].shape) != (N_DEEP_TOKENS, w):
-            raise ValueError(f"checkpoint key {key!r} has shape {tuple(tensors[key].shape)}; expected ({N_DEEP_TOKENS}, {w})")
+            raise ValueError(
+                f"checkpoint key {key!r} has shape {tuple(tensors[key].shape)}; expected ({N_DEEP_TOKENS}, {w})"
+            )
     bad = [k for k, t in tensors.items() if not torch.isfinite(t).all()]
     if bad:
         raise ValueError(f"checkpoint key(s) {bad} hold NaN or infinite values")
@@ -237,7 +237,7 @@ def _interpolated_positions(visual: Any, grid: int) -> Any:
     import torch.nn.functional as F
 
     pos = visual.positional_embedding
-    side = int(round((pos.shape[0] - 1) ** 0.5))
+    side = round((pos.shape[0] - 1) ** 0.5)
     if side == grid:
         return pos
     patches = pos[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)

@@ -296,7 +296,9 @@ class SSDCMLE(_ImageScorer, BaseEstimator):
             p.requires_grad_(False)
         return AdaptedSSD(adapter=adapter, ssd=fit_mahalanobis(_apply(adapter, z)), losses=losses)
 
-    def _step_loss(self, torch: Any, adapter: Any, head: Any, zt: Any, ct: Any, idx_t: Any, w_t: Any, batch: Any) -> Any:
+    def _step_loss(
+        self, torch: Any, adapter: Any, head: Any, zt: Any, ct: Any, idx_t: Any, w_t: Any, batch: Any
+    ) -> Any:
         fz = adapter(zt[batch])
         proj = torch.nn.functional.normalize(head(fz), dim=1)
         loss = self.supcon_weight * supcon_loss(proj, ct[batch], self.temperature, self.base_temperature)

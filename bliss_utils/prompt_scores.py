@@ -126,5 +126,7 @@ class PromptPairScore(BaseEstimator):
         x = as_test_embeddings(X, self.dim_, np.float64, type(self).__name__)
         if not self.per_class_:
             return pair_scores(x, self.pairs_)[:, 0]
-        classes = self.classes_ if normal_classes is None else as_class_list(normal_classes, self.classes_, self.n_classes_)
+        classes = (
+            self.classes_ if normal_classes is None else as_class_list(normal_classes, self.classes_, self.n_classes_)
+        )
         return pair_scores(x, self.pairs_[classes]).min(axis=1)

@@ -45,8 +45,7 @@ class SquashNormalize:
     def id(self) -> str:
         """Stable description of the recipe, e.g. for cache keys."""
         return (
-            f"resize-squash{self.size}-{self.interpolation}+rgb"
-            f"+normalize(mean={_fmt(self.mean)};std={_fmt(self.std)})"
+            f"resize-squash{self.size}-{self.interpolation}+rgb+normalize(mean={_fmt(self.mean)};std={_fmt(self.std)})"
         )
 
     def build(self) -> Callable[[Any], Any]:
