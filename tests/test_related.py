@@ -345,3 +345,14 @@ def test_related_methods_run_through_the_grid():
                         baseline_params=params)  # fmt: skip
     assert set(res["method"]) == {"ssd", "ssd-cmle", "agnostic-cpe", "object-aware-cpe"} and len(res) == 8
     assert res.loc[res["method"] == "ssd", "auroc"].min() > 80
+
+
+def test_reported_related_block_is_labelled_and_leaves_the_paper_tables_alone():
+    from bliss_utils.reported import load_reported, reported_results
+
+    related = load_reported()["related"]
+    assert "REPORTED" in related["_about"]
+    for paper in ("anomalyclip", "cmg"):
+        assert related[paper]["source"].startswith("reported in")
+        assert all(0 < row["auroc"] <= 100 for row in related[paper]["rows"])
+    assert not reported_results()["method"].isin(["anomalyclip", "cmg", "ssd"]).any()
