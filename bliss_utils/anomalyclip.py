@@ -39,6 +39,8 @@ N_DEEP_LAYERS = 8
 NORMAL_PROMPT = " ".join(["X"] * N_CTX) + " object."
 ABNORMAL_PROMPT = " ".join(["X"] * N_CTX) + " damaged object."
 IMAGE_SIZE = 518
+# what a results table shows in the AnomalyCLIP row when the checkpoint is absent (never a number)
+NOT_RUN = "not run: checkpoint missing"
 _DOWNLOAD_TIMEOUT_S = 60
 _BUFFER_KEYS = re.compile(r"^(token_prefix|token_suffix|tokenized_prompts)_(pos|neg)$")
 _PROJECTION_KEYS = re.compile(r"^compound_prompt_projections\.\d+\.(weight|bias)$")
@@ -74,7 +76,7 @@ def checkpoint_location() -> Path:
 def _missing_message(where: Path | None) -> str:
     put = str(where) if where is not None else f"${ENV_WEIGHTS_DIR}/{folder_name(ENCODER_NAME)}/{CHECKPOINT_FILE}"
     return (
-        f"AnomalyCLIP prompt checkpoint not found: not run: checkpoint missing.\nFetch {CHECKPOINT_URL}\n"
+        f"AnomalyCLIP prompt checkpoint not found ({NOT_RUN}).\nFetch {CHECKPOINT_URL}\n"
         f"and put it at {put} (set {ENV_WEIGHTS_DIR}), or run `python -m bliss_utils reproduce --download`."
     )
 

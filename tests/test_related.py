@@ -356,3 +356,43 @@ def test_reported_related_block_is_labelled_and_leaves_the_paper_tables_alone():
         assert related[paper]["source"].startswith("reported in")
         assert all(0 < row["auroc"] <= 100 for row in related[paper]["rows"])
     assert not reported_results()["method"].isin(["anomalyclip", "cmg", "ssd"]).any()
+
+
+@pytest.mark.slow
+def test_smoke_all_four_rows_with_tiny_stand_ins(tiny):
+    from PIL import Image
+
+    from bliss_utils.encoders import load_encoder
+
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, size=(4, 3))
+
+    def images(per_class):
+        labels = np.repeat(np.arange(4), per_class)
+        noise = rng.integers(-40, 40, size=(labels.size, 32, 32, 3))
+        pixels = np.clip(colours[labels][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+        return [Image.fromarray(p) for p in pixels], labels
+
+    (train_im, y), (test_im, ty) = images(12), images(6)
+    clip = load_encoder("tiny-clip", device="cpu")
+    names = ["red", "green", "blue", "grey"]
+    data = EmbeddingSet(
+        train=clip.encode_images(train_im), train_labels=y, test=clip.encode_images(test_im), test_labels=ty,
+        class_texts=clip.encode_texts([f"a photo of a {n}." for n in names]),
+        dictionary=clip.encode_texts([f"a photo of a {w}." for w in ("cat", "dog", "car", "ship", "tree", "sky")]),
+    )  # fmt: skip
+    pair = pool_prompt_ensemble(*(clip.encode_texts(side) for side in agnostic_pair_texts()))
+    cpe = pool_prompt_ensemble(*(clip.encode_texts(side) for side in cpe_texts()))
+    aware = np.stack([pool_prompt_ensemble(*(clip.encode_texts(s) for s in c)) for c in object_aware_texts(names)])
+    test_ac = tiny.encode_images(test_im)
+    ac_data = EmbeddingSet(train=test_ac, train_labels=ty, test=test_ac, test_labels=ty)  # zero-shot: train unused
+    splits = {"toy": [[0], [1, 2]]}
+    params = {"agnostic-pair": {"pairs": pair}, "agnostic-cpe": {"pairs": cpe}, "object-aware-cpe": {"pairs": aware},
+              "ssd-cmle": {"epochs": 1, "batch_size": 16, "n_caption_words": 3, "n_clusters": 2}}  # fmt: skip
+    res = evaluate_grid(data, splits, ("agnostic-pair", "agnostic-cpe", "object-aware-cpe", "ssd", "ssd-cmle"),
+                        baseline_params=params)  # fmt: skip
+    ac = evaluate_grid(
+        ac_data, splits, ("anomalyclip",), baseline_params={"anomalyclip": {"pairs": tiny.prompt_embeddings()}}
+    )
+    assert len(res) == 10 and len(ac) == 2
+    assert res["auroc"].between(0, 100).all() and ac["auroc"].between(0, 100).all()
