@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 ENCODER_NAME = "anomalyclip-vit-l14-336"
 CHECKPOINT_FILE = "epoch_15.pth"
 CHECKPOINT_URL = "https://github.com/zqhang/AnomalyCLIP/raw/main/checkpoints/9_12_4_multiscale_visa/epoch_15.pth"
+# git's blob id (sha1 of "blob <size>\0" + bytes) of that file in the authors' repository (unchanged since commit
+# ff7ca47, 2024-03-19, up to 45ed4dd, 2025-05-08): a download is checked against it before it is installed
+RELEASED_GIT_BLOB = "72adc786e031b49ea288ba5f815f0d38cf158708"
 # the released design: 12 learned context tokens per side, deep prompts of 4 tokens at 8 text blocks (depth 9)
 N_CTX = 12
 N_DEEP_TOKENS = 4
@@ -102,10 +105,14 @@ def checkpoint_or_none(weights: str | Path | None = None) -> Path | None:
         return None
 
 
-def download_checkpoint(dest: str | Path | None = None, url: str = CHECKPOINT_URL) -> Path:
-    """Download the released prompt checkpoint to ``dest`` (default: ``checkpoint_location()``), atomically."""
+def download_checkpoint(
+    dest: str | Path | None = None, url: str = CHECKPOINT_URL, git_blob: str | None = RELEASED_GIT_BLOB
+) -> Path:
+    """Download the prompt checkpoint to ``dest`` (a ``.pth`` file, or a folder to hold epoch_15.pth; default:
+    ``checkpoint_location()``), atomically; the file must have git blob id ``git_blob`` (None: no check) and load as a
+    prompt checkpoint before it is put in place. An existing file is kept as it is."""
     target = Path(dest).expanduser() if dest is not None else checkpoint_location()
-    if target.is_dir() or str(dest).endswith(os.sep):
+    if target.suffix != ".pth":
         target = target / CHECKPOINT_FILE
     if target.is_file():
         return target
@@ -118,8 +125,10 @@ def download_checkpoint(dest: str | Path | None = None, url: str = CHECKPOINT_UR
                     out.write(chunk)
             if expected and tmp.stat().st_size != expected:
                 raise OSError(f"incomplete download: {tmp.stat().st_size} of {expected} bytes")
+            if git_blob is not None and git_blob_id(tmp) != git_blob:
+                raise ValueError(f"{url} gave a file with git blob id {git_blob_id(tmp)}, not the released {git_blob}")
             load_prompt_checkpoint(tmp)  # refuse to install a file that is not the checkpoint
-    except (urllib.error.URLError, OSError) as err:
+    except (urllib.error.URLError, OSError, ValueError) as err:
         raise CheckpointMissingError(f"download of {url} failed ({err}).\n{_missing_message(target)}") from None
     return target
 
@@ -127,6 +136,16 @@ def download_checkpoint(dest: str | Path | None = None, url: str = CHECKPOINT_UR
 def sha256_of(path: str | Path) -> str:
     """Hex sha256 of a file."""
     digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_blob_id(path: str | Path) -> str:
+    """Git's blob id of a file: sha1 of ``b"blob <size>\\0"`` followed by its bytes."""
+    path = Path(path)
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 22):
             digest.update(chunk)

@@ -288,6 +288,15 @@ def test_generated_checkpoint_loads_and_bad_ones_are_refused(tiny, tmp_path):
         anomalyclip.load_prompt_checkpoint(tmp_path / "junk.pth")
 
 
+def test_git_blob_id_matches_git():
+    import subprocess
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    expected = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True)
+    assert anomalyclip.git_blob_id(path) == expected.stdout.strip()
+
+
 def test_missing_checkpoint_is_reported_and_download_installs(tmp_path, monkeypatch):
     from bliss_utils.encoders.anomalyclip import write_generated_checkpoint
 
@@ -297,13 +306,16 @@ def test_missing_checkpoint_is_reported_and_download_installs(tmp_path, monkeypa
         anomalyclip.find_checkpoint()
     assert anomalyclip.CHECKPOINT_URL in str(err.value) and "anomalyclip-vit-l14-336" in str(err.value)
     source = write_generated_checkpoint(tmp_path / "src.pth", width=32)
-    installed = anomalyclip.download_checkpoint(url=source.as_uri())
+    with pytest.raises(anomalyclip.CheckpointMissingError, match="not the released"):
+        anomalyclip.download_checkpoint(url=source.as_uri())  # not the authors' file
+    assert anomalyclip.checkpoint_or_none() is None
+    installed = anomalyclip.download_checkpoint(url=source.as_uri(), git_blob=anomalyclip.git_blob_id(source))
     assert installed == anomalyclip.checkpoint_location() and anomalyclip.checkpoint_or_none() == installed
     assert anomalyclip.sha256_of(installed) == anomalyclip.sha256_of(source)
     (tmp_path / "bad.pth").write_bytes(b"html error page")
-    with pytest.raises(ValueError):
-        anomalyclip.download_checkpoint(tmp_path / "other", url=(tmp_path / "bad.pth").as_uri())
-    assert not (tmp_path / "other" / "epoch_15.pth").exists()
+    with pytest.raises(anomalyclip.CheckpointMissingError, match="not a readable"):
+        anomalyclip.download_checkpoint(tmp_path / "other", url=(tmp_path / "bad.pth").as_uri(), git_blob=None)
+    assert (tmp_path / "other").is_dir() and not list((tmp_path / "other").iterdir())
 
 
 def test_tiny_anomalyclip_ids_and_prompt_pair(tiny, tmp_path):
