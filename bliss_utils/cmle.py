@@ -17,6 +17,7 @@ CMER (CMG's masked-image part) is not reproduced: it needs pixels and the author
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,11 +97,14 @@ def supcon_loss(features: Any, labels: Any, temperature: float = 0.5, base_tempe
 
 @dataclass
 class AdaptedSSD:
-    """A trained residual adapter and SSD fitted on the adapted normal training images."""
+    """A trained residual adapter and SSD fitted on the adapted normal training images (with the training's
+    per-epoch mean loss, optimiser steps and wall time, for benchmarks)."""
 
     adapter: Any
     ssd: MahalanobisModel
     losses: list[float]
+    steps: int = 0
+    train_seconds: float = 0.0
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """SSD score of the adapted rows of ``x``."""
@@ -267,6 +271,7 @@ class SSDCMLE(_ImageScorer, BaseEstimator):
         idx_t = torch.as_tensor(np.clip(nb_idx, 0, None))
         w_t = torch.as_tensor(nb_w, dtype=torch.float32)
         losses: list[float] = []
+        steps = 0
         epochs = range(int(self.epochs))
         if self.progress:
             from tqdm.auto import tqdm
@@ -275,6 +280,7 @@ class SSDCMLE(_ImageScorer, BaseEstimator):
         before = torch.get_num_threads()
         if self.torch_threads is not None:
             torch.set_num_threads(int(self.torch_threads))
+        started = time.perf_counter()
         try:
             for _ in epochs:
                 order = torch.randperm(zt.shape[0], generator=generator)
@@ -287,14 +293,16 @@ class SSDCMLE(_ImageScorer, BaseEstimator):
                     optimiser.zero_grad()
                     loss.backward()
                     optimiser.step()
+                    steps += 1
                     total += float(loss.detach()) * batch.numel()
                 losses.append(total / zt.shape[0])
         finally:
             torch.set_num_threads(before)
+        train_seconds = time.perf_counter() - started
         adapter.eval()
         for p in adapter.parameters():
             p.requires_grad_(False)
-        return AdaptedSSD(adapter=adapter, ssd=fit_mahalanobis(_apply(adapter, z)), losses=losses)
+        return AdaptedSSD(adapter, fit_mahalanobis(_apply(adapter, z)), losses, steps, train_seconds)
 
     def _step_loss(
         self, torch: Any, adapter: Any, head: Any, zt: Any, ct: Any, idx_t: Any, w_t: Any, batch: Any
