@@ -119,7 +119,7 @@ def evaluate_grid(
     """AUROC and FPR95 (in %) of every method, setting, trial, lam and K, as a tidy DataFrame (see ``COLUMNS``).
 
     ``splits`` maps a setting name to its trials, each a list of normal class indices; every other test image is
-    anomalous. ``image_data`` supplies the image-only baselines (dn2, gmm, lunar) with other embeddings (e.g. ViT-21k)
+    anomalous. ``image_data`` supplies the image-only baselines (dn2, gmm, lunar, ssd) with other embeddings (e.g. ViT-21k)
     of the same dataset; without it they use ``data``'s. ``n_shots`` keeps that many training images per class
     (one draw from ``seed``, shared by every trial). MCM has no rows for settings with a single normal class.
     """
