@@ -15,8 +15,11 @@ import numpy as np
 from ._checks import check_same_dim
 
 TEXT_METHODS = ("bliss", "biased-clip", "raw-similarity", "mcm")
-IMAGE_METHODS = ("dn2", "gmm", "lunar")
-METHODS = TEXT_METHODS + IMAGE_METHODS
+IMAGE_METHODS = ("dn2", "gmm", "lunar", "ssd")
+# related methods (docs/related_methods.md): prompt pairs come in baseline_params[method]["pairs"]; SSD+CMLE needs
+# data's dictionary (pseudo-captions), so it runs on data, not image_data
+PROMPT_METHODS = ("anomalyclip", "agnostic-pair", "agnostic-cpe", "object-aware-cpe")
+METHODS = TEXT_METHODS + IMAGE_METHODS + PROMPT_METHODS + ("ssd-cmle",)
 DEFAULT_METHODS = ("bliss", "biased-clip", "raw-similarity", "mcm")
 COLUMNS = ["dataset", "encoder", "setting", "trial", "method", "lam", "k", "n_shots", "auroc", "fpr95"]
 
@@ -84,9 +87,12 @@ def _check_splits(splits: Mapping[str, Sequence[Sequence[int]]], n_classes: int)
 
 
 def _make_baseline(method: str, baseline_params: Mapping[str, Mapping[str, Any]]) -> Any:
-    from . import baselines
+    from . import baselines, cmle, prompt_scores, ssd
 
     factory = {
+        **dict.fromkeys(PROMPT_METHODS, prompt_scores.PromptPairScore),
+        "ssd": ssd.SSD,
+        "ssd-cmle": cmle.SSDCMLE,
         "raw-similarity": baselines.RawSimilarity,
         "mcm": baselines.MCM,
         "dn2": baselines.DN2,
@@ -113,7 +119,7 @@ def evaluate_grid(
     """AUROC and FPR95 (in %) of every method, setting, trial, lam and K, as a tidy DataFrame (see ``COLUMNS``).
 
     ``splits`` maps a setting name to its trials, each a list of normal class indices; every other test image is
-    anomalous. ``image_data`` supplies the image-only baselines (dn2, gmm, lunar) with other embeddings (e.g. ViT-21k)
+    anomalous. ``image_data`` supplies the image-only baselines (dn2, gmm, lunar, ssd) with other embeddings (e.g. ViT-21k)
     of the same dataset; without it they use ``data``'s. ``n_shots`` keeps that many training images per class
     (one draw from ``seed``, shared by every trial). MCM has no rows for settings with a single normal class.
     """
@@ -156,6 +162,13 @@ def evaluate_grid(
     for m in IMAGE_METHODS:
         if m in methods:
             scorers[m] = _make_baseline(m, baseline_params).fit(image_train, image_labels)
+    for m in PROMPT_METHODS:
+        if m in methods:
+            scorers[m] = _make_baseline(m, baseline_params).fit(None)
+    if "ssd-cmle" in methods:
+        scorers["ssd-cmle"] = _make_baseline("ssd-cmle", baseline_params).fit(
+            train, train_labels, data.class_texts, data.dictionary
+        )
 
     jobs = [(name, t, list(map(int, normal))) for name, trials in splits.items() for t, normal in enumerate(trials)]
     if progress:
@@ -180,7 +193,7 @@ def evaluate_grid(
                 record(method, ic[:, normal].min(axis=1), is_anomaly)
             elif method == "mcm" and len(normal) < 2:
                 continue
-            elif method in TEXT_METHODS:
+            elif method in TEXT_METHODS or method in PROMPT_METHODS or method == "ssd-cmle":
                 record(method, scorers[method].score_samples(data.test, normal), is_anomaly)
             else:
                 record(method, scorers[method].score_samples(image.test, normal), image_anomaly)

@@ -97,6 +97,19 @@ _BACKBONES: dict[str, Backbone] = {
 # encoders added at run time by register_encoder: only a builder, nothing declared
 _CUSTOM: dict[str, Callable[..., Encoder]] = {}
 
+
+def _lazy(target: str) -> Callable[..., Encoder]:
+    """A builder that imports its backend module only when called."""
+    return lambda *args, **kwargs: _resolve(target)(*args, **kwargs)
+
+
+# AnomalyCLIP's backbone with the authors' learned prompts (docs/related_methods.md): built to be described, since
+# its identity includes the prompt checkpoint's sha256
+_CUSTOM.update({
+    "anomalyclip-vit-l14-336": _lazy("anomalyclip:load_anomalyclip_vit_l14_336"),
+    "tiny-anomalyclip": _lazy("anomalyclip:load_tiny_anomalyclip"),
+})
+
 # open forms: prefix -> (builder, describer), each receiving the text after the prefix as its first argument
 _OPEN_FORMS: dict[str, tuple[str, str]] = {
     "open_clip:": ("openclip:load_open_clip_spec", "openclip:describe_open_clip_spec"),

@@ -1,0 +1,169 @@
+"""Encoder entries for AnomalyCLIP: ``anomalyclip-vit-l14-336`` and its tiny random stand-in ``tiny-anomalyclip``.
+
+Images: the global token of OpenAI CLIP ViT-L/14@336 at 518 px without ``ln_post`` (bicubic squash to 518x518, no
+crop, OpenAI mean/std), as AnomalyCLIP's code computes it. Texts: the plain CLIP text tower. The learned prompt pair
+comes from ``prompt_embeddings()``. The weights id names the checkpoint's sha256 and the image path, so this cache
+never mixes with plain ViT-L/14 embeddings. ``write_generated_checkpoint`` writes a seeded random checkpoint in the
+authors' layout for tests and smoke runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import atomic_path
+from .base import finish_model, seeded, select_device
+from .openclip import TINY_CLIP_CFG, OpenClipEncoder, import_open_clip, load_open_clip_spec
+from .preprocessing import CIFAR_MEAN, CIFAR_STD, OPENAI_MEAN, OPENAI_STD, _fmt
+
+BACKBONE_SPEC = "ViT-L-14-336-quickgelu/openai"
+TINY_SEED = 0
+# the tiny CLIP with 9 text blocks, so all 8 deep prompts are used as in the real model; run at 48 px (native 32)
+# to exercise the positional-embedding interpolation that 336 -> 518 px needs
+TINY_ANOMALYCLIP_CFG: dict[str, Any] = {
+    **TINY_CLIP_CFG,
+    "text_cfg": {**TINY_CLIP_CFG["text_cfg"], "layers": 9},
+}
+TINY_IMAGE_SIZE = 48
+
+
+@dataclass(frozen=True)
+class SquashNormalize:
+    """Resize to ``size`` x ``size`` ignoring the aspect ratio (``interpolation``), RGB, normalise; no crop."""
+
+    size: int
+    interpolation: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def id(self) -> str:
+        """Stable description of the recipe, e.g. for cache keys."""
+        return (
+            f"resize-squash{self.size}-{self.interpolation}+rgb+normalize(mean={_fmt(self.mean)};std={_fmt(self.std)})"
+        )
+
+    def build(self) -> Callable[[Any], Any]:
+        """The transform as a PIL -> (3, size, size) float tensor callable."""
+        open_clip = import_open_clip()
+        return open_clip.image_transform(
+            self.size, is_train=False, mean=self.mean, std=self.std, interpolation=self.interpolation,
+            resize_mode="squash",
+        )  # fmt: skip
+
+
+def _recipe(size: int, preprocess: str) -> SquashNormalize:
+    mean, std = (CIFAR_MEAN, CIFAR_STD) if preprocess == "cifar" else (OPENAI_MEAN, OPENAI_STD)
+    return SquashNormalize(size, "bicubic", mean, std)
+
+
+class AnomalyClipEncoder(OpenClipEncoder):
+    """open_clip CLIP whose image embeddings are AnomalyCLIP's global token; holds the learned prompts."""
+
+    def __init__(self, model: Any, tokenizer: Any, prompts: Any, **kwargs: Any) -> None:
+        super().__init__(model, tokenizer, **kwargs)
+        self.prompts = prompts
+
+    def _image_features(self, pixels: Any) -> Any:
+        from ..anomalyclip import global_image_features
+
+        return global_image_features(self.model.visual, pixels, apply_ln_post=False)
+
+    def prompt_embeddings(self) -> np.ndarray:
+        """(2, dim) float32 unit rows [g_n, g_a]: the learned normal and abnormal prompts through the text tower."""
+        import torch
+
+        from ..anomalyclip import learned_text_features
+
+        with torch.inference_mode():
+            feats = learned_text_features(self.model, self.tokenizer, self.prompts).float().cpu().numpy()
+        return self._finish([feats], f"{self.name} prompt embeddings")
+
+
+def _make(
+    model: Any, tokenizer: Any, prompts: Any, name: str, device: Any, recipe: SquashNormalize, weights_id: str
+) -> AnomalyClipEncoder:
+    model = finish_model(model, device)
+    dim = int(model.text_projection.shape[1])
+    return AnomalyClipEncoder(
+        model, tokenizer, prompts, name=name, dim=dim, device=device, preprocess=recipe.build(),
+        preprocess_id=recipe.id, weights_id=weights_id,
+    )  # fmt: skip
+
+
+def load_anomalyclip_vit_l14_336(
+    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
+) -> AnomalyClipEncoder:
+    """OpenAI ViT-L/14@336 (open_clip, QuickGELU) with AnomalyCLIP's released prompts; ``weights``: the checkpoint."""
+    from ..anomalyclip import find_checkpoint, load_prompt_checkpoint
+
+    path = find_checkpoint(weights)
+    backbone = load_open_clip_spec(BACKBONE_SPEC, device=device)
+    width = int(backbone.model.token_embedding.weight.shape[1])
+    prompts = load_prompt_checkpoint(path, width)
+    weights_id = f"{backbone.weights_id}+anomalyclip-prompts:sha256={prompts.sha256}+cls-no-ln-post"
+    return _make(backbone.model, backbone.tokenizer, prompts, name, backbone.device, _recipe(518, preprocess),
+                 weights_id)  # fmt: skip
+
+
+def build_tiny_anomalyclip(seed: int = TINY_SEED) -> Any:
+    """The tiny open_clip CLIP with 9 text blocks and seeded random weights."""
+    open_clip = import_open_clip()
+    with seeded(seed):
+        return open_clip.CLIP(**TINY_ANOMALYCLIP_CFG)
+
+
+def generated_checkpoint_state(width: int, seed: int = TINY_SEED, dtype: str = "float16") -> dict[str, Any]:
+    """A seeded random checkpoint in the authors' layout ``{"prompt_learner": {...}}`` (fp16 as they save it)."""
+    import torch
+
+    from ..anomalyclip import N_CTX, N_DEEP_LAYERS, N_DEEP_TOKENS
+
+    g = torch.Generator().manual_seed(seed)
+    cast = getattr(torch, dtype)
+
+    def normal(*shape: int) -> Any:
+        return (0.02 * torch.randn(*shape, generator=g)).to(cast)
+
+    sd = {"ctx_pos": normal(1, 1, N_CTX, width), "ctx_neg": normal(1, 1, N_CTX, width)}
+    sd.update({f"compound_prompts_text.{i}": normal(N_DEEP_TOKENS, width) for i in range(N_DEEP_LAYERS)})
+    # buffers and unused projections, shaped as the authors' prompt learner registers them (77-token context)
+    for side in ("pos", "neg"):
+        sd[f"token_prefix_{side}"] = normal(1, 1, 1, width)
+        sd[f"token_suffix_{side}"] = normal(1, 1, 77 - 1 - N_CTX, width)
+        sd[f"tokenized_prompts_{side}"] = torch.zeros(1, 1, 77, dtype=torch.int64)
+    for i in range(N_DEEP_LAYERS):
+        sd[f"compound_prompt_projections.{i}.weight"] = normal(896, width)
+        sd[f"compound_prompt_projections.{i}.bias"] = normal(896)
+    return {"prompt_learner": sd}
+
+
+def write_generated_checkpoint(path: str | Path, width: int = 768, seed: int = TINY_SEED) -> Path:
+    """Write ``generated_checkpoint_state(width, seed)`` to ``path`` atomically (tests and smoke runs)."""
+    import torch
+
+    with atomic_path(path, suffix=".pth") as tmp:
+        torch.save(generated_checkpoint_state(width, seed), tmp)
+    return Path(path)
+
+
+def load_tiny_anomalyclip(
+    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
+) -> AnomalyClipEncoder:
+    """tiny-anomalyclip: tiny random CLIP at 48 px; prompts from ``weights`` or a generated seeded checkpoint."""
+    from ..anomalyclip import load_prompt_checkpoint, prompts_from_state
+
+    open_clip = import_open_clip()
+    width = TINY_ANOMALYCLIP_CFG["text_cfg"]["width"]
+    if weights is None:
+        prompts = prompts_from_state(generated_checkpoint_state(width), width, sha256=f"generated-seed{TINY_SEED}")
+    else:
+        prompts = load_prompt_checkpoint(weights, width)
+    weights_id = f"{name}:random-seed{TINY_SEED}+prompts:{prompts.sha256}+cls-no-ln-post"
+    return _make(build_tiny_anomalyclip(), open_clip.get_tokenizer("ViT-B-16"), prompts, name, select_device(device),
+                 _recipe(TINY_IMAGE_SIZE, preprocess), weights_id)  # fmt: skip
