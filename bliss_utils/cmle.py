@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from ._checks import as_embeddings, l2_normalize
-from .baselines import _ImageScorer, _require
+from ._scorer import _ImageScorer, _require
 from .ssd import MahalanobisModel, fit_mahalanobis
 
 CAPTION_SOURCES = ("dictionary", "class_text")
@@ -149,7 +148,7 @@ def _apply(adapter: Any, x: np.ndarray) -> np.ndarray:
         return adapter(torch.as_tensor(np.asarray(x, dtype=np.float32))).double().numpy()
 
 
-class SSDCMLE(_ImageScorer, BaseEstimator):
+class SSDCMLE(_ImageScorer):
     """SSD on frozen embeddings passed through a residual adapter trained with CMG's CMLE (see the module docstring).
 
     Needs the dictionary (pseudo-captions) or, with ``captions="class_text"``, the class texts; fitted per set of

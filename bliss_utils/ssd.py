@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from ._checks import l2_normalize
-from .baselines import _ImageScorer
+from ._scorer import _ImageScorer
 
 # SSD's own guard against a zero std in a constant dimension
 STD_EPS = 1e-10
@@ -47,7 +46,7 @@ def fit_mahalanobis(train: np.ndarray) -> MahalanobisModel:
     return MahalanobisModel(mean=mean, std=std, precision=np.linalg.pinv(cov, hermitian=True))
 
 
-class SSD(_ImageScorer, BaseEstimator):
+class SSD(_ImageScorer):
     """Mahalanobis distance to the normal classes' training images (one cluster); fitted per set of normal classes."""
 
     def __init__(self) -> None:
