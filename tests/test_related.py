@@ -408,3 +408,17 @@ def test_smoke_all_four_rows_with_tiny_stand_ins(tiny):
     )
     assert len(res) == 10 and len(ac) == 2
     assert res["auroc"].between(0, 100).all() and ac["auroc"].between(0, 100).all()
+
+
+def test_learned_prompt_pair_comes_through_the_cached_text_path(tmp_path) -> None:
+    from bliss_utils.embeddings import text_embeddings
+    from bliss_utils.encoders import load_encoder
+    from bliss_utils.encoders.anomalyclip import LEARNED_PROMPTS
+
+    enc = load_encoder("tiny-anomalyclip", device="cpu")
+    cached = text_embeddings(enc, list(LEARNED_PROMPTS), template="{}", cache_dir=tmp_path)
+    np.testing.assert_allclose(cached, enc.prompt_embeddings(), atol=1e-6)
+    plain = enc.encode_texts(["a photo of an object."])
+    assert plain.shape == (1, enc.dim) and not np.allclose(plain[0], cached[0], atol=1e-3)
+    with pytest.raises(ValueError, match="apart from other texts"):
+        enc.encode_texts([next(iter(LEARNED_PROMPTS)), "a photo"])

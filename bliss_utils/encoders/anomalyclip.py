@@ -62,6 +62,10 @@ def _recipe(size: int, preprocess: str) -> SquashNormalize:
     return SquashNormalize(size, "bicubic", mean, std)
 
 
+# names that stand for the learned [g_n, g_a] prompts in encode_texts (no text of any prompt template looks like them)
+LEARNED_PROMPTS = {"<anomalyclip learned normal prompt>": 0, "<anomalyclip learned abnormal prompt>": 1}
+
+
 class AnomalyClipEncoder(OpenClipEncoder):
     """open_clip CLIP whose image embeddings are AnomalyCLIP's global token; holds the learned prompts."""
 
@@ -73,6 +77,15 @@ class AnomalyClipEncoder(OpenClipEncoder):
         from ..anomalyclip import global_image_features
 
         return global_image_features(self.model.visual, pixels, apply_ln_post=False)
+
+    def encode_texts(self, texts: Any, batch_size: int = 256) -> np.ndarray:
+        """Plain CLIP text embeddings; the names in ``LEARNED_PROMPTS`` give the learned pair, so it is cached too."""
+        if isinstance(texts, (list, tuple)) and texts and all(t in LEARNED_PROMPTS for t in texts):
+            pair = self.prompt_embeddings()
+            return pair[[LEARNED_PROMPTS[t] for t in texts]]
+        if isinstance(texts, (list, tuple)) and any(t in LEARNED_PROMPTS for t in texts):
+            raise ValueError(f"ask for the learned prompts {list(LEARNED_PROMPTS)} apart from other texts")
+        return super().encode_texts(texts, batch_size)
 
     def prompt_embeddings(self) -> np.ndarray:
         """(2, dim) float32 unit rows [g_n, g_a]: the learned normal and abnormal prompts through the text tower."""
