@@ -21,6 +21,9 @@ _BUILDERS: dict[str, str | Callable[..., Encoder]] = {
     "tiny-blip": "blip:load_tiny_blip",
     "tiny-slip": "slip:load_tiny_slip",
     "tiny-vit": "vit:load_tiny_vit",
+    "toy-clip": "toy:load_toy",
+    "toy-blip": "toy:load_toy",
+    "toy-slip": "toy:load_toy",
 }
 
 # open forms: prefix -> builder receiving the text after the prefix as its first argument
