@@ -122,18 +122,18 @@ class ToyEncoder(Encoder):
 
         if pixels.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
             pixels = F.interpolate(pixels, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
-        pixels = pixels.float()
-        colour = 3.0 * (pixels.mean(dim=(2, 3)) - 0.5)
-        grey = pixels.mean(dim=1)
-        grey = grey - grey.mean(dim=(1, 2), keepdim=True)
-        spectrum = torch.fft.rfft2(grey).abs() / IMAGE_SIZE**2  # magnitude: blind to the stripes' random phase
-        rows = torch.cat([spectrum[:, : MAX_FREQ + 1], spectrum[:, -MAX_FREQ:]], dim=1)[:, :, : MAX_FREQ + 1]
-        feats = torch.cat([colour, 12.0 * rows.reshape(len(pixels), -1)], dim=1)
-        w1, b1, w2 = (torch.from_numpy(a).to(pixels.device) for a in (self._w1, self._b1, self._w2))
-        z = torch.tanh(feats @ w1 + b1) @ w2
-        basis = torch.from_numpy(self._text_basis.astype(np.float32)).to(pixels.device)
+        # numpy on the CPU: these arrays are tiny, and torch's thread pool only adds overhead here
+        x = pixels.float().cpu().numpy()
+        colour = 3.0 * (x.mean(axis=(2, 3)) - 0.5)
+        grey = x.mean(axis=1)
+        grey = grey - grey.mean(axis=(1, 2), keepdims=True)
+        spectrum = np.abs(np.fft.rfft2(grey)) / IMAGE_SIZE**2  # magnitude: blind to the stripes' random phase
+        rows = np.concatenate([spectrum[:, : MAX_FREQ + 1], spectrum[:, -MAX_FREQ:]], axis=1)[:, :, : MAX_FREQ + 1]
+        feats = np.concatenate([colour, 12.0 * rows.reshape(len(x), -1)], axis=1).astype(np.float32)
+        z = np.tanh(feats @ self._w1 + self._b1) @ self._w2
+        basis = self._text_basis.astype(np.float32)
         # images live orthogonal to the gap and text-only directions, so texts and images form two separate cones
-        return z - (z @ basis) @ basis.T
+        return torch.from_numpy(z - (z @ basis) @ basis.T)
 
     def _image_embed(self, pixels: Any) -> np.ndarray:
         return _unit(self._image_features(pixels).double().cpu().numpy())
