@@ -20,6 +20,9 @@ from ._io import atomic_path
 from .datasets import SYNTHETIC_MARKER, TINYIMAGENET_FOLDER, _names_cifar10, _names_cifar100, tinyimagenet_classes
 from .prompts import clean_label
 
+# Bump when the images change for the same arguments, so that generated data from an older version is regenerated.
+GENERATOR_VERSION = 2
+
 # CIFAR-100's 20 superclasses, each with its 5 fine classes (the dataset's own grouping).
 _CIFAR100_COARSE = {
     "aquatic_mammals": ["beaver", "dolphin", "otter", "seal", "whale"],
@@ -75,9 +78,9 @@ def class_images(labels: np.ndarray, names: Sequence[str], size: int, seed: int,
     yy, xx = np.mgrid[0:size, 0:size] / size
     phase = noise.uniform(0, 2 * np.pi, size=len(labels))
     # per-image jitter of the look itself, so that images of a class vary like photos do and classes can overlap
-    angle = angles[labels] + noise.normal(0, 0.2, size=len(labels))
-    freq = freqs[labels] * np.exp(noise.normal(0, 0.15, size=len(labels)))
-    colour = colours[labels] + noise.normal(0, 18, size=(len(labels), 3))
+    angle = angles[labels] + noise.normal(0, 0.12, size=len(labels))
+    freq = freqs[labels] * np.exp(noise.normal(0, 0.1, size=len(labels)))
+    colour = colours[labels] + noise.normal(0, 12, size=(len(labels), 3))
     coord = np.cos(angle)[:, None, None] * xx + np.sin(angle)[:, None, None] * yy
     stripes = np.sin(2 * np.pi * freq[:, None, None] * coord + phase[:, None, None])
     imgs = colour[:, None, None, :] + 40 * stripes[..., None] + noise.normal(0, 12, size=(len(labels), size, size, 3))
@@ -95,7 +98,8 @@ def _write_pickle(path: Path, obj: dict) -> None:
 
 
 def _mark(folder: Path, **info: object) -> None:
-    (folder / SYNTHETIC_MARKER).write_text(json.dumps({"generator": "bliss_utils.synthetic", **info}, indent=1))
+    info = {"generator": "bliss_utils.synthetic", "version": GENERATOR_VERSION, **info}
+    (folder / SYNTHETIC_MARKER).write_text(json.dumps(info, indent=1))
 
 
 def _check_counts(**counts: int) -> None:

@@ -23,7 +23,7 @@ def test_look_is_a_function_of_the_cleaned_name():
 def test_mean_colour_of_a_class_is_its_look():
     n = 400
     imgs = class_images(np.zeros(n, dtype=np.int64), ["goldfish"], 32, seed=0).astype(float)
-    # stripes average out over images (random phase); per-image colour jitter has std 18, so the mean is within ~3
+    # stripes average out over images (random phase); per-image colour jitter has std 12, so the mean is within ~2
     np.testing.assert_allclose(imgs.mean(axis=(0, 1, 2)), class_look("goldfish")[0], atol=4.0)
 
 
@@ -43,7 +43,7 @@ def test_datasets_draw_each_class_with_its_names_look(tmp_path):
         for label in (0, 3):
             rows = np.flatnonzero(ds.labels == label)
             mean = np.mean([np.asarray(ds.image(i), dtype=float).mean(axis=(0, 1)) for i in rows], axis=0)
-            # 12 images: colour jitter (std 18) and the stripes' mean leave the class mean within ~15 of its look
+            # 12 images: colour jitter (std 12) and the stripes' mean leave the class mean within ~15 of its look
             np.testing.assert_allclose(mean, class_look(ds.class_names[label])[0], atol=16.0)
 
 
