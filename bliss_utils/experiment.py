@@ -2,8 +2,9 @@
 
 Paper mode: CLIP ViT-B/16 on CIFAR-10, CIFAR-100 and TinyImageNet; BLIP and SLIP ViT-B/16 for Fig. 1b and Table 3;
 ViT-B/16 ImageNet-21k for the image-only baselines; the ImageNet-1k dictionary; every trial of the protocol.
-Smoke mode: tiny random-weight encoders (tiny-clip, tiny-blip, tiny-slip, tiny-vit) on small generated datasets
-(bliss_utils.synthetic), a small dictionary and few trials: it tests the pipeline, not the paper.
+Smoke mode: toy vision-language encoders whose towers agree (toy-clip, toy-blip, toy-slip) and the random-weight
+tiny-vit on small generated datasets (bliss_utils.synthetic), a small dictionary and few trials: it tests the
+pipeline, not the paper (docs/smoke_mode.md).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ PAPER_ENCODER = "clip-vit-b16"
 PAPER_BACKBONES = ("clip-vit-b16", "blip", "slip-vit-b16")
 PAPER_IMAGE_ENCODER = "vit-b16-in21k"
 DATASETS = ("cifar10", "cifar100", "tinyimagenet")
-# which tiny random encoder stands in for which paper backbone in smoke mode
+# which stand-in encoder replaces which paper backbone in smoke mode
 SMOKE_STAND_INS = {
-    "clip-vit-b16": "tiny-clip",
-    "blip": "tiny-blip",
-    "slip-vit-b16": "tiny-slip",
+    "clip-vit-b16": "toy-clip",
+    "blip": "toy-blip",
+    "slip-vit-b16": "toy-slip",
     "vit-b16-in21k": "tiny-vit",
 }
 # generated data per class in smoke mode: (train, test)
@@ -282,7 +283,7 @@ def ensure_smoke_data(root: str | Path, seed: int = 0) -> Path:
 
     root = Path(root)
     marker = root / SMOKE_MARKER
-    wanted = {"seed": seed, "per_class": SMOKE_DATA}
+    wanted = {"seed": seed, "per_class": SMOKE_DATA, "generator": synthetic.GENERATOR_VERSION}
     if marker.is_file():
         try:
             if json.loads(marker.read_text()) == json.loads(json.dumps(wanted)):

@@ -23,7 +23,7 @@ ENSEMBLE_TEMPLATES = [
 
 
 def clean_label(label: str) -> str:
-    """Return ``label`` ready for a prompt: underscores become spaces, whitespace runs collapse, ends are stripped."""
+    """The clean form of a label: underscores become spaces, whitespace runs collapse, ends are stripped."""
     if not isinstance(label, str):
         raise ValueError(f"a label must be a string; got {type(label).__name__}: {label!r}")
     cleaned = " ".join(label.replace("_", " ").split())

@@ -27,8 +27,8 @@ def _check_embeddings(res: Path) -> None:
     inv = pd.read_csv(res / "embeddings.csv")
     pairs = set(zip(inv["encoder"], inv["dataset"]))
     for d in ("cifar10", "cifar100", "tinyimagenet"):
-        assert ("tiny-clip", d) in pairs and ("tiny-vit", d) in pairs
-    assert {("tiny-blip", "cifar10"), ("tiny-slip", "cifar10")} <= pairs
+        assert ("toy-clip", d) in pairs and ("tiny-vit", d) in pairs
+    assert {("toy-blip", "cifar10"), ("toy-slip", "cifar10")} <= pairs
     assert (inv["n_train"] > 0).all() and (inv["n_test"] > 0).all()
     vlm = inv[inv["encoder"] != "tiny-vit"]
     assert (vlm["n_dictionary"] > 0).all() and (inv.loc[inv["encoder"] == "tiny-vit", "n_dictionary"] == 0).all()
@@ -36,7 +36,7 @@ def _check_embeddings(res: Path) -> None:
 
 def _check_cosines(res: Path) -> None:
     t = pd.read_csv(res / "fig1b_mean_cosine.csv", index_col=0)
-    assert list(t.index) == ["tiny-clip", "tiny-blip", "tiny-slip"]
+    assert list(t.index) == ["toy-clip", "toy-blip", "toy-slip"]
     cols = ["text_text", "image_image", "image_own_text", "image_other_text", "text_dictionary"]
     assert set(cols) <= set(t.columns)
     assert t[cols].abs().le(1 + 1e-6).all().all()
@@ -44,7 +44,7 @@ def _check_cosines(res: Path) -> None:
 
 def _check_distributions(res: Path) -> None:
     t = pd.read_csv(res / "fig2_distributions.csv")
-    assert set(t["backbone"]) == {"tiny-clip", "tiny-blip", "tiny-slip"}
+    assert set(t["backbone"]) == {"toy-clip", "toy-blip", "toy-slip"}
     assert set(t["distribution"]) == {"class text vs dictionary", "image vs own class text"}
 
 
@@ -109,7 +109,7 @@ def _check_table3(res: Path) -> None:
 EXPECTED = {
     "00_embeddings": ([], ["embeddings.csv", "embeddings.md"], _check_embeddings),
     "01_text_clustering": (
-        _figures("fig1b_tsne", "fig1b_tsne_tiny-clip", "fig1b_tsne_tiny-blip", "fig1b_tsne_tiny-slip"),
+        _figures("fig1b_tsne", "fig1b_tsne_toy-clip", "fig1b_tsne_toy-blip", "fig1b_tsne_toy-slip"),
         ["fig1b_mean_cosine.csv", "fig1b_mean_cosine.md"],
         _check_cosines,
     ),
