@@ -54,7 +54,9 @@ def _check_bias(res: Path) -> None:
     for _, part in t.groupby("score"):
         assert list(part["quantile"]) == list(range(1, len(part) + 1))
         for share, count in (("fn_share", "fn"), ("fp_share", "fp")):
-            assert part[share].sum() == pytest.approx(1.0) or part[count].sum() == 0
+            # the CSV rounds shares to 4 decimals (7 errors over 5 quantiles sum to 1.0001): compare with the counts
+            total = part[count].sum()
+            assert total == 0 or (part[share] - part[count] / total).abs().max() <= 5e-5
 
 
 def _check_table1(res: Path) -> None:
