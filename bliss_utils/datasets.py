@@ -45,7 +45,8 @@ def _sha(*parts: bytes) -> str:
 class ImageDataset:
     """A sequence of ``(PIL.Image RGB, int label)``, held as a uint8 array (N, H, W, 3) or as a list of image files.
 
-    Attributes: ``name``, ``split``, ``class_names`` (cleaned for prompts, in label order), ``labels`` (int64 array),
+    Attributes: ``name``, ``split``, ``class_names`` (the strings prompts are made of, in label order: see
+    :func:`class_names`), ``labels`` (int64 array),
     ``identity`` (fingerprint used in cache keys) and ``transform`` (applied to each PIL image when set).
     """
 
@@ -65,7 +66,7 @@ class ImageDataset:
             raise ValueError("give exactly one of arrays= (uint8 images) or paths= (image files)")
         self.name = name
         self.split = split
-        self.class_names = [clean_label(c) for c in class_names]
+        self.class_names = _checked_names(class_names, f"{name}/{split}")
         self.labels = np.asarray(labels, dtype=np.int64)
         self.arrays = arrays
         self.paths = [Path(p) for p in paths] if paths is not None else None
@@ -135,7 +136,20 @@ def _names_cifar100() -> list[str]:
 
 
 def _names_tinyimagenet() -> list[str]:
-    return [label for _, label in tinyimagenet_classes()]
+    return [paper_tinyimagenet_label(label) for _, label in tinyimagenet_classes()]
+
+
+def paper_tinyimagenet_label(label: str) -> str:
+    """A TinyImageNet label as the authors prompt it: underscores replaced by spaces, nothing else changed."""
+    return label.replace("_", " ")
+
+
+def _checked_names(names: Sequence[str], what: str) -> list[str]:
+    names = list(names)
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise ValueError(f"{what}: class names must be non-empty strings; got {bad[0]!r}")
+    return names
 
 
 _CLASS_NAMES: dict[str, Callable[[], list[str]]] = {
@@ -149,13 +163,27 @@ def _unknown(name: str) -> ValueError:
     return ValueError(f"unknown dataset {name!r}: valid names are {', '.join(DATASETS)} or 'imagefolder:<path>'")
 
 
-def class_names(dataset: str) -> list[str]:
-    """Class names of a paper dataset in label order, cleaned for prompts (no data needed on disk)."""
+NAME_STYLES = ("paper", "clean")
+
+
+def class_names(dataset: str, names: str = "paper") -> list[str]:
+    """Class names of a dataset in label order, as prompts use them (no data needed on disk).
+
+    ``names="paper"``: the authors' strings. CIFAR-10/100 keep torchvision's raw names ("aquarium_fish",
+    "maple_tree": 9 CIFAR-100 names keep their underscore); TinyImageNet's have underscores replaced by spaces, as
+    the authors' loader does. ``names="clean"``: every name through :func:`~bliss_utils.prompts.clean_label`
+    (underscores become spaces). ImageFolder class names are the cleaned folder names in both styles.
+    """
+    if names not in NAME_STYLES:
+        raise ValueError(f"names must be one of {list(NAME_STYLES)}; got {names!r}")
+    if not isinstance(dataset, str):
+        raise _unknown(dataset)
     if dataset.startswith("imagefolder:"):
         return _folder_classes(Path(dataset.split(":", 1)[1]).expanduser())[0]
     if dataset not in _CLASS_NAMES:
         raise _unknown(dataset)
-    return [clean_label(c) for c in _CLASS_NAMES[dataset]()]
+    raw = _CLASS_NAMES[dataset]()
+    return [clean_label(c) for c in raw] if names == "clean" else raw
 
 
 # ----------------------------------------------------------------------------------------------------------- CIFAR
@@ -227,7 +255,7 @@ def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageDatas
         raise DatasetNotFoundError(
             f"{name} in {folder} failed torchvision's integrity check ({err}); delete that folder and download again"
         ) from err
-    names = [clean_label(c) for c in ds.classes]
+    names = list(ds.classes)
     if names != class_names(name):
         log.warning("%s: class names on disk %s differ from the standard list; using the ones on disk", name, names[:5])
     return ImageDataset(name, split, names, np.asarray(ds.targets), arrays=np.ascontiguousarray(ds.data),
@@ -278,7 +306,7 @@ def _load_tinyimagenet(split: str, root: Path, download: bool) -> ImageDataset:
     wnids = sorted({w.strip() for w in (folder / "wnids.txt").read_text().split() if w.strip()})
     known = dict(tinyimagenet_classes())
     extra = _words(folder)
-    names = [known.get(w) or extra.get(w) or w for w in wnids]
+    names = [paper_tinyimagenet_label(known[w]) if w in known else extra.get(w) or w for w in wnids]
     index = {w: i for i, w in enumerate(wnids)}
     paths: list[Path] = []
     labels: list[int] = []

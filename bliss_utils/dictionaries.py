@@ -11,28 +11,38 @@ from .prompts import clean_label
 DEFAULT_ENGLISH_SIZE = 10_000
 
 
-def imagenet_entries() -> list[str]:
-    """Every comma-separated name of ``imagenet1k_class_names.txt``, whitespace-stripped, first occurrence kept.
-
-    The file has 1,860 names; 18 are exact repeats across classes (e.g. "crane", the bird and the machine). A repeat
-    would embed to the same vector and fill two of the K nearest-entry slots, so it is kept once: 1,842 entries.
-    """
-    seen: dict[str, None] = {}
+def _imagenet_lines() -> list[str]:
     text = (config.PACKAGE_DATA / "imagenet1k_class_names.txt").read_text(encoding="utf-8")
-    for line in text.splitlines():
-        for name in line.split(","):
-            if name.strip():
-                seen.setdefault(name.strip(), None)
-    return list(seen)
+    lines = text.splitlines()
+    if len(lines) != 1000 or any(not ln.strip() for ln in lines):
+        raise ValueError(f"imagenet1k_class_names.txt must hold 1,000 non-empty lines, one per class; got {len(lines)}")
+    return lines
+
+
+def imagenet_entries() -> list[str]:
+    """The authors' dictionary: every comma-separated piece of ``imagenet1k_class_names.txt``, exactly as split.
+
+    1,860 entries in class order. Like the authors' code it splits on "," alone, so a synonym keeps the space after
+    its comma (" Tinca tinca"), and a name shared by two classes (18 of them, e.g. "crane", the bird and the
+    machine) is there twice.
+    """
+    return [piece for line in _imagenet_lines() for piece in line.split(",")]
+
+
+def imagenet_unique_entries() -> list[str]:
+    """The ImageNet names whitespace-stripped with repeats dropped (first occurrence kept, class order): 1,842.
+
+    A repeat embeds to the same vector and takes two of the K nearest-entry slots; this variant avoids that.
+    """
+    return list(dict.fromkeys(e.strip() for e in imagenet_entries()))
 
 
 def imagenet_synonyms(labels: Iterable[str]) -> list[str]:
     """Every name of each ImageNet-1k class that has one of ``labels`` among its names (e.g. "goldfish" also gives
     "Carassius auratus"), so a dictionary can drop whole classes rather than label strings."""
     wanted = {clean_label(label).casefold() for label in labels}
-    text = (config.PACKAGE_DATA / "imagenet1k_class_names.txt").read_text(encoding="utf-8")
     out: dict[str, None] = {}
-    for line in text.splitlines():
+    for line in _imagenet_lines():
         names = [n.strip() for n in line.split(",") if n.strip()]
         if any(clean_label(n).casefold() in wanted for n in names):
             out.update(dict.fromkeys(names))
@@ -59,6 +69,7 @@ def english_words(size: int) -> list[str]:
 
 _DICTIONARIES: dict[str, Callable[[], list[str]]] = {
     "imagenet": imagenet_entries,
+    "imagenet-unique": imagenet_unique_entries,
     "cifar10": lambda: class_names("cifar10"),
     "cifar100": lambda: class_names("cifar100"),
     "tinyimagenet": lambda: class_names("tinyimagenet"),
@@ -68,6 +79,10 @@ DICTIONARIES = (*_DICTIONARIES, "english")
 
 def load_dictionary(name: str = "imagenet", size: int | None = None, exclude: Iterable[str] = ()) -> list[str]:
     """Return a dictionary's entries in their fixed order, minus ``exclude``, cut to the first ``size`` entries.
+
+    ``"imagenet"`` is the authors' 1,860 entries (exact strings, repeats kept), ``"imagenet-unique"`` the 1,842
+    distinct stripped names; ``"cifar10"``, ``"cifar100"``, ``"tinyimagenet"`` are the label sets as
+    :func:`~bliss_utils.datasets.class_names` gives them (the paper's strings).
 
     ``exclude`` compares case-insensitively after :func:`clean_label` ("aquarium_fish" removes "aquarium fish") and
     is applied before ``size``. For ``"english"`` ``size`` (default 10,000) is the number of most frequent words.

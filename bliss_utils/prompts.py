@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-# SPEC.md: one prompt for class labels and dictionary entries alike.
+# The authors' one prompt for class labels and dictionary entries alike ("a" even before a vowel).
 PAPER_TEMPLATE = "This is a photo of a {}"
 
 # An optional ensemble, averaged per label (see embeddings.text_embeddings): a handful of the 80 ImageNet
@@ -23,7 +23,7 @@ ENSEMBLE_TEMPLATES = [
 
 
 def clean_label(label: str) -> str:
-    """Return ``label`` ready for a prompt: underscores become spaces, whitespace runs collapse, ends are stripped."""
+    """The clean form of a label: underscores become spaces, whitespace runs collapse, ends are stripped."""
     if not isinstance(label, str):
         raise ValueError(f"a label must be a string; got {type(label).__name__}: {label!r}")
     cleaned = " ".join(label.replace("_", " ").split())
@@ -47,6 +47,16 @@ def as_templates(template: str | Sequence[str]) -> list[str]:
 
 
 def make_prompts(labels: Iterable[str], template: str = PAPER_TEMPLATE) -> list[str]:
-    """Fill ``template`` with each cleaned label, in order."""
+    """Fill ``template`` with each label exactly as given, in order.
+
+    Labels are not cleaned here: the paper prompts with CIFAR-100's raw names ("aquarium_fish") and the dictionary's
+    exact entries (" Tinca tinca", leading space kept). Clean them first (:func:`clean_label`, or
+    ``class_names(dataset, names="clean")``) for the clean setup.
+    """
     _check_template(template)
-    return [template.format(clean_label(label)) for label in labels]
+    out = []
+    for label in labels:
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"a label must be a non-empty string; got {label!r}")
+        out.append(template.format(label))
+    return out

@@ -1,19 +1,27 @@
 """Small generated stand-ins for CIFAR and TinyImageNet, written in each dataset's own on-disk format.
 
-Tests and the notebooks' smoke mode read them through the same loaders as the real data. Each class gets its own colour
-and stripe pattern plus noise, so even a random encoder separates the classes a little. Deterministic for a given seed.
+Tests and the notebooks' smoke mode read them through the same loaders as the real data. Each class gets a colour and
+stripe pattern that is a fixed function of its NAME (:func:`class_look`), plus per-image phase and noise: a random
+encoder separates the classes a little, and the toy encoders (``bliss_utils.encoders.toy``) map the word to the same
+look, so their text and image towers agree. Deterministic for a given seed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ._io import atomic_path
 from .datasets import SYNTHETIC_MARKER, TINYIMAGENET_FOLDER, _names_cifar10, _names_cifar100, tinyimagenet_classes
+from .prompts import clean_label
+
+# Bump when the images change for the same arguments, so that generated data from an older version is regenerated.
+GENERATOR_VERSION = 2
 
 # CIFAR-100's 20 superclasses, each with its 5 fine classes (the dataset's own grouping).
 _CIFAR100_COARSE = {
@@ -40,22 +48,42 @@ _CIFAR100_COARSE = {
 }
 
 
-def class_images(labels: np.ndarray, n_classes: int, size: int, seed: int, stream: int = 0) -> np.ndarray:
-    """Uint8 images (n, size, size, 3): a colour and stripe pattern per class (from ``seed``), per-image noise."""
-    style = np.random.default_rng([seed, n_classes, 0])  # the class look depends on the seed, not on the image count
-    colours = style.uniform(40, 215, size=(n_classes, 3))
-    angles = style.uniform(0, np.pi, size=n_classes)
-    freqs = style.uniform(1.0, 4.0, size=n_classes)
-    noise = np.random.default_rng([seed, n_classes, 1, stream])
+def look_key(name: str) -> str:
+    """The form of a class name that decides its look: cleaned and case-folded ("Aquarium_fish" == "aquarium fish")."""
+    return clean_label(name).casefold()
+
+
+def class_look(name: str) -> tuple[np.ndarray, float, float]:
+    """(RGB colour, stripe angle, stripe frequency in cycles per image) of a class, a fixed function of its name.
+
+    A name looks the same in every dataset and process (sha256, not Python's salted ``hash``), so an encoder can map
+    the word to the look without seeing the dataset.
+    """
+    digest = hashlib.sha256(look_key(name).encode("utf-8")).digest()
+    style = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return style.uniform(40, 215, size=3), float(style.uniform(0, np.pi)), float(style.uniform(1.0, 4.0))
+
+
+def class_images(labels: np.ndarray, names: Sequence[str], size: int, seed: int, stream: int = 0) -> np.ndarray:
+    """Uint8 images (n, size, size, 3) of classes ``names[labels]``: each name's look, per-image phase and noise.
+
+    ``seed`` and ``stream`` drive only the per-image randomness; the look depends on the name alone.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    looks = [class_look(n) for n in names]
+    colours = np.array([c for c, _, _ in looks]).reshape(len(names), 3)
+    angles = np.array([a for _, a, _ in looks])
+    freqs = np.array([f for _, _, f in looks])
+    noise = np.random.default_rng([seed, len(names), 1, stream])
     yy, xx = np.mgrid[0:size, 0:size] / size
     phase = noise.uniform(0, 2 * np.pi, size=len(labels))
-    coord = np.cos(angles[labels])[:, None, None] * xx + np.sin(angles[labels])[:, None, None] * yy
-    stripes = np.sin(2 * np.pi * freqs[labels][:, None, None] * coord + phase[:, None, None])
-    imgs = (
-        colours[labels][:, None, None, :]
-        + 40 * stripes[..., None]
-        + noise.normal(0, 12, size=(len(labels), size, size, 3))
-    )
+    # per-image jitter of the look itself, so that images of a class vary like photos do and classes can overlap
+    angle = angles[labels] + noise.normal(0, 0.12, size=len(labels))
+    freq = freqs[labels] * np.exp(noise.normal(0, 0.1, size=len(labels)))
+    colour = colours[labels] + noise.normal(0, 12, size=(len(labels), 3))
+    coord = np.cos(angle)[:, None, None] * xx + np.sin(angle)[:, None, None] * yy
+    stripes = np.sin(2 * np.pi * freq[:, None, None] * coord + phase[:, None, None])
+    imgs = colour[:, None, None, :] + 40 * stripes[..., None] + noise.normal(0, 12, size=(len(labels), size, size, 3))
     return np.clip(np.rint(imgs), 0, 255).astype(np.uint8)
 
 
@@ -70,7 +98,8 @@ def _write_pickle(path: Path, obj: dict) -> None:
 
 
 def _mark(folder: Path, **info: object) -> None:
-    (folder / SYNTHETIC_MARKER).write_text(json.dumps({"generator": "bliss_utils.synthetic", **info}, indent=1))
+    info = {"generator": "bliss_utils.synthetic", "version": GENERATOR_VERSION, **info}
+    (folder / SYNTHETIC_MARKER).write_text(json.dumps(info, indent=1))
 
 
 def _check_counts(**counts: int) -> None:
@@ -89,7 +118,7 @@ def make_fake_cifar(
     names = _names_cifar10() if name == "cifar10" else _names_cifar100()
     k = len(names)
     train_y, test_y = _labels(k, n_train_per_class), _labels(k, n_test_per_class)
-    images = class_images(np.concatenate([train_y, test_y]), k, 32, seed)
+    images = class_images(np.concatenate([train_y, test_y]), names, 32, seed)
     # CIFAR stores each image as 3072 bytes: the 1024 red, then green, then blue values, row-major
     flat = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
     train_x, test_x = flat[: len(train_y)], flat[len(train_y) :]
@@ -167,7 +196,7 @@ def make_fake_tinyimagenet(
     (folder / "wnids.txt").write_text("".join(f"{wnids[i]}\n" for i in order))
     (folder / "words.txt").write_text("".join(f"{w}\t{label.replace('_', ' ')}\n" for w, label in classes))
     train_y, val_y = _labels(k, n_train_per_class), _labels(k, n_val_per_class)
-    images = class_images(np.concatenate([train_y, val_y]), k, 64, seed)
+    images = class_images(np.concatenate([train_y, val_y]), [label for _, label in classes], 64, seed)
     counters = [0] * k
     boxes: dict[int, list[str]] = {c: [] for c in range(k)}
     for img, c in zip(images[: len(train_y)], train_y):
@@ -203,7 +232,7 @@ def make_fake_imagefolder(root: str | Path, class_names: list[str], n_per_class:
     k = len(class_names)
     for s, split in enumerate(("train", "test")):
         y = _labels(k, n_per_class)
-        for i, (img, c) in enumerate(zip(class_images(y, k, 32, seed, stream=s), y)):
+        for i, (img, c) in enumerate(zip(class_images(y, class_names, 32, seed, stream=s), y)):
             out = root / split / class_names[c]
             out.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).save(out / f"{i:05d}.png")

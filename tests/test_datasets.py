@@ -16,9 +16,10 @@ from bliss_utils.synthetic import make_fake_cifar, make_fake_imagefolder, make_f
 
 
 def test_prompts_follow_the_spec():
-    assert make_prompts(["aquarium_fish", " pickup_truck "]) == [
-        "This is a photo of a aquarium fish",
-        "This is a photo of a pickup truck",
+    # labels go in exactly as given (the paper prompts with raw CIFAR-100 names and untrimmed dictionary entries)
+    assert make_prompts(["aquarium_fish", " Tinca tinca"]) == [
+        "This is a photo of a aquarium_fish",
+        "This is a photo of a  Tinca tinca",
     ]
     assert clean_label("  great_white__shark ") == "great white shark"
     assert PAPER_TEMPLATE in ENSEMBLE_TEMPLATES and all(t.count("{}") == 1 for t in ENSEMBLE_TEMPLATES)
@@ -31,7 +32,7 @@ def test_prompts_follow_the_spec():
 def test_class_names_without_data():
     c10, c100, tiny = class_names("cifar10"), class_names("cifar100"), class_names("tinyimagenet")
     assert c10[0] == "airplane" and c10[-1] == "truck" and len(c10) == 10
-    assert len(c100) == 100 and len(set(c100)) == 100 and c100[1] == "aquarium fish" and c100[-1] == "worm"
+    assert len(c100) == 100 and len(set(c100)) == 100 and c100[1] == "aquarium_fish" and c100[-1] == "worm"
     assert len(tiny) == 200 and tiny[0] == "goldfish" and tiny[1] == "European fire salamander"
     wnids = [w for w, _ in datasets.tinyimagenet_classes()]
     assert wnids == sorted(wnids)  # ImageFolder order, which splits.json indexes
@@ -65,7 +66,7 @@ def test_fake_cifar_is_read_by_torchvision_itself(fake_data):
 def test_fake_cifar100_uses_fine_labels(fake_data):
     ds = load_dataset("cifar100", "test", root=fake_data)
     assert len(ds) == 100 and sorted(ds.labels.tolist()) == list(range(100))
-    assert ds.class_names[1] == "aquarium fish"
+    assert ds.class_names[1] == "aquarium_fish"  # the paper's raw name
 
 
 def test_synthetic_images_are_deterministic_and_class_dependent(tmp_path):

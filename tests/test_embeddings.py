@@ -150,7 +150,7 @@ def test_load_embedding_set(fake_data, tmp_path):
     assert data.train.shape == (60, 16) and data.test.shape == (30, 16)
     assert data.class_texts.shape == (10, 16) and data.dictionary.shape == (50, 16)
     assert data.encoder == "fake" and data.dataset == "cifar10"
-    assert data.meta["dictionary_entries"][:2] == ["tench", "Tinca tinca"]
+    assert data.meta["dictionary_entries"][:2] == ["tench", " Tinca tinca"]  # the authors' exact entries
     np.testing.assert_array_equal(data.class_texts, text_embeddings(enc, data.meta["class_names"], cache_dir=tmp_path))
     image_only = load_embedding_set(
         FakeEncoder(has_text=False), "cifar10", root=fake_data, cache_dir=tmp_path, progress=False

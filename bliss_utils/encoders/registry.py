@@ -25,6 +25,7 @@ from .preprocessing import (
     ResizeCropNormalize,
     recipes,
 )
+from .toy import TOY_ENCODERS, ToyRecipe
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,9 @@ _BACKBONES: dict[str, Backbone] = {
         recipes(HFProcessorRecipe("ViTImageProcessor", TINY_SIZE, "BILINEAR", (0.5,) * 3, (0.5,) * 3)),
         has_text=False,
     ),
+    # smoke-mode stand-ins whose towers agree (encoders/toy.py): one fixed preprocessing whatever the option
+    **{n: Backbone("toy:load_toy", "toy:toy_weights", s.dim, {"default": ToyRecipe(), "cifar": ToyRecipe()})
+       for n, s in TOY_ENCODERS.items()},
 }
 
 # encoders added at run time by register_encoder: only a builder, nothing declared
