@@ -627,6 +627,7 @@ def load_embedding_set(
     device: Any = None,
     dictionary: str | Sequence[str] | None = "imagenet",
     template: str | Sequence[str] = PAPER_TEMPLATE,
+    names: str = "paper",
     root: str | Path | None = None,
     dictionary_size: int | None = None,
     dictionary_exclude: Sequence[str] = (),
@@ -641,10 +642,17 @@ def load_embedding_set(
 
     ``encoder`` is a name (see :func:`bliss_utils.encoders.describe_encoder`: a cache hit needs neither the model nor
     the dataset files) or an encoder object; ``dictionary`` a name for :func:`bliss_utils.dictionaries.load_dictionary`,
-    a list of entries, or None. Image-only encoders give no texts.
+    a list of entries, or None; ``names`` the style of the class names in the prompts (``"paper"``: as the authors
+    wrote them, e.g. CIFAR-100's ``aquarium_fish``; ``"clean"``: underscores as spaces). Image-only encoders give no
+    texts.
     """
+    from .datasets import NAME_STYLES
     from .dictionaries import load_dictionary
     from .grid import EmbeddingSet
+    from .prompts import clean_label
+
+    if names not in NAME_STYLES:
+        raise ValueError(f"names must be one of {list(NAME_STYLES)}; got {names!r}")
 
     handle = _Handle(encoder, weights, preprocess, device)
     common = (root, cache_dir, batch_size, shard_size, progress, download, num_workers)
@@ -653,6 +661,8 @@ def load_embedding_set(
     class_names = train_meta.get("class_names")
     if class_names != test_meta.get("class_names"):
         raise ValueError(f"{dataset}: train and test splits list different classes")
+    if names == "clean":
+        class_names = [clean_label(n) for n in class_names]
     class_texts = dictionary_emb = None
     entries: list[str] | None = None
     if handle.has_text:
