@@ -9,8 +9,6 @@ authors' layout for tests and smoke runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import numpy as np
 from .._io import atomic_path
 from .base import finish_model, seeded, select_device
 from .openclip import TINY_CLIP_CFG, OpenClipEncoder, import_open_clip, load_open_clip_spec
-from .preprocessing import CIFAR_MEAN, CIFAR_STD, OPENAI_MEAN, OPENAI_STD, _fmt
+from .preprocessing import CIFAR_MEAN, CIFAR_STD, OPENAI_MEAN, OPENAI_STD, SquashNormalize
 
 BACKBONE_SPEC = "ViT-L-14-336-quickgelu/openai"
 TINY_SEED = 0
@@ -30,31 +28,6 @@ TINY_ANOMALYCLIP_CFG: dict[str, Any] = {
     "text_cfg": {**TINY_CLIP_CFG["text_cfg"], "layers": 9},
 }
 TINY_IMAGE_SIZE = 48
-
-
-@dataclass(frozen=True)
-class SquashNormalize:
-    """Resize to ``size`` x ``size`` ignoring the aspect ratio (``interpolation``), RGB, normalise; no crop."""
-
-    size: int
-    interpolation: str
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    @property
-    def id(self) -> str:
-        """Stable description of the recipe, e.g. for cache keys."""
-        return (
-            f"resize-squash{self.size}-{self.interpolation}+rgb+normalize(mean={_fmt(self.mean)};std={_fmt(self.std)})"
-        )
-
-    def build(self) -> Callable[[Any], Any]:
-        """The transform as a PIL -> (3, size, size) float tensor callable."""
-        open_clip = import_open_clip()
-        return open_clip.image_transform(
-            self.size, is_train=False, mean=self.mean, std=self.std, interpolation=self.interpolation,
-            resize_mode="squash",
-        )  # fmt: skip
 
 
 def _recipe(size: int, preprocess: str) -> SquashNormalize:
@@ -107,6 +80,24 @@ def _make(
         model, tokenizer, prompts, name=name, dim=dim, device=device, preprocess=recipe.build(),
         preprocess_id=recipe.id, weights_id=weights_id,
     )  # fmt: skip
+
+
+def anomalyclip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
+    """(prompt checkpoint, identity): the ViT-L/14@336 weights' identity, the checkpoint's sha256 and the image path."""
+    from ..anomalyclip import find_checkpoint, sha256_of
+    from .openclip import describe_open_clip_spec
+
+    path = find_checkpoint(weights)
+    backbone = describe_open_clip_spec(BACKBONE_SPEC)
+    return path, f"{backbone.weights_id}+anomalyclip-prompts:sha256={sha256_of(path)}+cls-no-ln-post"
+
+
+def tiny_anomalyclip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path | None, str]:
+    """(prompt checkpoint or None, identity) of tiny-anomalyclip: seeded random CLIP, generated or given prompts."""
+    from ..anomalyclip import sha256_of
+
+    prompts = f"generated-seed{TINY_SEED}" if weights is None else sha256_of(weights)
+    return (None if weights is None else Path(weights)), f"{name}:random-seed{TINY_SEED}+prompts:{prompts}+cls-no-ln-post"
 
 
 def load_anomalyclip_vit_l14_336(

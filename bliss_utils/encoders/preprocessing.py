@@ -83,7 +83,33 @@ class HFProcessorRecipe:
         return hf_image_processor_transform(self.make_processor())[0]
 
 
-Recipe = ResizeCropNormalize | HFProcessorRecipe
+@dataclass(frozen=True)
+class SquashNormalize:
+    """Resize to ``size`` x ``size`` ignoring the aspect ratio (``interpolation``), RGB, normalise; no crop."""
+
+    size: int
+    interpolation: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def id(self) -> str:
+        """Stable description of the recipe, e.g. for cache keys."""
+        return (
+            f"resize-squash{self.size}-{self.interpolation}+rgb+normalize(mean={_fmt(self.mean)};std={_fmt(self.std)})"
+        )
+
+    def build(self) -> Callable[[Any], Any]:
+        """The transform as a PIL -> (3, size, size) float tensor callable."""
+        import open_clip
+
+        return open_clip.image_transform(
+            self.size, is_train=False, mean=self.mean, std=self.std, interpolation=self.interpolation,
+            resize_mode="squash",
+        )  # fmt: skip
+
+
+Recipe = ResizeCropNormalize | HFProcessorRecipe | SquashNormalize
 
 
 def cifar_recipe(size: int) -> ResizeCropNormalize:

@@ -16,6 +16,8 @@ from typing import Any
 
 from .base import Encoder
 from .preprocessing import (
+    CIFAR_MEAN,
+    CIFAR_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
     OPENAI_MEAN,
@@ -23,6 +25,7 @@ from .preprocessing import (
     HFProcessorRecipe,
     Recipe,
     ResizeCropNormalize,
+    SquashNormalize,
     recipes,
 )
 from .toy import TOY_ENCODERS, ToyRecipe
@@ -93,6 +96,17 @@ _BACKBONES: dict[str, Backbone] = {
         recipes(HFProcessorRecipe("ViTImageProcessor", TINY_SIZE, "BILINEAR", (0.5,) * 3, (0.5,) * 3)),
         has_text=False,
     ),
+    # AnomalyCLIP's backbone with the authors' learned prompts (docs/related_methods.md): a 518 px squash, no crop
+    "anomalyclip-vit-l14-336": Backbone(
+        "anomalyclip:load_anomalyclip_vit_l14_336", "anomalyclip:anomalyclip_weights", 768,
+        {"default": SquashNormalize(518, "bicubic", OPENAI_MEAN, OPENAI_STD),
+         "cifar": SquashNormalize(518, "bicubic", CIFAR_MEAN, CIFAR_STD)},
+    ),
+    "tiny-anomalyclip": Backbone(
+        "anomalyclip:load_tiny_anomalyclip", "anomalyclip:tiny_anomalyclip_weights", 32,
+        {"default": SquashNormalize(48, "bicubic", OPENAI_MEAN, OPENAI_STD),
+         "cifar": SquashNormalize(48, "bicubic", CIFAR_MEAN, CIFAR_STD)},
+    ),
     # smoke-mode stand-ins whose towers agree (encoders/toy.py): one fixed preprocessing whatever the option
     **{n: Backbone("toy:load_toy", "toy:toy_weights", s.dim, {"default": ToyRecipe(), "cifar": ToyRecipe()})
        for n, s in TOY_ENCODERS.items()},
@@ -101,18 +115,6 @@ _BACKBONES: dict[str, Backbone] = {
 # encoders added at run time by register_encoder: only a builder, nothing declared
 _CUSTOM: dict[str, Callable[..., Encoder]] = {}
 
-
-def _lazy(target: str) -> Callable[..., Encoder]:
-    """A builder that imports its backend module only when called."""
-    return lambda *args, **kwargs: _resolve(target)(*args, **kwargs)
-
-
-# AnomalyCLIP's backbone with the authors' learned prompts (docs/related_methods.md): built to be described, since
-# its identity includes the prompt checkpoint's sha256
-_CUSTOM.update({
-    "anomalyclip-vit-l14-336": _lazy("anomalyclip:load_anomalyclip_vit_l14_336"),
-    "tiny-anomalyclip": _lazy("anomalyclip:load_tiny_anomalyclip"),
-})
 
 # open forms: prefix -> (builder, describer), each receiving the text after the prefix as its first argument
 _OPEN_FORMS: dict[str, tuple[str, str]] = {
