@@ -69,18 +69,20 @@ class LearnedPrompts:
 
 
 def checkpoint_location() -> Path:
-    """Where the checkpoint is looked for: ``$BLISS_WEIGHTS_DIR/anomalyclip-vit-l14-336/epoch_15.pth``."""
+    """Where the checkpoint is looked for: ``<weights>/anomalyclip-vit-l14-336/epoch_15.pth``, with ``<weights>``
+    ``$BLISS_WEIGHTS_DIR`` or else ``<data>/weights``."""
+    from .config import data_dir
+
     root = os.environ.get(ENV_WEIGHTS_DIR)
-    if not root:
-        raise CheckpointMissingError(_missing_message(None))
-    return Path(root).expanduser() / folder_name(ENCODER_NAME) / CHECKPOINT_FILE
+    base = Path(root).expanduser() if root else data_dir() / "weights"
+    return base / folder_name(ENCODER_NAME) / CHECKPOINT_FILE
 
 
 def _missing_message(where: Path | None) -> str:
-    put = str(where) if where is not None else f"${ENV_WEIGHTS_DIR}/{folder_name(ENCODER_NAME)}/{CHECKPOINT_FILE}"
+    put = str(where if where is not None else checkpoint_location())
     return (
         f"AnomalyCLIP prompt checkpoint not found ({NOT_RUN}).\nFetch {CHECKPOINT_URL}\n"
-        f"and put it at {put} (set {ENV_WEIGHTS_DIR}), or run `python -m bliss_utils reproduce --download`."
+        f"and put it at {put} (${ENV_WEIGHTS_DIR} moves it), or run `python -m bliss_utils reproduce --download`."
     )
 
 

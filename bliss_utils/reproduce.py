@@ -119,6 +119,15 @@ def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bo
                             f"see docs/data.md, and put it under {data_root}")  # fmt: skip
     if problems:  # stop before loading any model: these are quick to report
         raise PreflightError("missing datasets; fetch them, then run again:\n" + "\n".join(problems) + f"\n{offline_hint}")
+    if download and any("anomalyclip" in (p.get("RELATED") or []) for p in params):
+        from . import anomalyclip
+
+        try:  # optional: without it the AnomalyCLIP row says "not run: checkpoint missing"
+            if anomalyclip.checkpoint_or_none() is None:
+                anomalyclip.download_checkpoint()
+        except (OSError, ValueError) as err:
+            problems.append(f"- AnomalyCLIP's prompt checkpoint: the download failed ({err}); "
+                            f"fetch {anomalyclip.CHECKPOINT_URL} into {anomalyclip.checkpoint_location()}")  # fmt: skip
     previous = os.environ.get(OFFLINE_VAR)
     if not download:  # offline while checking: a missing file is reported at once instead of after the hub's retries
         os.environ[OFFLINE_VAR] = "1"

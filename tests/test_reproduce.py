@@ -30,6 +30,9 @@ def test_preflight_reads_what_the_notebooks_need_and_downloads_only_when_asked(t
                         lambda name, split, root=None, download=False: calls.append(("data", name, download)))
     monkeypatch.setattr(encoders_module, "load_encoder",
                         lambda name, **kw: calls.append(("weights", name, os.environ.get(reproduce.OFFLINE_VAR))))
+    from bliss_utils import anomalyclip
+
+    monkeypatch.setattr(anomalyclip, "download_checkpoint", lambda dest=None: calls.append(("anomalyclip", dest, 1)))
     params = [reproduce.declared_parameters(p) for p in reproduce.notebook_paths(ROOT)]
     for download in (False, True):
         calls.clear()
@@ -110,3 +113,19 @@ def test_set_overrides_are_json_and_refuse_bad_syntax(tmp_path) -> None:
     args.set = ["LAM"]
     with pytest.raises(ValueError, match="NAME=VALUE"):
         reproduce._overrides(args)
+
+
+def test_download_fetches_the_anomalyclip_checkpoint_only_when_its_row_is_asked_for(tmp_path, monkeypatch) -> None:
+    import bliss_utils.encoders as encoders_module
+    from bliss_utils import anomalyclip
+
+    fetched = []
+    monkeypatch.setattr(encoders_module, "load_encoder", lambda name, **kw: None)
+    monkeypatch.setattr(anomalyclip, "checkpoint_or_none", lambda weights=None: None)
+    monkeypatch.setattr(anomalyclip, "download_checkpoint", lambda dest=None: fetched.append(dest))
+    reproduce.preflight([{"RELATED": ["ssd"]}], tmp_path, download=True)
+    assert fetched == []
+    reproduce.preflight([{"RELATED": ["anomalyclip"]}], tmp_path, download=False)
+    assert fetched == []  # offline: the notebook reports the row as not run instead
+    reproduce.preflight([{"RELATED": ["anomalyclip"]}], tmp_path, download=True)
+    assert fetched == [None]
