@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never half of it."""
+"""Atomic file writes (a reader sees the old file or the whole new one, never half of it) and checked downloads."""
 
 from __future__ import annotations
 
@@ -29,3 +29,17 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def download(url: str, path: str | Path, timeout: float) -> Path:
+    """Stream ``url`` into ``path`` (pass a temporary path); OSError if fewer bytes came than were announced."""
+    import urllib.request
+
+    path = Path(path)
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(path, "wb") as out:
+        expected = int(response.headers.get("Content-Length") or 0)
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+    if expected and path.stat().st_size != expected:
+        raise OSError(f"incomplete download: {path.stat().st_size} of {expected} bytes")
+    return path

@@ -17,12 +17,11 @@ import logging
 import os
 import re
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_path
+from ._io import atomic_path, download
 from .encoders.errors import WeightsNotFoundError
 from .encoders.weights import ENV_WEIGHTS_DIR, folder_name
 
@@ -121,12 +120,7 @@ def download_checkpoint(
     logger.info("downloading %s to %s", url, target)
     try:
         with atomic_path(target, suffix=".part") as tmp:
-            with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as out:
-                expected = int(response.headers.get("Content-Length") or 0)
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-            if expected and tmp.stat().st_size != expected:
-                raise OSError(f"incomplete download: {tmp.stat().st_size} of {expected} bytes")
+            download(url, tmp, _DOWNLOAD_TIMEOUT_S)
             if git_blob is not None and git_blob_id(tmp) != git_blob:
                 raise ValueError(f"{url} gave a file with git blob id {git_blob_id(tmp)}, not the released {git_blob}")
             load_prompt_checkpoint(tmp)  # refuse to install a file that is not the checkpoint
@@ -136,12 +130,10 @@ def download_checkpoint(
 
 
 def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex sha256 of a file (computed once per file version: bliss_utils._filehash)."""
+    from ._filehash import file_sha256
+
+    return file_sha256(path)
 
 
 def git_blob_id(path: str | Path) -> str:

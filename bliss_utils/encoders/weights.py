@@ -10,11 +10,11 @@ import logging
 import os
 import re
 import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from .._filehash import file_fingerprint, folder_fingerprint
+from .._io import download
 from .errors import WeightsNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -154,12 +154,7 @@ def url_file(url: str, encoder: str, local_only: bool = False) -> Path:
     tmp = target.with_name(f".{filename}.{os.getpid()}.part")
     logger.info("downloading %s to %s", url, target)
     try:
-        with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as out:
-            expected = int(response.headers.get("Content-Length") or 0)
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-        if expected and tmp.stat().st_size != expected:
-            raise OSError(f"incomplete download: {tmp.stat().st_size} of {expected} bytes")
+        download(url, tmp, _DOWNLOAD_TIMEOUT_S)
         os.replace(tmp, target)
     except (urllib.error.URLError, OSError) as err:
         tmp.unlink(missing_ok=True)
