@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from . import config
+from ._checks import check_positive_int
 from .datasets import class_names
 from .prompts import clean_label
 
@@ -87,8 +88,7 @@ def load_dictionary(name: str = "imagenet", size: int | None = None, exclude: It
     ``exclude`` compares case-insensitively after :func:`clean_label` ("aquarium_fish" removes "aquarium fish") and
     is applied before ``size``. For ``"english"`` ``size`` (default 10,000) is the number of most frequent words.
     """
-    if size is not None and (not isinstance(size, int) or size < 1):
-        raise ValueError(f"size must be a positive integer or None; got {size!r}")
+    check_positive_int(size, "size", allow_none=True)
     if isinstance(exclude, str):
         raise ValueError("exclude must be a list of labels, not a single string")
     drop = {clean_label(e).casefold() for e in exclude}

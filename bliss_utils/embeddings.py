@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, config
+from ._checks import check_positive_int
 from ._io import atomic_path, atomic_write_text
 from .datasets import (
     SPLITS,
@@ -407,8 +408,7 @@ def _image_embeddings(
     shard_size: int, progress: bool, download: bool, num_workers: int,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     for label, value in (("batch_size", batch_size), ("shard_size", shard_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive integer; got {value!r}")
+        check_positive_int(value, label)
     ds, name, split = _resolve(dataset, split)
     not_found = None
     if ds is not None:

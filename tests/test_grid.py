@@ -145,3 +145,21 @@ def test_summarize_by_extra_columns(data):
     table = summarize(both, by=["dictionary"]).set_index(["dictionary", "setting"])["mean"]
     assert table[("b", "toy-3")] == pytest.approx(table[("a", "toy-3")] / 2)
     assert len(table) == 2 * len(SPLITS)
+
+
+def test_one_normal_class_normalisation_cannot_change_the_auroc() -> None:
+    """Table 3's first row: with one normal class, IC = (sim_mean - sim) / sigma is a positive affine map of the raw
+    score -sim, so w/o (5) and w (5) must have the same AUROC in every trial (the paper's CLIP cell differs)."""
+    from bliss_utils.splits import class_splits
+
+    rng = np.random.default_rng(3)
+    texts = rng.normal(size=(10, 16))
+    train_labels = np.repeat(np.arange(10), 30)
+    test_labels = np.repeat(np.arange(10), 20)
+    train = texts[train_labels] * 0.3 + rng.normal(size=(300, 16))
+    test = texts[test_labels] * 0.3 + rng.normal(size=(200, 16))
+    data = EmbeddingSet(train=train, train_labels=train_labels, test=test, test_labels=test_labels, class_texts=texts)
+    frame = evaluate_grid(data, {"cifar10-1": class_splits("cifar10", 1)}, methods=["raw-similarity", "biased-clip"])
+    wide = frame.pivot_table(index="trial", columns="method", values="auroc")
+    np.testing.assert_allclose(wide["raw-similarity"], wide["biased-clip"], rtol=0, atol=1e-9)
+    assert wide["raw-similarity"].std() > 0  # the trials differ, so the equality is not a constant coincidence

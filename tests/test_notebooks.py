@@ -137,8 +137,14 @@ def test_notebooks_run_from_a_copied_cache_without_models_or_data(
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "hooks"))
     empty = tmp_path / "no-data"
     monkeypatch.setattr(reproduce, "make_smoke_data", lambda root, sizes: root)  # no dataset may be generated either
-    _run(tmp_path / "out", empty, only=["01", "02", "03", "04", "05", "06"], CACHE_DIR=str(cache))
+    # what is under test is reading embeddings; the slow baseline fits are left to the first run
+    light = {"IMAGE_BASELINES": ["dn2"], "RELATED": ["agnostic-pair", "anomalyclip"], "SHOT_METHODS": ["bliss", "dn2"],
+             "GMM_VARIANTS": {"one per class": {}}}  # fmt: skip
+    _run(tmp_path / "out", empty, only=["01", "02", "03", "04", "05", "06"], CACHE_DIR=str(cache), **light)
     assert not empty.exists()
     ours = pd.read_csv(tmp_path / "out" / "results" / "table1_trials.csv")
     first = pd.read_csv(smoke_run / "out" / "results" / "table1_trials.csv")
-    pd.testing.assert_frame_equal(ours, first)  # the same numbers from the copied cache
+    first = first[first["method"].isin(ours["method"])]
+    assert set(ours["method"]) >= {"bliss", "biased-clip", "mcm", "dn2", "agnostic-pair", "anomalyclip"}
+    key = ["group", "dataset", "setting", "trial", "method"]
+    pd.testing.assert_frame_equal(ours.sort_values(key, ignore_index=True), first.sort_values(key, ignore_index=True))

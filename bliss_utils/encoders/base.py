@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import as_embeddings, l2_normalize
+from .._checks import as_embeddings, check_positive_int, l2_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +151,7 @@ class Encoder:
 
 
 def _check_batch_size(batch_size: int) -> None:
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
 
 
 @contextlib.contextmanager
