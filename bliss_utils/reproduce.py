@@ -64,7 +64,7 @@ def make_smoke_data(root: Path, sizes: Mapping[str, Any]) -> Path:
     from ._io import atomic_write_text
 
     marker = root / "BLISS_SMOKE_DATA.json"
-    wanted = json.dumps(dict(sizes), sort_keys=True)
+    wanted = json.dumps({**sizes, "generator": synthetic.GENERATOR_VERSION}, sort_keys=True)
     if marker.is_file() and marker.read_text(encoding="utf-8") == wanted:
         return root
     root.mkdir(parents=True, exist_ok=True)
