@@ -27,10 +27,9 @@ def machine() -> str:
     """CPU model, cores and torch threads (and the GPU when there is one)."""
     model = platform.processor() or "unknown CPU"
     if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as info:
+            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+        model = names[0] if names else model
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{model}; {os.cpu_count()} cores; torch threads {torch.get_num_threads()}; {gpu}"
 
@@ -65,14 +64,19 @@ def bench_lunar(train, labels, test, skip_library: bool) -> None:
 
     from bliss_utils.baselines import LUNAR
 
-    ours, t_ours = timed(lambda: LUNAR().fit(train, labels).score_samples(test))
-    print(f"LUNAR ours: {t_ours:.1f} s (fit on {train.shape[0]} images + as many negatives, score {test.shape[0]})")
+    scorer = LUNAR()
+    ours, t_ours = timed(lambda: scorer.fit(train, labels).score_samples(test))
+    model = next(iter(scorer.models_.values()))
+    val = np.asarray(model.val_scores_)
+    print(f"LUNAR ours: {t_ours:.1f} s (fit on {train.shape[0]} images + as many negatives, score {test.shape[0]}); "
+          f"best epoch {model.best_epoch_} of {val.size}, validation AUROC {val.max():.6f}, reached (to 1e-9) by "
+          f"{int(np.sum(val >= val.max() - 1e-9))} epochs")  # fmt: skip
     if skip_library:
         return
+    # PyOD gets exactly the arrays ours fitted and scored (ours L2-normalises its inputs, which moves float32 ulps)
+    z, q = scorer.train_.astype(np.float32), scorer._prepare(test).astype(np.float32)
     with torch.random.fork_rng(devices=[]):
-        lib, t_lib = timed(
-            lambda: PyODLUNAR(scaler=MinMaxScaler(), random_state=0).fit(train).decision_function(test)
-        )
+        lib, t_lib = timed(lambda: PyODLUNAR(scaler=MinMaxScaler(), random_state=0).fit(z).decision_function(q))
     print(f"LUNAR PyOD: {t_lib:.1f} s; ratio {t_lib / t_ours:.2f}x; largest |score difference| "
           f"{np.abs(lib - ours).max():.2e} (scores range {lib.min():.3g} .. {lib.max():.3g})")  # fmt: skip
 
@@ -90,7 +94,7 @@ def bench_gmm(train, labels, test, skip_library: bool) -> None:
         return
 
     def library() -> np.ndarray:
-        z = train.astype(np.float64)
+        z = scorer.train_.astype(np.float64)  # exactly the images ours fitted (L2-normalised)
         classes, counts = np.unique(labels, return_counts=True)
         eye = np.eye(z.shape[1])
         covs = [np.cov(z[labels == c], rowvar=False, bias=True) + 1e-6 * eye for c in classes]
@@ -101,7 +105,7 @@ def bench_gmm(train, labels, test, skip_library: bool) -> None:
             warnings.simplefilter("ignore")
             gm.fit(z)
         print(f"  (scikit-learn: {gm.n_iter_} EM steps)")
-        return -gm.score_samples(test.astype(np.float64))
+        return -gm.score_samples(scorer._prepare(test).astype(np.float64))
 
     lib, t_lib = timed(library)
     print(f"GMM scikit-learn: {t_lib:.1f} s; ratio {t_lib / t_ours:.2f}x; largest |score difference| "
