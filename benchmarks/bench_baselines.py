@@ -9,6 +9,7 @@ difference, and the machine.
     python benchmarks/bench_baselines.py                     # full scale (PyOD's LUNAR takes many minutes)
     python benchmarks/bench_baselines.py --scale 0.2          # 20% of the images
     python benchmarks/bench_baselines.py --only lunar --skip-library
+    python benchmarks/bench_baselines.py --only lunar-ties --scale 0.05
 """
 
 from __future__ import annotations
@@ -81,6 +82,35 @@ def bench_lunar(train, labels, test, skip_library: bool) -> None:
           f"{np.abs(lib - ours).max():.2e} (scores range {lib.min():.3g} .. {lib.max():.3g})")  # fmt: skip
 
 
+def lunar_ties(train, test) -> None:
+    """PyOD's LUNAR fitted twice on inputs one float32 ulp apart: which epoch it keeps, and how far the scores move."""
+    from sklearn.neighbors import NearestNeighbors
+    from sklearn.preprocessing import MinMaxScaler
+
+    from bliss_utils import lunar
+    from bliss_utils._checks import l2_normalize
+
+    # our fit with scikit-learn's search is PyOD's fit bit for bit (tests/test_baselines.py checks it), and it
+    # records the validation AUROC of every epoch, which PyOD keeps to itself
+    lunar._neighbour_index = lambda k, device: NearestNeighbors(n_neighbors=k)
+    moved = l2_normalize(train, "train").astype(np.float32)  # what an L2-normalising caller hands PyOD
+    print(
+        f"LUNAR ties: {int(np.any(moved != train, axis=1).sum())} of {len(train)} rows moved by re-normalising, "
+        f"by at most {np.abs(moved - train).max():.1e}"
+    )
+    scores = []
+    for name, z in [("as generated", train), ("re-normalised", moved)]:
+        with torch.random.fork_rng(devices=[]):
+            model = lunar._pyod_lunar_class()(scaler=MinMaxScaler(), random_state=0).fit(z)
+            scores.append(model.decision_function(test))
+        val = np.asarray(model.val_scores_)
+        print(
+            f"  {name}: best epoch {model.best_epoch_}, validation AUROC {val.max()!r}; "
+            f"{int(np.sum(val >= val.max() - 1e-9))} of {val.size} epochs within 1e-9 of it"
+        )
+    print(f"  largest |score difference| between the two fits: {np.abs(scores[0] - scores[1]).max():.2e}")
+
+
 def bench_gmm(train, labels, test, skip_library: bool) -> None:
     from sklearn.mixture import GaussianMixture
 
@@ -116,7 +146,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the CIFAR-10 9-class sizes")
     parser.add_argument("--skip-library", action="store_true", help="time ours only")
-    parser.add_argument("--only", choices=["lunar", "gmm"], help="run one of the two")
+    parser.add_argument(
+        "--only",
+        choices=["lunar", "gmm", "lunar-ties"],
+        help="run one of them (lunar-ties: how PyOD's "
+        "LUNAR picks its epoch on inputs one rounding apart; not part of the default run)",
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     train, labels, test = make_data(args.scale)
@@ -125,6 +160,8 @@ def main() -> None:
         bench_gmm(train, labels, test, args.skip_library)
     if args.only in (None, "lunar"):
         bench_lunar(train, labels, test, args.skip_library)
+    if args.only == "lunar-ties":
+        lunar_ties(train, test)
 
 
 if __name__ == "__main__":
