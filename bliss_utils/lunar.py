@@ -1,14 +1,16 @@
 """LUNAR baseline: PyOD's LUNAR (Goodge et al. 2022), fitted step for step as PyOD does, without its wasted work.
 
-PyOD's ``LUNAR.fit`` spends most of a CIFAR-10 9-class fit (45,000 images of dim 768) in two places that do not
-change its result: before each of its 200 full-batch epochs it scores the whole training set (about 81,000 rows:
-the normal images plus as many generated negatives) in eval mode only to report a training AUROC, and its
-scikit-learn neighbour search queries an 81,000-point index with every one of its own points. ``_FastLUNAR``
-subclasses PyOD's LUNAR and replaces ``fit`` with the same steps in the same order (torch seeding, validation split,
-scaler, negatives, network built by PyOD, Adam on the full batch, best epoch = the last epoch with the highest
-validation AUROC) minus the training-set scoring, with the exact blocked search of ``knn.BlockedKNN``. The eval-mode
-pass it skips draws no random numbers and leaves the batch-norm statistics alone, so with the same neighbour
-distances the network's weights and scores are PyOD's bit for bit (tested against PyOD's own ``fit``).
+PyOD's ``LUNAR.fit`` does two costly things that do not change its result: before each of its 200 full-batch
+epochs it scores the whole training set (about 81,000 rows for a CIFAR-10 9-class trial: the normal images plus as
+many generated negatives) in eval mode only to report a training AUROC, and its scikit-learn neighbour search
+queries an 81,000-point index with every one of its own points. ``_FastLUNAR`` subclasses PyOD's LUNAR and replaces
+``fit`` with the same steps in the same order (torch seeding, validation split, scaler, negatives, the network PyOD
+built, Adam on the full batch, best epoch = the last epoch with the highest validation AUROC so far) minus the
+training-set scoring, with the exact blocked search of ``knn.BlockedKNN``. The skipped eval-mode pass draws no random
+numbers and leaves the batch-norm statistics alone, so with the same neighbour distances the weights and scores are
+PyOD's bit for bit (tested against PyOD's own ``fit``). The 200 Adam steps themselves are kept and are most of what
+is left. The kept epoch is fragile in PyOD itself: the validation AUROC often plateaus, and inputs one float
+rounding apart can then keep another epoch (see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -105,10 +107,11 @@ def _pyod_lunar_class() -> type:
 
 
 class LUNAR(_ImageScorer):
-    """PyOD's LUNAR on the normal classes' training images (exact blocked neighbour search); score = decision_function.
+    """PyOD's LUNAR on the normal classes' training images (fast exact fit, blocked search); score = decision_function.
 
     Arguments are passed to pyod.models.lunar.LUNAR explicitly (PyOD's defaults otherwise, British ``n_neighbours``),
-    with a fresh ``MinMaxScaler()`` per fit. PyOD's version differs from the original LUNAR code (neighbours among
+    with a fresh ``MinMaxScaler()`` per fit. Each fitted model (``models_[classes]``) also keeps ``val_scores_`` (the
+    validation AUROC before every epoch) and ``best_epoch_`` (the epoch whose weights it kept). PyOD's version differs from the original LUNAR code (neighbours among
     the negatives too, plain L2, WEIGHT network by default, k=5): see the README. ``device`` (None: CUDA when
     available) runs the neighbour search; PyOD puts its network on CUDA whenever it is available.
     """
