@@ -9,6 +9,7 @@ difference, and the machine.
     python benchmarks/bench_baselines.py                     # full scale (PyOD's LUNAR takes many minutes)
     python benchmarks/bench_baselines.py --scale 0.2          # 20% of the images
     python benchmarks/bench_baselines.py --only lunar --skip-library
+    python benchmarks/bench_baselines.py --only lunar-ties --scale 0.05
 """
 
 from __future__ import annotations
@@ -27,10 +28,9 @@ def machine() -> str:
     """CPU model, cores and torch threads (and the GPU when there is one)."""
     model = platform.processor() or "unknown CPU"
     if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as info:
+            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+        model = names[0] if names else model
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{model}; {os.cpu_count()} cores; torch threads {torch.get_num_threads()}; {gpu}"
 
@@ -65,16 +65,50 @@ def bench_lunar(train, labels, test, skip_library: bool) -> None:
 
     from bliss_utils.baselines import LUNAR
 
-    ours, t_ours = timed(lambda: LUNAR().fit(train, labels).score_samples(test))
-    print(f"LUNAR ours: {t_ours:.1f} s (fit on {train.shape[0]} images + as many negatives, score {test.shape[0]})")
+    scorer = LUNAR()
+    ours, t_ours = timed(lambda: scorer.fit(train, labels).score_samples(test))
+    model = next(iter(scorer.models_.values()))
+    val = np.asarray(model.val_scores_)
+    print(f"LUNAR ours: {t_ours:.1f} s (fit on {train.shape[0]} images + as many negatives, score {test.shape[0]}); "
+          f"best epoch {model.best_epoch_} of {val.size}, validation AUROC {val.max():.6f}, reached (to 1e-9) by "
+          f"{int(np.sum(val >= val.max() - 1e-9))} epochs")  # fmt: skip
     if skip_library:
         return
+    # PyOD gets exactly the arrays ours fitted and scored (ours L2-normalises its inputs, which moves float32 ulps)
+    z, q = scorer.train_.astype(np.float32), scorer._prepare(test).astype(np.float32)
     with torch.random.fork_rng(devices=[]):
-        lib, t_lib = timed(
-            lambda: PyODLUNAR(scaler=MinMaxScaler(), random_state=0).fit(train).decision_function(test)
-        )
+        lib, t_lib = timed(lambda: PyODLUNAR(scaler=MinMaxScaler(), random_state=0).fit(z).decision_function(q))
     print(f"LUNAR PyOD: {t_lib:.1f} s; ratio {t_lib / t_ours:.2f}x; largest |score difference| "
           f"{np.abs(lib - ours).max():.2e} (scores range {lib.min():.3g} .. {lib.max():.3g})")  # fmt: skip
+
+
+def lunar_ties(train, test) -> None:
+    """PyOD's LUNAR fitted twice on inputs one float32 ulp apart: which epoch it keeps, and how far the scores move."""
+    from sklearn.neighbors import NearestNeighbors
+    from sklearn.preprocessing import MinMaxScaler
+
+    from bliss_utils import lunar
+    from bliss_utils._checks import l2_normalize
+
+    # our fit with scikit-learn's search is PyOD's fit bit for bit (tests/test_baselines.py checks it), and it
+    # records the validation AUROC of every epoch, which PyOD keeps to itself
+    lunar._neighbour_index = lambda k, device: NearestNeighbors(n_neighbors=k)
+    moved = l2_normalize(train, "train").astype(np.float32)  # what an L2-normalising caller hands PyOD
+    print(
+        f"LUNAR ties: {int(np.any(moved != train, axis=1).sum())} of {len(train)} rows moved by re-normalising, "
+        f"by at most {np.abs(moved - train).max():.1e}"
+    )
+    scores = []
+    for name, z in [("as generated", train), ("re-normalised", moved)]:
+        with torch.random.fork_rng(devices=[]):
+            model = lunar._pyod_lunar_class()(scaler=MinMaxScaler(), random_state=0).fit(z)
+            scores.append(model.decision_function(test))
+        val = np.asarray(model.val_scores_)
+        print(
+            f"  {name}: best epoch {model.best_epoch_}, validation AUROC {val.max()!r}; "
+            f"{int(np.sum(val >= val.max() - 1e-9))} of {val.size} epochs within 1e-9 of it"
+        )
+    print(f"  largest |score difference| between the two fits: {np.abs(scores[0] - scores[1]).max():.2e}")
 
 
 def bench_gmm(train, labels, test, skip_library: bool) -> None:
@@ -90,7 +124,7 @@ def bench_gmm(train, labels, test, skip_library: bool) -> None:
         return
 
     def library() -> np.ndarray:
-        z = train.astype(np.float64)
+        z = scorer.train_.astype(np.float64)  # exactly the images ours fitted (L2-normalised)
         classes, counts = np.unique(labels, return_counts=True)
         eye = np.eye(z.shape[1])
         covs = [np.cov(z[labels == c], rowvar=False, bias=True) + 1e-6 * eye for c in classes]
@@ -101,7 +135,7 @@ def bench_gmm(train, labels, test, skip_library: bool) -> None:
             warnings.simplefilter("ignore")
             gm.fit(z)
         print(f"  (scikit-learn: {gm.n_iter_} EM steps)")
-        return -gm.score_samples(test.astype(np.float64))
+        return -gm.score_samples(scorer._prepare(test).astype(np.float64))
 
     lib, t_lib = timed(library)
     print(f"GMM scikit-learn: {t_lib:.1f} s; ratio {t_lib / t_ours:.2f}x; largest |score difference| "
@@ -112,7 +146,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the CIFAR-10 9-class sizes")
     parser.add_argument("--skip-library", action="store_true", help="time ours only")
-    parser.add_argument("--only", choices=["lunar", "gmm"], help="run one of the two")
+    parser.add_argument(
+        "--only",
+        choices=["lunar", "gmm", "lunar-ties"],
+        help="run one of them (lunar-ties: how PyOD's "
+        "LUNAR picks its epoch on inputs one rounding apart; not part of the default run)",
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     train, labels, test = make_data(args.scale)
@@ -121,6 +160,8 @@ def main() -> None:
         bench_gmm(train, labels, test, args.skip_library)
     if args.only in (None, "lunar"):
         bench_lunar(train, labels, test, args.skip_library)
+    if args.only == "lunar-ties":
+        lunar_ties(train, test)
 
 
 if __name__ == "__main__":

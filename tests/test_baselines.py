@@ -1,5 +1,6 @@
 """Baseline scorers: quality floors (catch sign flips), hand-computed toys, PyOD cross-checks, caching and errors."""
 
+import contextlib
 import subprocess
 import sys
 import warnings
@@ -298,26 +299,75 @@ def test_lunar_is_seeded_and_cached(data):
     assert (model.n_neighbours, model.random_state, model.n_epochs) == (5, 0, TINY_LUNAR["n_epochs"])
 
 
-def test_lunar_matches_pyod_lunar(data):
-    """Same seed, same data: PyOD's own LUNAR (sklearn neighbour search) and ours agree to float32 rounding."""
+@contextlib.contextmanager
+def _one_torch_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pyod_reference(z, test, n_epochs):
+    """PyOD's own LUNAR (scikit-learn neighbour search) fitted on z and its test scores, on one torch thread as ours
+    runs here (matrix products may round differently on other thread counts), outside the caller's random stream."""
     import torch
     from pyod.models.lunar import LUNAR as PyODLUNAR
     from sklearn.preprocessing import MinMaxScaler
 
-    normal = [0, 1, 2]
-    keep = np.isin(data["train_labels"], normal)
-    z = _unit(data["train"][keep]).astype(np.float32)
-    ours = LUNAR(**TINY_LUNAR).fit(z, data["train_labels"][keep])
-    scores = ours.score_samples(data["test"])
-    with torch.random.fork_rng(devices=[]):
-        reference = PyODLUNAR(n_epochs=TINY_LUNAR["n_epochs"], scaler=MinMaxScaler(), random_state=0).fit(z)
-    expected = reference.decision_function(_unit(data["test"]).astype(np.float32))
-    model = ours.models_[frozenset(normal)]
+    with _one_torch_thread(), torch.random.fork_rng(devices=[]):
+        model = PyODLUNAR(n_epochs=n_epochs, scaler=MinMaxScaler(), random_state=0).fit(z)
+        return model, model.decision_function(test)
+
+
+@pytest.fixture(scope="module")
+def lunar_case(data):
+    """Normal classes 0-2, their labels, PyOD's LUNAR (12 epochs) fitted on the images exactly as our scorer stores
+    them (L2-normalised float32), and the test images exactly as our scorer scores them."""
+    keep = np.isin(data["train_labels"], [0, 1, 2])
+    z, labels = data["train"][keep].astype(np.float32), data["train_labels"][keep]
+    stored = LUNAR().fit(z, labels)  # fit only stores; the model is fitted on the first score_samples
+    test = stored._prepare(data["test"].astype(np.float32))
+    return (z, labels, test, *_pyod_reference(stored.train_, test, 12))
+
+
+def test_lunar_fit_is_pyods_bit_for_bit_with_pyods_search(lunar_case, monkeypatch):
+    """With scikit-learn's index swapped back in, the fast fit reproduces PyOD's weights and scores exactly."""
+    import torch
+    from sklearn.neighbors import NearestNeighbors
+
+    from bliss_utils import lunar
+
+    z, labels, test, reference, expected = lunar_case
+    monkeypatch.setattr(lunar, "_neighbour_index", lambda k, device: NearestNeighbors(n_neighbors=k))
+    scorer = LUNAR(n_epochs=12, torch_threads=1).fit(z, labels)
+    scorer.score_samples(test)
+    model = scorer.models_[frozenset({0, 1, 2})]
+    assert type(model.neigh) is NearestNeighbors
+    for ours, theirs in zip(model.network.state_dict().values(), reference.network.state_dict().values()):
+        assert torch.equal(ours, theirs)
+    np.testing.assert_array_equal(model.decision_scores_, reference.decision_scores_)
+    with _one_torch_thread():  # on exactly PyOD's test array (score_samples would L2-normalise it once more)
+        np.testing.assert_array_equal(model.decision_function(test), expected)
+    # PyOD keeps the last epoch whose validation AUROC is the highest so far
+    val = np.asarray(model.val_scores_)
+    assert val.size == 12 and model.best_epoch_ == np.flatnonzero(val == val.max())[-1]
+
+
+def test_lunar_matches_pyod_lunar(lunar_case):
+    """Same seed, same data: PyOD's own LUNAR and ours (blocked search) agree to float32 rounding."""
+    z, labels, test, reference, expected = lunar_case
+    scorer = LUNAR(n_epochs=12, torch_threads=1).fit(z, labels)
+    scores = scorer.score_samples(test)
+    model = scorer.models_[frozenset({0, 1, 2})]
     assert type(model.neigh).__name__ == "BlockedKNN" and type(reference.neigh).__name__ == "NearestNeighbors"
     np.testing.assert_allclose(model.decision_scores_, reference.decision_scores_, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
     # the neighbour distances themselves, on the index PyOD built (normals + negatives)
-    q = model.scaler_.transform(_unit(data["test"]).astype(np.float32))
+    q = model.scaler_.transform(test)
     np.testing.assert_allclose(model.neigh.kneighbors(q, 5)[0], reference.neigh.kneighbors(q, 5)[0], rtol=1e-6)
 
 
