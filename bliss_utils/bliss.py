@@ -6,7 +6,7 @@ For a test embedding z and a normal class c (every vector L2-normalised, ``sim``
   with mu_c, sigma_c the mean and population std of sim(Z_c, C_c) over the class's training images Z_c.
 - Eq. 7, D* = the K dictionary entries most similar to z (the same K for every class).
 - Eq. 8-9, external text score:  ET(x, c) = mean over d in D* of (sim(z, d) - mu_c(d)) / (sigma_c(d) + eps)
-  (``aggregate="max"`` gives Eq. 9 as printed; SPEC.md makes the prose's mean the default).
+  (``aggregate="max"`` gives Eq. 9 as printed; the prose's mean is the default, docs/method.md).
 - Eq. 10, s(x, c) = IC(x, c) + lam * ET(x, c);  Eq. 11, s(x) = min over the normal classes of s(x, c).
 
 Higher = more anomalous. ``bliss_utils._reference`` holds a plain loop over classes written straight from the
@@ -69,7 +69,7 @@ class BLISS(BaseEstimator):
     k : number of dictionary entries in D* (Eq. 7).
     lam : weight of the external text score (Eq. 10).
     eps : added to every std (Eq. 5, 9); it is what makes a class with one training image usable.
-    aggregate : "mean" (the paper's prose, SPEC.md's default) or "max" (Eq. 9 as printed).
+    aggregate : "mean" (the paper's prose, the default) or "max" (Eq. 9 as printed).
     """
 
     def __init__(self, k: int = 10, lam: float = 0.5, eps: float = 1e-8, aggregate: str = "mean") -> None:

@@ -56,7 +56,7 @@ def fpr_at_tpr(scores: Any, is_anomaly: Any, tpr: float = 0.95) -> float:
 
 
 def fpr95(scores: Any, is_anomaly: Any) -> float:
-    """FPR at 95% TPR: share of normals flagged at the threshold that catches 95% of the anomalies (SPEC.md)."""
+    """FPR at 95% TPR: share of normals flagged at the threshold that catches 95% of the anomalies (anomaly = positive)."""
     return fpr_at_tpr(scores, is_anomaly, tpr=0.95)
 
 
