@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 METHOD_LABELS = {
     "cac": "CAC", "csi": "CSI", "dn2": "DN2", "lunar": "LUNAR", "gmm": "GMM", "dino-ft": "DINO-FT", "zoc": "ZOC",
     "ssd": "SSD†", "ssd-cmle": "SSD+CMLE†", "anomalyclip": "AnomalyCLIP†", "agnostic-pair": "Object-agnostic pair†",
-    "agnostic-cpe": "Object-agnostic CPE†", "mcm": "MCM", "bce-cl": "BCE-CL", "raw-similarity": "w/o (5)",
+    "agnostic-cpe": "Object-agnostic CPE†", "object-aware-cpe": "Object-aware CPE†", "mcm": "MCM", "bce-cl": "BCE-CL", "raw-similarity": "w/o (5)",
     "biased-clip": "Biased-CLIP", "bliss": "BLISS",
 }  # fmt: skip
 SETTING_ORDER = ["cifar10-1", "cifar10-6", "cifar10-9", "cifar100-20", "tinyimagenet-20"]
