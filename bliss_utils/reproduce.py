@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import data_dir, find_project_root
+from .config import data_dir, find_project_root, output_dirs
 
 EPILOG = """\
 examples:
@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         full[p] = {**declared, **inject[p]}
     if not args.skip_preflight:
         preflight(list(full.values()), data_root, download=args.download)
-    results = out_root / "results"
+    figures, results = output_dirs(args.output_dir)
     executed = results / "executed"
     executed.mkdir(parents=True, exist_ok=True)
     mode = "SMOKE (stand-in encoders on generated data: tests the pipeline, not the paper)" if args.smoke else "paper"
@@ -235,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {path.name} ...", file=sys.stderr, flush=True)
         try:
             pm.execute_notebook(
-                str(path), str(out), parameters=inject[path], kernel_name=args.kernel, cwd=str(root), progress_bar=False, request_save_on_cell_execute=True,
+                str(path), str(out), parameters=inject[path], kernel_name=args.kernel, cwd=str(root),
+                progress_bar=False, request_save_on_cell_execute=True,
             )  # fmt: skip
         except pm.PapermillExecutionError as err:
             print(f"error: {path.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
@@ -244,5 +245,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {path.name} done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     report = write_report(results)
     print(f"all notebooks done in {time.perf_counter() - started_all:.0f} s\n"
-          f"figures: {out_root / 'figures'}\ntables:  {results}\nreport:  {report}", file=sys.stderr)  # fmt: skip
+          f"figures: {figures}\ntables:  {results}\nreport:  {report}", file=sys.stderr)  # fmt: skip
     return 0
