@@ -27,7 +27,7 @@ import os
 import shutil
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
@@ -222,8 +222,12 @@ def _batches(dataset: ImageDataset, rows: range, batch_size: int, encoder: Any, 
 class _Handle:
     """An encoder request: its identity (as far as known without the model) and the model, loaded only when needed."""
 
-    def __init__(self, encoder: Any, weights: Any = None, preprocess: str = "default", device: Any = None) -> None:
+    def __init__(self, encoder: Any, weights: Any = None, preprocess: Any = "default", device: Any = None) -> None:
+        from .encoders import preprocess_for
+
         self.loaded: Any = None
+        # one option for all encoders, or {encoder name: option} as the notebooks' PREPROCESS parameter holds it
+        preprocess = preprocess_for(str(getattr(encoder, "name", encoder)), preprocess)
         self.preprocess, self.device, self.weights = preprocess, device, weights
         self.hint: str | None = None  # a weights id (or part of one) to pick among cached identities
         # with no device asked for, a cached file made at another precision (e.g. fp16 on a GPU) may serve
@@ -503,13 +507,13 @@ def image_embeddings(
     num_workers: int = 0,
     *,
     weights: str | Path | None = None,
-    preprocess: str = "default",
+    preprocess: str | Mapping[str, str] = "default",
     device: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Image embeddings (n, dim) float32 L2-normalised and labels (n,) int64 of a dataset split, cached.
 
     ``encoder`` is a name (then ``weights``, ``preprocess``, ``device`` as for ``load_encoder``; the model is built
-    only on a cache miss) or an encoder object. ``dataset`` is a name (with ``split``) or an :class:`ImageDataset`.
+    only on a cache miss) or an encoder object; ``preprocess`` may also map encoder names to options (``preprocess_for``). ``dataset`` is a name (with ``split``) or an :class:`ImageDataset`.
     Work is saved in shards of ``shard_size`` images, so an interrupted run resumes where it stopped;
     ``num_workers`` > 0 preprocesses in DataLoader workers.
     """
@@ -602,7 +606,7 @@ def text_embeddings(
     template: str | Sequence[str] = PAPER_TEMPLATE,
     *,
     weights: str | Path | None = None,
-    preprocess: str = "default",
+    preprocess: str | Mapping[str, str] = "default",
     device: Any = None,
     cache_dir: str | Path | None = None,
     batch_size: int = 256,
@@ -623,7 +627,7 @@ def load_embedding_set(
     dataset: str,
     *,
     weights: str | Path | None = None,
-    preprocess: str = "default",
+    preprocess: str | Mapping[str, str] = "default",
     device: Any = None,
     dictionary: str | Sequence[str] | None = "imagenet",
     template: str | Sequence[str] = PAPER_TEMPLATE,

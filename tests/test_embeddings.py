@@ -311,3 +311,18 @@ def test_preprocessing_enters_the_key_per_encoder(fake_data, tmp_path):
     assert image_cache_path(clip_c, ds, tmp_path) != image_cache_path(clip_d, ds, tmp_path)
     assert blip == describe_encoder("tiny-blip", device="cpu")  # not in the mapping: default
     assert "0.4913" in clip_c.preprocess_id and "0.4913" not in clip_d.preprocess_id
+
+
+def test_a_preprocess_mapping_is_resolved_per_encoder(fake_data, tmp_path):
+    from bliss_utils.encoders import load_encoder
+
+    mapped = image_embeddings("tiny-clip", "cifar10", "test", root=fake_data, cache_dir=tmp_path, progress=False,
+                              preprocess={"tiny-clip": "cifar", "tiny-blip": "default"}, device="cpu")[0]  # fmt: skip
+    direct = image_embeddings(load_encoder("tiny-clip", device="cpu", preprocess="cifar"), "cifar10", "test",
+                              root=fake_data, cache_dir=tmp_path / "other", progress=False)[0]  # fmt: skip
+    plain = image_embeddings("tiny-clip", "cifar10", "test", root=fake_data, cache_dir=tmp_path, progress=False,
+                             preprocess={"tiny-blip": "cifar"}, device="cpu")[0]  # fmt: skip
+    np.testing.assert_array_equal(mapped, direct)
+    assert not np.allclose(mapped, plain)  # tiny-clip is not in the second mapping: its own preprocessing
+    with pytest.raises(ValueError, match="preprocess options"):
+        image_embeddings("tiny-clip", "cifar10", "test", root=fake_data, cache_dir=tmp_path, preprocess={"tiny-clip": "x"})
