@@ -1,4 +1,4 @@
-"""Time the library's LUNAR and GMM against ours at CIFAR-10 9-class scale, in one run, and print the ratios.
+"""Time the library's LUNAR, GMM and DN2 against ours at CIFAR-10 9-class scale, in one run, and print the ratios.
 
 Data: generated clustered unit vectors (9 normal classes x 5,000 training images, 10,000 test images of 10 classes,
 dim 768), each class a random centre plus isotropic noise, so that classes overlap as real embeddings do.
@@ -10,6 +10,7 @@ difference, and the machine.
     python benchmarks/bench_baselines.py --scale 0.2          # 20% of the images
     python benchmarks/bench_baselines.py --only lunar --skip-library
     python benchmarks/bench_baselines.py --only lunar-ties --scale 0.05
+    python benchmarks/bench_baselines.py --only dn2           # DN2 against PyOD's KNN(method="mean")
 """
 
 from __future__ import annotations
@@ -142,13 +143,29 @@ def bench_gmm(train, labels, test, skip_library: bool) -> None:
           f"{np.abs(lib - ours).max():.2e} (relative {np.abs(lib - ours).max() / np.abs(lib).max():.1e})")  # fmt: skip
 
 
+def bench_dn2(train, labels, test, skip_library: bool) -> None:
+    from pyod.models.knn import KNN
+
+    from bliss_utils.baselines import DN2
+
+    scorer = DN2()
+    ours, t_ours = timed(lambda: scorer.fit(train, labels).score_samples(test))
+    print(f"DN2 ours: {t_ours:.1f} s (k=5, {train.shape[0]} training images, {test.shape[0]} test)")
+    if skip_library:
+        return
+    z, q = scorer.train_, scorer._prepare(test)  # exactly the normalised arrays ours used
+    lib, t_lib = timed(lambda: KNN(n_neighbors=5, method="mean").fit(z).decision_function(q))
+    print(f"DN2 PyOD KNN(method='mean'): {t_lib:.1f} s; ratio {t_lib / t_ours:.2f}x; largest |score difference| "
+          f"{np.abs(lib - ours).max():.2e} (scores range {lib.min():.3g} .. {lib.max():.3g})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the CIFAR-10 9-class sizes")
     parser.add_argument("--skip-library", action="store_true", help="time ours only")
     parser.add_argument(
         "--only",
-        choices=["lunar", "gmm", "lunar-ties"],
+        choices=["lunar", "gmm", "dn2", "lunar-ties"],
         help="run one of them (lunar-ties: how PyOD's "
         "LUNAR picks its epoch on inputs one rounding apart; not part of the default run)",
     )
@@ -156,6 +173,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     train, labels, test = make_data(args.scale)
     print(f"data: train {train.shape}, test {test.shape}, scale {args.scale}")
+    if args.only in (None, "dn2"):
+        bench_dn2(train, labels, test, args.skip_library)
     if args.only in (None, "gmm"):
         bench_gmm(train, labels, test, args.skip_library)
     if args.only in (None, "lunar"):
