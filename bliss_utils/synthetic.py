@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -116,6 +117,18 @@ def _mark(folder: Path, **info: object) -> None:
     (folder / SYNTHETIC_MARKER).write_text(json.dumps(info, indent=1))
 
 
+def _fresh_folder(folder: Path, **info: object) -> None:
+    # a dataset generated before (other sizes, or cut short) is replaced whole: no image of it may linger among the
+    # new ones; a folder without the marker may hold real data, which is never overwritten
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / SYNTHETIC_MARKER).is_file():
+            raise FileExistsError(f"{folder} holds files that were not generated here; generated data does not "
+                                  "overwrite them: choose another root")  # fmt: skip
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _mark(folder, **info)  # first, so that a generation cut short is still known as generated
+
+
 def _check_counts(**counts: int) -> None:
     for name, n in counts.items():
         if not isinstance(n, (int, np.integer)) or n < 0:
@@ -130,7 +143,7 @@ def make_fake_cifar(
     seed: int = 0,
     chunk: int = CHUNK,
 ) -> Path:
-    """Write a fake CIFAR-10/100 in CIFAR's own format under ``root``, drawn ``chunk`` images at a time; return its folder."""
+    """Write a fake CIFAR-10/100 in CIFAR's own format under ``root`` (``chunk`` images drawn at a time); return it."""
     _check_counts(n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class)
     if name not in ("cifar10", "cifar100"):
         raise ValueError(f"name must be 'cifar10' or 'cifar100'; got {name!r}")
@@ -139,10 +152,12 @@ def make_fake_cifar(
     train_y, test_y = _labels(k, n_train_per_class), _labels(k, n_test_per_class)
     # CIFAR stores each image as 3072 bytes: the 1024 red, then green, then blue values, row-major
     pieces = chunked_images(np.concatenate([train_y, test_y]), names, 32, seed, chunk)
-    flat = np.concatenate([np.empty((0, 3072), np.uint8), *(p.transpose(0, 3, 1, 2).reshape(len(p), 3072) for p in pieces)])
+    flat = np.concatenate([np.empty((0, 3072), np.uint8), *(p.transpose(0, 3, 1, 2).reshape(-1, 3072) for p in pieces)])
     train_x, test_x = flat[: len(train_y)], flat[len(train_y) :]
     folder = Path(root) / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
-    folder.mkdir(parents=True, exist_ok=True)
+    _fresh_folder(
+        folder, dataset=name, seed=seed, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class
+    )
 
     def files(n: int, prefix: str) -> list[str]:
         return [f"{prefix}_{i}.png" for i in range(n)]
@@ -187,7 +202,6 @@ def make_fake_cifar(
                 },
             )
         _write_pickle(folder / "meta", {"fine_label_names": names, "coarse_label_names": coarse_names})
-    _mark(folder, dataset=name, seed=seed, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class)
     return folder
 
 
@@ -213,7 +227,9 @@ def make_fake_tinyimagenet(
         classes = classes[:n_classes]
     k = len(classes)
     folder = Path(root) / TINYIMAGENET_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
+    _fresh_folder(
+        folder, dataset="tinyimagenet", seed=seed, n_train_per_class=n_train_per_class, n_val_per_class=n_val_per_class
+    )
     wnids = [w for w, _ in classes]
     # the real wnids.txt is not sorted: shuffling checks that the loader sorts, as an ImageFolder would
     order = np.random.default_rng(seed).permutation(k)
@@ -238,9 +254,6 @@ def make_fake_tinyimagenet(
         (folder / "train" / wnids[c] / f"{wnids[c]}_boxes.txt").write_text(boxes)
     annotations = [f"val_{i}.JPEG\t{wnids[c]}\t0\t0\t63\t63\n" for i, c in enumerate(val_y)]
     (folder / "val" / "val_annotations.txt").write_text("".join(annotations))
-    _mark(
-        folder, dataset="tinyimagenet", seed=seed, n_train_per_class=n_train_per_class, n_val_per_class=n_val_per_class
-    )
     return folder
 
 

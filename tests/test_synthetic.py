@@ -106,3 +106,16 @@ def test_chunked_generation_is_deterministic_and_each_chunk_draws_fresh_noise(tm
     read = np.stack([np.asarray(im, dtype=float) for im in [*read, *(val.image(i) for i in range(8))]])
     error = np.abs(read - drawn).mean(axis=(1, 2, 3))
     assert error.max() < 20 < np.abs(read - drawn[::-1]).mean()  # JPEG's loss, far below another image's distance
+
+
+def test_generating_again_replaces_the_old_data_and_never_touches_real_data(tmp_path):
+    make_fake_tinyimagenet(tmp_path, 3, 2, n_classes=2)
+    make_fake_tinyimagenet(tmp_path, 1, 1, n_classes=2)  # smaller: none of the first run's images may linger
+    assert len(load_dataset("tinyimagenet", "train", root=tmp_path)) == 2
+    assert len(list((tmp_path / "tiny-imagenet-200").rglob("*.JPEG"))) == 4
+    real = tmp_path / "real" / "cifar-10-batches-py"
+    real.mkdir(parents=True)
+    (real / "data_batch_1").write_bytes(b"the real thing")
+    with pytest.raises(FileExistsError, match="not generated here"):
+        make_fake_cifar(tmp_path / "real", "cifar10", 1, 1)
+    assert (real / "data_batch_1").read_bytes() == b"the real thing"
