@@ -28,6 +28,8 @@ TINYIMAGENET_FOLDER = "tiny-imagenet-200"
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 # Written by bliss_utils.synthetic next to generated data: such files cannot match torchvision's md5 sums.
 SYNTHETIC_MARKER = "BLISS_SYNTHETIC.json"
+# images per class in the released (train, test) splits; TinyImageNet's test split is its labelled val
+PER_CLASS = {"cifar10": (5000, 1000), "cifar100": (500, 100), "tinyimagenet": (500, 50)}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 

@@ -2,7 +2,8 @@
 
 One reporting path: a notebook computes a table, shows it, and saves it with :func:`save_table`. Tables named
 ``paper_*`` hold measured numbers beside the paper's (made by :func:`beside_paper`); ``provenance_*`` say which
-encoder, weights and data produced them. :func:`write_report` only concatenates those files into REPORT.md.
+encoder, weights and data produced them. :func:`write_report` only concatenates those files into REPORT.md, with
+``run_times.csv`` (each notebook's wall time and peak memory, written by ``reproduce``) and a banner for the run's mode.
 """
 
 from __future__ import annotations
@@ -31,6 +32,20 @@ METHOD_LABELS = {
 }  # fmt: skip
 SETTING_ORDER = ["cifar10-1", "cifar10-6", "cifar10-9", "cifar100-20", "tinyimagenet-20"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+RUN_TIMES = "run_times.csv"  # notebook, seconds, peak_rss_gib, mode: one row per notebook, written by reproduce
+MODES = ("paper", "smoke", "rehearsal")
+# what REPORT.md says first when its numbers come from stand-ins
+BANNERS = {
+    "smoke": [
+        "> **SMOKE RUN.** These numbers come from tiny stand-in encoders on small generated images. They test",
+        "> that the pipeline runs end to end (BLISS must beat chance); they say nothing about the paper's claims.",
+    ],
+    "rehearsal": [
+        "> **REHEARSAL RUN. These numbers mean nothing.** They come from random stand-in encoders at the real",
+        "> backbones' output dimensions, on generated images in the real datasets' sizes and formats, with the",
+        "> paper's settings otherwise. The point is each notebook's time and peak memory (the table below).",
+    ],
+}
 
 
 def _write_verified(path: Path, text: str) -> Path:
@@ -155,15 +170,21 @@ def provenance(sets: Iterable[Any], paper_backbone: Mapping[str, str] | None = N
     return pd.DataFrame(rows).drop_duplicates(ignore_index=True)
 
 
-def write_report(out_dir: str | Path | None = None) -> Path:
+def write_report(out_dir: str | Path | None = None, mode: str | None = None) -> Path:
     """Assemble ``REPORT.md`` from the ``paper_*.md`` and ``provenance_*.csv`` tables the notebooks wrote.
 
     Tables are named ``paper_<NN>_<what>`` after the notebook that wrote them, so sorting by name keeps notebook order.
+    ``mode`` (paper, smoke, rehearsal) is the run's; the modes ``run_times.csv`` records for earlier notebooks in the
+    folder count too, so a report never shows stand-in numbers without its banner.
     """
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}; got {mode!r}")
     folder = Path(out_dir) if out_dir else results_dir()
     tables = sorted(folder.glob("paper_*.md"))
     prov_files = sorted(folder.glob("provenance_*.csv"))
     prov = pd.concat([pd.read_csv(f) for f in prov_files], ignore_index=True) if prov_files else pd.DataFrame()
+    times = pd.read_csv(folder / RUN_TIMES) if (folder / RUN_TIMES).is_file() else pd.DataFrame(columns=["mode"])
+    modes = {*([mode] if mode else []), *times["mode"].astype(str)}
     lines = [
         "# BLISS reproduction: measured beside reported",
         "",
@@ -171,15 +192,16 @@ def write_report(out_dir: str | Path | None = None) -> Path:
         "do not edit by hand. AUROC in percent, mean ± population std over trials; difference = measured - paper.",
         "",
     ]
-    if not prov.empty and prov["smoke"].astype(bool).any():
-        lines += [
-            "> **SMOKE RUN.** These numbers come from tiny stand-in encoders on small generated images. They test",
-            "> that the pipeline runs end to end (BLISS must beat chance); they say nothing about the paper's claims.",
-            "",
-        ]
+    for m in (m for m in BANNERS if m in modes):
+        lines += [*BANNERS[m], ""]
     if not prov.empty:
         prov = prov.drop_duplicates(subset=["encoder", "weights", "preprocess", "dataset"])
         lines += ["## What produced these numbers", "", prov.to_markdown(index=False, disable_numparse=True), ""]
+    if not times.empty:
+        lines += ["## Run time and peak memory", "",
+                  "Wall time of each notebook (s) and the peak resident memory of its kernel (GiB), as measured",
+                  "by `reproduce`.",
+                  "", times.to_markdown(index=False), ""]  # fmt: skip
     if not tables:
         lines += ["No table beside the paper yet: run the notebooks (`python -m bliss_utils reproduce`)."]
     for path in tables:

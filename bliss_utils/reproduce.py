@@ -1,21 +1,29 @@
 """`python -m bliss_utils reproduce`: run the notebooks in order, headless (papermill), then assemble REPORT.md.
 
 The notebooks' ``parameters`` cells hold the paper's settings; ``--smoke`` injects the values of
-``notebooks/smoke.json`` (the one place smoke settings live) and generates the small datasets they read. Before any
-notebook runs, a preflight checks that the datasets and weights the notebooks name are there.
+``notebooks/smoke.json`` (the one place smoke settings live) and generates the small datasets they read;
+``--rehearsal`` does the same with ``notebooks/rehearsal.json``: the paper's settings on generated data of the real
+sizes, with cheap stand-ins at the real encoders' dimensions, to measure time and memory. Before any notebook runs, a
+preflight checks that the datasets and weights the notebooks name are there. Each notebook runs in its own short-lived
+process (``bliss_utils._run_notebook``), so its kernel's peak memory is measured alone; ``results/run_times.csv``
+records each notebook's wall time and peak as it finishes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._io import atomic_write_text
 from .config import data_dir, find_project_root, output_dirs
 
 EPILOG = """\
@@ -23,13 +31,16 @@ examples:
   python -m bliss_utils reproduce                      # the paper's settings (needs the datasets and weights)
   python -m bliss_utils reproduce --download           # the same, fetching missing datasets and weights first
   python -m bliss_utils reproduce --smoke              # stand-in encoders on generated data: tests the pipeline
+  python -m bliss_utils reproduce --rehearsal          # the paper's settings, stand-ins on full-size generated data
   python -m bliss_utils reproduce --only 04 06 --set LAM=0.75 --output-dir out/run1
 
 Figures go to <output-dir>/figures (default figures/), tables and REPORT.md to <output-dir>/results (default
-results/), executed notebooks to <results>/executed/.
+results/), executed notebooks to <results>/executed/, each notebook's time and peak memory to
+<results>/run_times.csv.
 """
 OFFLINE_VAR = "BLISS_OFFLINE"  # read by bliss_utils.encoders at call time: use local weights only
-SMOKE_FILE = "smoke.json"
+# the stand-in modes and the one file each keeps its injected settings in (notebooks/)
+MODE_FILES = {"smoke": "smoke.json", "rehearsal": "rehearsal.json"}
 # parameters the preflight reads to know which datasets and encoders the notebooks need
 _DATASET_KEYS = ("DATASETS", "DATASET")
 _ENCODER_KEYS = ("ENCODER", "IMAGE_ENCODER", "BACKBONES")
@@ -48,9 +59,11 @@ def notebook_paths(root: Path | None = None) -> list[Path]:
     return paths
 
 
-def smoke_settings(root: Path | None = None) -> dict[str, Any]:
-    """The content of ``notebooks/smoke.json``: generated data sizes and the parameters smoke mode injects."""
-    path = (root or find_project_root()) / "notebooks" / SMOKE_FILE
+def mode_settings(mode: str, root: Path | None = None) -> dict[str, Any]:
+    """The content of ``notebooks/<mode>.json`` (smoke, rehearsal): generated data sizes and the injected parameters."""
+    if mode not in MODE_FILES:
+        raise ValueError(f"mode must be one of {list(MODE_FILES)}; got {mode!r}")
+    path = (root or find_project_root()) / "notebooks" / MODE_FILES[mode]
     settings = json.loads(path.read_text(encoding="utf-8"))
     missing = {"data", "all"} - set(settings)
     if missing:
@@ -58,12 +71,14 @@ def smoke_settings(root: Path | None = None) -> dict[str, Any]:
     return settings
 
 
-def make_smoke_data(root: Path, sizes: Mapping[str, Any]) -> Path:
-    """Generate the smoke datasets under ``root`` once (a marker records the sizes; other sizes regenerate)."""
-    from . import synthetic
-    from ._io import atomic_write_text
+def make_generated_data(root: Path, sizes: Mapping[str, Any]) -> Path:
+    """Generate the datasets of a stand-in mode under ``root`` once (a marker records the sizes; others regenerate).
 
-    marker = root / "BLISS_SMOKE_DATA.json"
+    ``sizes`` maps cifar10, cifar100 and tinyimagenet to [train, test] images per class, plus a ``seed``.
+    """
+    from . import synthetic
+
+    marker = root / "BLISS_GENERATED_DATA.json"
     wanted = json.dumps({**sizes, "generator": synthetic.GENERATOR_VERSION}, sort_keys=True)
     if marker.is_file() and marker.read_text(encoding="utf-8") == wanted:
         return root
@@ -152,15 +167,20 @@ def register(subparsers: Any) -> None:
     """Add the ``reproduce`` subcommand to ``python -m bliss_utils``."""
     p = subparsers.add_parser(
         "reproduce", help="run every notebook in order (papermill) and write figures, tables and results/REPORT.md",
-        description="Run notebooks/00-06 headless with their own parameters (the paper's), or --smoke.",
+        description="Run notebooks/00-06 headless with their own parameters (the paper's), or --smoke, or --rehearsal.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("--smoke", action="store_true",
-                   help="inject notebooks/smoke.json: stand-in encoders on generated data, minutes on a CPU; tests "
-                        "the pipeline, NOT the paper's numbers")  # fmt: skip
+    stand_in = p.add_mutually_exclusive_group()
+    stand_in.add_argument("--smoke", action="store_true",
+                          help="inject notebooks/smoke.json: stand-in encoders on generated data, minutes on a CPU; "
+                               "tests the pipeline, NOT the paper's numbers")  # fmt: skip
+    stand_in.add_argument("--rehearsal", action="store_true",
+                          help="inject notebooks/rehearsal.json: the paper's settings with cheap stand-in encoders at "
+                               "the real dimensions on generated data of the real sizes; measures time and memory, "
+                               "its numbers mean nothing")  # fmt: skip
     p.add_argument("--output-dir", default="", help="write figures/ and results/ under this folder (default: the repo's)")
     p.add_argument("--data-root", default="", help="datasets folder (default: $BLISS_DATA_DIR or <repo>/data; "
-                   "smoke: generated under <output-dir>/data or out/smoke/data)")  # fmt: skip
+                   "smoke, rehearsal: generated under <output-dir>/data or out/<mode>/data)")  # fmt: skip
     p.add_argument("--device", default="", help="torch device for embedding (default: CUDA, then MPS, then CPU)")
     p.add_argument("--max-trials", type=int, default=0, help="trials per setting (default 0: every trial)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -192,10 +212,39 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def record_run_time(results: Path, notebook: str, seconds: float | None, peak_gib: float, mode: str) -> Path:
+    """Put ``notebook``'s row into ``results/run_times.csv`` (atomically, keeping the other notebooks' rows).
+
+    ``seconds=None`` drops its row instead (it failed: an older time would pass for this run's).
+    """
+    import pandas as pd
+
+    from .report import RUN_TIMES
+
+    path = results / RUN_TIMES
+    columns = ["notebook", "seconds", "peak_rss_gib", "mode"]
+    rows = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=columns)
+    rows = rows[rows["notebook"] != notebook]
+    if seconds is not None:
+        row = {"notebook": notebook, "seconds": round(seconds, 1), "peak_rss_gib": round(peak_gib, 2), "mode": mode}
+        rows = pd.concat([rows, pd.DataFrame([row])], ignore_index=True) if len(rows) else pd.DataFrame([row])
+    return atomic_write_text(path, rows.sort_values("notebook").to_csv(index=False))
+
+
+def run_notebook(path: Path, out: Path, parameters: Mapping[str, Any], kernel: str, cwd: Path) -> dict[str, Any]:
+    """Execute one notebook in a short-lived process (``bliss_utils._run_notebook``); return its result record."""
+    with tempfile.TemporaryDirectory(prefix="bliss-run-") as tmp:
+        job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        job.write_text(json.dumps({"input": str(path), "output": str(out), "parameters": dict(parameters),
+                                   "kernel": kernel, "cwd": str(cwd), "result": str(result)}))  # fmt: skip
+        proc = subprocess.run([sys.executable, "-m", "bliss_utils._run_notebook", str(job)], cwd=cwd, check=False)
+        if result.is_file():
+            return json.loads(result.read_text(encoding="utf-8"))
+    return {"failed": f"its runner exited with status {proc.returncode} (the error is printed above)"}
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the notebooks as ``args`` says; return 0 on success, 1 with a one-line message on failure."""
-    import papermill as pm
-
     from .report import write_report
 
     root = find_project_root()
@@ -206,19 +255,20 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--only {' '.join(args.only)} matches no notebook in notebooks/")
     out_root = Path(args.output_dir).expanduser().resolve() if args.output_dir else root
     overrides = _overrides(args)
-    smoke = smoke_settings(root) if args.smoke else {}
-    if args.smoke:  # generated data, with its own embedding cache beside it
-        data_root = Path(overrides.get("DATA_ROOT") or (out_root / ("data" if args.output_dir else "out/smoke/data")))
-        overrides["DATA_ROOT"] = str(make_smoke_data(data_root.resolve(), smoke["data"]))
+    mode = "smoke" if args.smoke else "rehearsal" if args.rehearsal else "paper"
+    stand_in = mode_settings(mode, root) if mode in MODE_FILES else {}
+    if stand_in:  # generated data, with its own embedding cache beside it
+        data_root = Path(overrides.get("DATA_ROOT") or (out_root / ("data" if args.output_dir else f"out/{mode}/data")))
+        overrides["DATA_ROOT"] = str(make_generated_data(data_root.resolve(), stand_in["data"]))
         overrides.setdefault("CACHE_DIR", str(Path(overrides["DATA_ROOT"]) / "embeddings"))
     data_root = Path(overrides.get("DATA_ROOT") or data_dir())
     inject, full = {}, {}
     for p in paths:
         declared = declared_parameters(p)
-        wanted = {**smoke.get("all", {}), **smoke.get(p.stem, {}), **overrides}  # the command line wins
-        unknown = set(smoke.get(p.stem, {})) - set(declared)
+        wanted = {**stand_in.get("all", {}), **stand_in.get(p.stem, {}), **overrides}  # the command line wins
+        unknown = set(stand_in.get(p.stem, {})) - set(declared)
         if unknown:
-            raise ValueError(f"{SMOKE_FILE} sets {sorted(unknown)} for {p.name}, which its parameters cell lacks")
+            raise ValueError(f"{MODE_FILES[mode]} sets {sorted(unknown)} for {p.name}, which its parameters cell lacks")
         inject[p] = {k: v for k, v in wanted.items() if k in declared}
         full[p] = {**declared, **inject[p]}
     if not args.skip_preflight:
@@ -226,24 +276,26 @@ def run(args: argparse.Namespace) -> int:
     figures, results = output_dirs(args.output_dir)
     executed = results / "executed"
     executed.mkdir(parents=True, exist_ok=True)
-    mode = "SMOKE (stand-in encoders on generated data: tests the pipeline, not the paper)" if args.smoke else "paper"
-    print(f"reproduce: {len(paths)} notebooks, mode {mode}", file=sys.stderr)
+    label = {"smoke": "SMOKE (stand-in encoders on generated data: tests the pipeline, not the paper)",
+             "rehearsal": "REHEARSAL (the paper's settings, stand-in encoders on full-size generated data: times and "
+                          "memory, not the paper's numbers)"}.get(mode, mode)  # fmt: skip
+    print(f"reproduce: {len(paths)} notebooks, mode {label}", file=sys.stderr)
     started_all = time.perf_counter()
     for path in paths:
         out = executed / path.name
         started = time.perf_counter()
         print(f"  {path.name} ...", file=sys.stderr, flush=True)
-        try:
-            pm.execute_notebook(
-                str(path), str(out), parameters=inject[path], kernel_name=args.kernel, cwd=str(root),
-                progress_bar=False, request_save_on_cell_execute=True,
-            )  # fmt: skip
-        except pm.PapermillExecutionError as err:
-            print(f"error: {path.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
+        outcome = run_notebook(path, out, inject[path], args.kernel, root)
+        seconds = time.perf_counter() - started
+        if "failed" in outcome:
+            record_run_time(results, path.stem, None, math.nan, mode)
+            print(f"error: {path.name} {outcome['failed']}\n"
                   f"  the executed copy with the full traceback: {out}", file=sys.stderr)  # fmt: skip
             return 1
-        print(f"  {path.name} done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    report = write_report(results)
+        record_run_time(results, path.stem, seconds, outcome["peak_rss_gib"], mode)
+        print(f"  {path.name} done in {seconds:.0f} s, peak {outcome['peak_rss_gib']:.1f} GiB", file=sys.stderr,
+              flush=True)  # fmt: skip
+    report = write_report(results, mode=mode)
     print(f"all notebooks done in {time.perf_counter() - started_all:.0f} s\n"
           f"figures: {figures}\ntables:  {results}\nreport:  {report}", file=sys.stderr)  # fmt: skip
     return 0

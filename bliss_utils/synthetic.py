@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,9 @@ from .prompts import clean_label
 
 # Bump when the images change for the same arguments, so that generated data from an older version is regenerated.
 GENERATOR_VERSION = 2
+# Images drawn at once: class_images holds several float64 temporaries of this many images (at 64 px, about 0.5 GB
+# each), so full-size datasets are drawn in chunks; chunk i uses stream i, so one chunk is exactly class_images' call.
+CHUNK = 5000
 
 # CIFAR-100's 20 superclasses, each with its 5 fine classes (the dataset's own grouping).
 _CIFAR100_COARSE = {
@@ -87,6 +91,17 @@ def class_images(labels: np.ndarray, names: Sequence[str], size: int, seed: int,
     return np.clip(np.rint(imgs), 0, 255).astype(np.uint8)
 
 
+def chunked_images(
+    labels: np.ndarray, names: Sequence[str], size: int, seed: int, chunk: int = CHUNK
+) -> Iterator[np.ndarray]:
+    """:func:`class_images` of ``labels`` in consecutive pieces of ``chunk`` images, piece i drawn with stream i."""
+    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer; got {chunk!r}")
+    labels = np.asarray(labels, dtype=np.int64)
+    for i, start in enumerate(range(0, len(labels), chunk)):
+        yield class_images(labels[start : start + chunk], names, size, seed, stream=i)
+
+
 def _labels(n_classes: int, per_class: int) -> np.ndarray:
     return np.tile(np.arange(n_classes, dtype=np.int64), per_class)
 
@@ -102,6 +117,18 @@ def _mark(folder: Path, **info: object) -> None:
     (folder / SYNTHETIC_MARKER).write_text(json.dumps(info, indent=1))
 
 
+def _fresh_folder(folder: Path, **info: object) -> None:
+    # a dataset generated before (other sizes, or cut short) is replaced whole: no image of it may linger among the
+    # new ones; a folder without the marker may hold real data, which is never overwritten
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / SYNTHETIC_MARKER).is_file():
+            raise FileExistsError(f"{folder} holds files that were not generated here; generated data does not "
+                                  "overwrite them: choose another root")  # fmt: skip
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _mark(folder, **info)  # first, so that a generation cut short is still known as generated
+
+
 def _check_counts(**counts: int) -> None:
     for name, n in counts.items():
         if not isinstance(n, (int, np.integer)) or n < 0:
@@ -109,21 +136,28 @@ def _check_counts(**counts: int) -> None:
 
 
 def make_fake_cifar(
-    root: str | Path, name: str = "cifar10", n_train_per_class: int = 5, n_test_per_class: int = 3, seed: int = 0
+    root: str | Path,
+    name: str = "cifar10",
+    n_train_per_class: int = 5,
+    n_test_per_class: int = 3,
+    seed: int = 0,
+    chunk: int = CHUNK,
 ) -> Path:
-    """Write a small fake CIFAR-10/100 in CIFAR's own format under ``root``; return its folder."""
+    """Write a fake CIFAR-10/100 in CIFAR's own format under ``root`` (``chunk`` images drawn at a time); return it."""
     _check_counts(n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class)
     if name not in ("cifar10", "cifar100"):
         raise ValueError(f"name must be 'cifar10' or 'cifar100'; got {name!r}")
     names = _names_cifar10() if name == "cifar10" else _names_cifar100()
     k = len(names)
     train_y, test_y = _labels(k, n_train_per_class), _labels(k, n_test_per_class)
-    images = class_images(np.concatenate([train_y, test_y]), names, 32, seed)
     # CIFAR stores each image as 3072 bytes: the 1024 red, then green, then blue values, row-major
-    flat = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
+    pieces = chunked_images(np.concatenate([train_y, test_y]), names, 32, seed, chunk)
+    flat = np.concatenate([np.empty((0, 3072), np.uint8), *(p.transpose(0, 3, 1, 2).reshape(-1, 3072) for p in pieces)])
     train_x, test_x = flat[: len(train_y)], flat[len(train_y) :]
     folder = Path(root) / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
-    folder.mkdir(parents=True, exist_ok=True)
+    _fresh_folder(
+        folder, dataset=name, seed=seed, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class
+    )
 
     def files(n: int, prefix: str) -> list[str]:
         return [f"{prefix}_{i}.png" for i in range(n)]
@@ -168,16 +202,20 @@ def make_fake_cifar(
                 },
             )
         _write_pickle(folder / "meta", {"fine_label_names": names, "coarse_label_names": coarse_names})
-    _mark(folder, dataset=name, seed=seed, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class)
     return folder
 
 
 def make_fake_tinyimagenet(
-    root: str | Path, n_train_per_class: int = 2, n_val_per_class: int = 1, seed: int = 0, n_classes: int | None = None
+    root: str | Path,
+    n_train_per_class: int = 2,
+    n_val_per_class: int = 1,
+    seed: int = 0,
+    n_classes: int | None = None,
+    chunk: int = CHUNK,
 ) -> Path:
     """Write a fake TinyImageNet (64x64 JPEGs, official layout, val annotations) under ``root``; return the folder.
 
-    ``n_classes`` keeps only the first classes in wnid order (default: all 200).
+    ``n_classes`` keeps only the first classes in wnid order (default: all 200); images are drawn ``chunk`` at a time.
     """
     from PIL import Image
 
@@ -189,37 +227,33 @@ def make_fake_tinyimagenet(
         classes = classes[:n_classes]
     k = len(classes)
     folder = Path(root) / TINYIMAGENET_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
+    _fresh_folder(
+        folder, dataset="tinyimagenet", seed=seed, n_train_per_class=n_train_per_class, n_val_per_class=n_val_per_class
+    )
     wnids = [w for w, _ in classes]
     # the real wnids.txt is not sorted: shuffling checks that the loader sorts, as an ImageFolder would
     order = np.random.default_rng(seed).permutation(k)
     (folder / "wnids.txt").write_text("".join(f"{wnids[i]}\n" for i in order))
     (folder / "words.txt").write_text("".join(f"{w}\t{label.replace('_', ' ')}\n" for w, label in classes))
     train_y, val_y = _labels(k, n_train_per_class), _labels(k, n_val_per_class)
-    images = class_images(np.concatenate([train_y, val_y]), [label for _, label in classes], 64, seed)
-    counters = [0] * k
-    boxes: dict[int, list[str]] = {c: [] for c in range(k)}
-    for img, c in zip(images[: len(train_y)], train_y):
-        wnid = wnids[c]
-        out = folder / "train" / wnid / "images"
-        out.mkdir(parents=True, exist_ok=True)
-        fname = f"{wnid}_{counters[c]}.JPEG"
-        counters[c] += 1
-        Image.fromarray(img).save(out / fname, format="JPEG", quality=90)
-        boxes[c].append(f"{fname}\t0\t0\t63\t63\n")
-    for c, lines in boxes.items():
-        if lines:
-            (folder / "train" / wnids[c] / f"{wnids[c]}_boxes.txt").write_text("".join(lines))
+    train_dirs = [folder / "train" / w / "images" for w in wnids]
     val_images = folder / "val" / "images"
-    val_images.mkdir(parents=True, exist_ok=True)
-    annotations = []
-    for i, (img, c) in enumerate(zip(images[len(train_y) :], val_y)):
-        Image.fromarray(img).save(val_images / f"val_{i}.JPEG", format="JPEG", quality=90)
-        annotations.append(f"val_{i}.JPEG\t{wnids[c]}\t0\t0\t63\t63\n")
+    for d in (*(train_dirs if n_train_per_class else []), val_images):
+        d.mkdir(parents=True, exist_ok=True)
+    # train images first, then val, in one stream of labels: the same images whatever the chunk boundaries
+    targets = [train_dirs[c] / f"{wnids[c]}_{i // k}.JPEG" for i, c in enumerate(train_y)]
+    targets += [val_images / f"val_{i}.JPEG" for i in range(len(val_y))]
+    labels = np.concatenate([train_y, val_y])
+    done = 0
+    for piece in chunked_images(labels, [label for _, label in classes], 64, seed, chunk):
+        for img, path in zip(piece, targets[done : done + len(piece)]):
+            Image.fromarray(img).save(path, format="JPEG", quality=90)
+        done += len(piece)
+    for c in range(k) if n_train_per_class else ():
+        boxes = "".join(f"{wnids[c]}_{j}.JPEG\t0\t0\t63\t63\n" for j in range(n_train_per_class))
+        (folder / "train" / wnids[c] / f"{wnids[c]}_boxes.txt").write_text(boxes)
+    annotations = [f"val_{i}.JPEG\t{wnids[c]}\t0\t0\t63\t63\n" for i, c in enumerate(val_y)]
     (folder / "val" / "val_annotations.txt").write_text("".join(annotations))
-    _mark(
-        folder, dataset="tinyimagenet", seed=seed, n_train_per_class=n_train_per_class, n_val_per_class=n_val_per_class
-    )
     return folder
 
 

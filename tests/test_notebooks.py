@@ -16,7 +16,8 @@ from bliss_utils import reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-SMOKE = json.loads((ROOT / "notebooks" / "smoke.json").read_text())
+# the stand-in modes' injected settings (smoke.json, rehearsal.json)
+STAND_INS = {mode: reproduce.mode_settings(mode, ROOT) for mode in reproduce.MODE_FILES}
 # every notebook declares these (where things are, and the smoke labels)
 COMMON = {"DATA_ROOT", "CACHE_DIR", "OUTPUT_DIR", "DEVICE", "SMOKE", "PAPER_BACKBONE"}
 
@@ -74,21 +75,23 @@ def test_parameters_cell_holds_every_knob_typed_and_explained(path: Path) -> Non
     for name, meta in info.items():
         assert meta["inferred_type_name"] != "None", f"{path.name}: {name} has no type annotation"
         assert meta["help"], f"{path.name}: {name} has no help comment"
-    # every smoke value is one the notebook declares: nothing is injected silently
-    unknown = set(SMOKE.get(path.stem, {})) - set(declared)
-    assert not unknown, f"smoke.json sets {unknown} that {path.name} does not declare"
+    # every smoke or rehearsal value is one the notebook declares: nothing is injected silently
+    for mode, settings in STAND_INS.items():
+        unknown = set(settings.get(path.stem, {})) - set(declared)
+        assert not unknown, f"{reproduce.MODE_FILES[mode]} sets {unknown} that {path.name} does not declare"
 
 
-def test_smoke_settings_name_declared_parameters_only() -> None:
+@pytest.mark.parametrize("mode", sorted(STAND_INS))
+def test_stand_in_settings_name_declared_parameters_only(mode: str) -> None:
     declared = set().union(*(reproduce.declared_parameters(p) for p in NOTEBOOKS))
-    assert set(SMOKE["all"]) <= declared
-    assert set(SMOKE) - {"_about", "data", "all"} <= {p.stem for p in NOTEBOOKS}
+    assert set(STAND_INS[mode]["all"]) <= declared
+    assert set(STAND_INS[mode]) - {"_about", "data", "all"} <= {p.stem for p in NOTEBOOKS}
 
 
 def _run(out: Path, data: Path, only: list[str] | None = None, **extra: str) -> None:
-    args = argparse.Namespace(smoke=True, data_root=str(data), output_dir=str(out), device="cpu", max_trials=0,
-                              set=[f"{k}={json.dumps(v)}" for k, v in extra.items()], only=only, kernel="python3",
-                              download=False, skip_preflight=True)  # fmt: skip
+    args = argparse.Namespace(smoke=True, rehearsal=False, data_root=str(data), output_dir=str(out), device="cpu",
+                              max_trials=0, set=[f"{k}={json.dumps(v)}" for k, v in extra.items()], only=only,
+                              kernel="python3", download=False, skip_preflight=True)  # fmt: skip
     assert reproduce.run(args) == 0, f"reproduce --smoke failed; executed notebooks in {out / 'results' / 'executed'}"
 
 
@@ -136,7 +139,7 @@ def test_notebooks_run_from_a_copied_cache_without_models_or_data(
     (tmp_path / "hooks" / "sitecustomize.py").write_text(NO_MODELS)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "hooks"))
     empty = tmp_path / "no-data"
-    monkeypatch.setattr(reproduce, "make_smoke_data", lambda root, sizes: root)  # no dataset may be generated either
+    monkeypatch.setattr(reproduce, "make_generated_data", lambda root, sizes: root)  # nor may data be generated
     # what is under test is reading embeddings; the slow baseline fits are left to the first run
     light = {"IMAGE_BASELINES": ["dn2"], "RELATED": ["agnostic-pair", "anomalyclip"], "SHOT_METHODS": ["bliss", "dn2"],
              "GMM_VARIANTS": {"one per class": {}}}  # fmt: skip

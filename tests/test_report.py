@@ -51,9 +51,22 @@ def test_report_is_assembled_from_the_tables_the_notebooks_wrote(tmp_path: Path)
     prov = pd.DataFrame([{"encoder": "toy-clip", "paper_backbone": "clip-vit-b16", "weights": "w", "preprocess": "p",
                           "dataset": "cifar10", "train": 1, "test": 1, "smoke": True}])  # fmt: skip
     report.save_table(prov, "provenance_04", tmp_path, index=False)
-    text = report.write_report(tmp_path).read_text()
+    text = report.write_report(tmp_path, mode="smoke").read_text()
     assert text.index("Table 1 here") < text.index("Table 3 here")  # notebook order
     assert "not for the report" not in text and "SMOKE RUN" in text and "toy-clip" in text
-    prov["smoke"] = False
-    report.save_table(prov, "provenance_04", tmp_path, index=False)
-    assert "SMOKE RUN" not in report.write_report(tmp_path).read_text()
+
+
+def test_the_banner_follows_the_runs_mode_and_the_run_record_keeps_it(tmp_path: Path) -> None:
+    report.save_table(pd.DataFrame({"x": ["2"]}), "paper_04_table1", tmp_path, index=False)
+    banners = {m: report.write_report(tmp_path, mode=m).read_text().split("## ")[0] for m in report.MODES}
+    assert "SMOKE RUN" in banners["smoke"] and "REHEARSAL" not in banners["smoke"]
+    assert "REHEARSAL RUN" in banners["rehearsal"] and "mean nothing" in banners["rehearsal"]
+    assert "SMOKE" not in banners["rehearsal"] and "RUN." not in banners["paper"]
+    # a paper-mode --only run into a folder that holds rehearsal notebooks' tables still warns
+    pd.DataFrame([{"notebook": "00_embeddings", "seconds": 12.5, "peak_rss_gib": 3.25, "mode": "rehearsal"}]).to_csv(
+        tmp_path / report.RUN_TIMES, index=False
+    )
+    text = report.write_report(tmp_path, mode="paper").read_text()
+    assert "REHEARSAL RUN" in text and "| 00_embeddings |" in text and "3.25" in text
+    with pytest.raises(ValueError, match="mode"):
+        report.write_report(tmp_path, mode="fast")

@@ -97,12 +97,15 @@ def test_a_failing_notebook_is_reported_in_one_line(tmp_path: Path, monkeypatch,
     (tmp_path / "notebooks").mkdir()
     nbformat.write(nb, tmp_path / "notebooks" / "00_fails.ipynb")
     monkeypatch.setattr(reproduce, "notebook_paths", lambda root=None: [tmp_path / "notebooks" / "00_fails.ipynb"])
-    args = argparse.Namespace(smoke=False, data_root="", output_dir=str(tmp_path / "o"), device="", max_trials=0,
-                              set=[], only=None, kernel="python3", download=False, skip_preflight=True)  # fmt: skip
+    args = argparse.Namespace(smoke=False, rehearsal=False, data_root="", output_dir=str(tmp_path / "o"), device="",
+                              max_trials=0, set=[], only=None, kernel="python3", download=False,
+                              skip_preflight=True)  # fmt: skip
     assert reproduce.run(args) == 1
     err = capsys.readouterr().err
     assert "00_fails.ipynb failed in cell" in err and "RuntimeError: boom in cell two" in err
     assert "Traceback" not in err and (tmp_path / "o" / "results" / "executed" / "00_fails.ipynb").is_file()
+    assert not (tmp_path / "o" / "results" / "run_times.csv").is_file() or "00_fails" not in (
+        tmp_path / "o" / "results" / "run_times.csv").read_text()  # fmt: skip
 
 
 def test_set_overrides_are_json_and_refuse_bad_syntax(tmp_path) -> None:
@@ -129,3 +132,72 @@ def test_download_fetches_the_anomalyclip_checkpoint_only_when_its_row_is_asked_
     assert fetched == []  # offline: the notebook reports the row as not run instead
     reproduce.preflight([{"RELATED": ["anomalyclip"]}], tmp_path, download=True)
     assert fetched == [None]
+
+
+def test_smoke_and_rehearsal_exclude_each_other_on_the_command_line() -> None:
+    parser = argparse.ArgumentParser()
+    reproduce.register(parser.add_subparsers())
+    assert parser.parse_args(["reproduce", "--rehearsal"]).rehearsal
+    with pytest.raises(SystemExit):
+        parser.parse_args(["reproduce", "--smoke", "--rehearsal"])
+
+
+def test_rehearsal_generates_the_real_datasets_sizes() -> None:
+    from bliss_utils.datasets import PER_CLASS, class_names
+
+    data = reproduce.mode_settings("rehearsal", ROOT)["data"]
+    assert {name: tuple(data[name]) for name in PER_CLASS} == PER_CLASS
+    totals = {name: [n * len(class_names(name)) for n in PER_CLASS[name]] for name in PER_CLASS}
+    assert totals == {"cifar10": [50000, 10000], "cifar100": [50000, 10000], "tinyimagenet": [100000, 10000]}
+    assert set(data) - {"seed"} == set(PER_CLASS)
+
+
+def test_rehearsal_stand_ins_have_the_real_backbones_dimensions_and_nothing_is_shrunk() -> None:
+    from bliss_utils.encoders.registry import backbone
+
+    settings = reproduce.mode_settings("rehearsal", ROOT)
+    stand_ins = settings["all"]["PAPER_BACKBONE"]
+    named = {settings["all"]["ENCODER"], settings["all"]["IMAGE_ENCODER"], *settings["all"]["BACKBONES"]}
+    assert named == set(stand_ins)
+    assert set(stand_ins.values()) == {"clip-vit-b16", "blip", "slip-vit-b16", "vit-b16-in21k"}
+    for stand_in, real in stand_ins.items():
+        ours, theirs = backbone(stand_in), backbone(real)
+        assert (ours.dim, ours.has_text) == (theirs.dim, theirs.has_text), f"{stand_in} does not match {real}"
+        assert ours.builder == "toy:load_toy", f"{stand_in} must be a cheap toy stand-in"
+    # the paper's settings: nothing that cuts trials, the dictionary or a grid is injected
+    injected = set().union(*(v for k, v in settings.items() if k not in ("_about", "data")))
+    assert injected <= {"SMOKE", "ENCODER", "BACKBONES", "IMAGE_ENCODER", "PAPER_BACKBONE", "PREPROCESS",
+                        "ANOMALYCLIP_ENCODER"}  # fmt: skip
+
+
+def test_run_times_merge_by_notebook_and_drop_a_failed_ones_row(tmp_path: Path) -> None:
+    import pandas as pd
+
+    reproduce.record_run_time(tmp_path, "04_main_results", 812.04, 5.3, "rehearsal")
+    reproduce.record_run_time(tmp_path, "00_embeddings", 20.0, 1.234, "rehearsal")
+    reproduce.record_run_time(tmp_path, "04_main_results", 700.0, 5.0, "smoke")  # an --only run replaces its own row
+    rows = pd.read_csv(tmp_path / "run_times.csv")
+    assert rows.to_dict("records") == [
+        {"notebook": "00_embeddings", "seconds": 20.0, "peak_rss_gib": 1.23, "mode": "rehearsal"},
+        {"notebook": "04_main_results", "seconds": 700.0, "peak_rss_gib": 5.0, "mode": "smoke"},
+    ]
+    reproduce.record_run_time(tmp_path, "00_embeddings", None, float("nan"), "paper")
+    assert pd.read_csv(tmp_path / "run_times.csv")["notebook"].tolist() == ["04_main_results"]
+
+
+@pytest.mark.slow
+def test_the_notebook_runner_measures_its_own_kernel(tmp_path: Path) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    # the kernel holds ~300 MiB at its peak; the runner itself (papermill) stays well below that
+    nb = new_notebook(cells=[new_code_cell("N: int = 1", metadata={"tags": ["parameters"]}),
+                             new_code_cell("import numpy as np\nx = np.ones(N * 2**25 * 9 // 8)\ndel x")])  # fmt: skip
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "big.ipynb")
+    small = reproduce.run_notebook(tmp_path / "big.ipynb", tmp_path / "a.ipynb", {"N": 0}, "python3", ROOT)
+    big = reproduce.run_notebook(tmp_path / "big.ipynb", tmp_path / "b.ipynb", {"N": 1}, "python3", ROOT)
+    assert big["peak_rss_gib"] - small["peak_rss_gib"] > 0.25, (small, big)
+    # a second small run is not lifted by the big one before it: each run is measured alone
+    again = reproduce.run_notebook(tmp_path / "big.ipynb", tmp_path / "c.ipynb", {"N": 0}, "python3", ROOT)
+    assert again["peak_rss_gib"] < big["peak_rss_gib"] - 0.25

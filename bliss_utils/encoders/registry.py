@@ -107,8 +107,9 @@ _BACKBONES: dict[str, Backbone] = {
         {"default": SquashNormalize(48, "bicubic", OPENAI_MEAN, OPENAI_STD),
          "cifar": SquashNormalize(48, "bicubic", CIFAR_MEAN, CIFAR_STD)},
     ),
-    # smoke-mode stand-ins whose towers agree (encoders/toy.py): one fixed preprocessing whatever the option
-    **{n: Backbone("toy:load_toy", "toy:toy_weights", s.dim, {"default": ToyRecipe(), "cifar": ToyRecipe()})
+    # smoke and rehearsal stand-ins whose towers agree (encoders/toy.py): one fixed preprocessing whatever the option
+    **{n: Backbone("toy:load_toy", "toy:toy_weights", s.dim, {"default": ToyRecipe(), "cifar": ToyRecipe()},
+                   has_text=s.has_text)
        for n, s in TOY_ENCODERS.items()},
 }
 

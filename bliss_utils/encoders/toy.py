@@ -1,5 +1,8 @@
 """toy-clip, toy-blip, toy-slip: tiny stand-ins whose text and image towers agree, for smoke runs without weights.
 
+The rehearsal's stand-ins (toy-clip-512, toy-blip-256, toy-slip-512 and the image-only toy-vit-768) are the same maps
+at the real backbones' output dimensions, so every cost after embedding is the real one.
+
 The generated datasets (:mod:`bliss_utils.synthetic`) draw every class with a look that is a fixed function of its
 name. A toy encoder's image tower is a fixed seeded map of pixel statistics (mean colour and the phase-free magnitude
 of the low spatial frequencies, through two random layers). Its text tower reads the label out of the prompt, renders
@@ -39,16 +42,22 @@ VERSION = 1  # bump when the maps change: it is part of weights_id, hence of eve
 
 @dataclass(frozen=True)
 class ToySpec:
-    """Embedding dimension and seed of one toy encoder."""
+    """Embedding dimension and seed of one toy encoder, and whether it has a text tower."""
 
     dim: int
     seed: int
+    has_text: bool = True
 
 
 TOY_ENCODERS = {
     "toy-clip": ToySpec(dim=32, seed=101),
     "toy-blip": ToySpec(dim=16, seed=202),
     "toy-slip": ToySpec(dim=24, seed=303),
+    # the rehearsal's: the output dimensions of CLIP ViT-B/16, BLIP, SLIP ViT-B/16 and ViT-B/16 ImageNet-21k
+    "toy-clip-512": ToySpec(dim=512, seed=111),
+    "toy-blip-256": ToySpec(dim=256, seed=212),
+    "toy-slip-512": ToySpec(dim=512, seed=313),
+    "toy-vit-768": ToySpec(dim=768, seed=414, has_text=False),
 }
 
 
@@ -124,7 +133,7 @@ class ToyEncoder(Encoder):
     def __init__(self, name: str, spec: ToySpec, device: Any) -> None:
         super().__init__(
             name=name, dim=spec.dim, device=device, preprocess=to_pixels,
-            preprocess_id=ToyRecipe().id, weights_id=toy_weights(name, None)[1],
+            preprocess_id=ToyRecipe().id, weights_id=toy_weights(name, None)[1], has_text=spec.has_text,
         )  # fmt: skip
         # plain fp32 everywhere: there is nothing to gain from autocast and FFTs need not be half precision
         self.precision = "fp32"
@@ -193,7 +202,7 @@ class ToyEncoder(Encoder):
 def load_toy(
     name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
 ) -> ToyEncoder:
-    """Build ``toy-clip``, ``toy-blip`` or ``toy-slip`` (no weights: ``weights`` must be None; both preprocess options
+    """Build a toy encoder of :data:`TOY_ENCODERS` (no weights: ``weights`` must be None; both preprocess options
     give the same fixed pipeline, as there are no normalisation statistics to swap)."""
     if name not in TOY_ENCODERS:
         raise ValueError(f"unknown toy encoder {name!r}; valid names: {', '.join(TOY_ENCODERS)}")

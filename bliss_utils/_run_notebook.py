@@ -1,0 +1,52 @@
+"""Execute one notebook with papermill and report its kernel's peak memory: ``python -m bliss_utils._run_notebook JOB``.
+
+``reproduce`` runs each notebook in this short-lived process, so that the children it has waited for are exactly that
+notebook's kernel (and whatever the kernel started): their peak resident memory is that notebook's, not a running
+maximum over every notebook so far. JOB is a JSON file {input, output, parameters, kernel, cwd, result}; the outcome
+goes to ``result`` as JSON: {"peak_rss_gib"} on success, {"failed": one-line reason} when a cell raised.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._io import atomic_write_text
+
+
+def children_peak_rss_gib() -> float:
+    """Peak resident memory of the largest child process waited for so far, in GiB (NaN where not measurable)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return float("nan")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return peak * (1 if sys.platform == "darwin" else 1024) / 2**30  # bytes on macOS, KiB on Linux
+
+
+def execute(job: dict[str, Any]) -> dict[str, Any]:
+    """Run the notebook ``job`` names; return what the result file holds."""
+    import papermill as pm
+
+    try:
+        pm.execute_notebook(
+            job["input"], job["output"], parameters=job["parameters"], kernel_name=job["kernel"], cwd=job["cwd"],
+            progress_bar=False, request_save_on_cell_execute=True,
+        )  # fmt: skip
+    except pm.PapermillExecutionError as err:
+        return {"failed": f"failed in cell {err.exec_count}: {err.ename}: {err.evalue}"}
+    return {"peak_rss_gib": children_peak_rss_gib()}
+
+
+def main(argv: list[str]) -> int:
+    """Read the job file ``argv[0]``, run it, write its result file; 0 when the notebook ran through."""
+    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    outcome = execute(job)
+    atomic_write_text(job["result"], json.dumps(outcome))
+    return 1 if "failed" in outcome else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
