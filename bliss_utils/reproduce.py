@@ -229,14 +229,15 @@ def run(args: argparse.Namespace) -> int:
     mode = "SMOKE (stand-in encoders on generated data: tests the pipeline, not the paper)" if args.smoke else "paper"
     print(f"reproduce: {len(paths)} notebooks, mode {mode}", file=sys.stderr)
     started_all = time.perf_counter()
-    for path in paths:
+    os.environ.setdefault("BLISS_PROGRESS", "text")  # the kernels inherit it: plain bars, redrawn rarely (_progress)
+    for i, path in enumerate(paths, 1):
         out = executed / path.name
         started = time.perf_counter()
-        print(f"  {path.name} ...", file=sys.stderr, flush=True)
+        print(f"[{i}/{len(paths)}] {path.name} ...", file=sys.stderr, flush=True)
         try:
             pm.execute_notebook(
                 str(path), str(out), parameters=inject[path], kernel_name=args.kernel, cwd=str(root),
-                progress_bar=False, request_save_on_cell_execute=True,
+                progress_bar=False, request_save_on_cell_execute=True, stderr_file=sys.stderr,  # bars, warnings
             )  # fmt: skip
         except pm.PapermillExecutionError as err:
             print(f"error: {path.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
