@@ -27,6 +27,7 @@ _EXPORTS = {
     "evaluate_grid": "grid",
     "EmbeddingSet": "grid",
     "load_encoder": "encoders",
+    "progress": "_progress",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _progress
 from ._checks import as_embeddings, l2_normalize
 from ._scorer import _ImageScorer, _require
 from .ssd import MahalanobisModel, fit_mahalanobis
@@ -172,7 +173,7 @@ class SSDCMLE(_ImageScorer):
         temperature: float = 0.5,
         base_temperature: float = 0.07,
         random_state: int = 0,
-        progress: bool = False,
+        progress: bool = True,
         torch_threads: int | None = None,
     ) -> None:
         self.epochs = epochs
@@ -271,11 +272,8 @@ class SSDCMLE(_ImageScorer):
         w_t = torch.as_tensor(nb_w, dtype=torch.float32)
         losses: list[float] = []
         steps = 0
-        epochs = range(int(self.epochs))
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            epochs = tqdm(epochs, desc=f"SSD+CMLE on classes {classes.tolist()}")
+        epochs = _progress.progress(range(int(self.epochs)), desc=f"SSD+CMLE on classes {classes.tolist()}",
+                                    unit="epoch", leave=False, disable=not self.progress)
         before = torch.get_num_threads()
         if self.torch_threads is not None:
             torch.set_num_threads(int(self.torch_threads))

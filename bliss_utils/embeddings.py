@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, config
-from ._checks import check_positive_int
+from . import __version__, _progress, config
+from ._checks import check_positive_int, to_numpy
 from ._io import atomic_path, atomic_write_text
 from .datasets import (
     SPLITS,
@@ -463,12 +463,9 @@ def _compute_images(encoder: Any, ds: ImageDataset, cache_dir: Any, batch_size: 
     done = sum(len(r) for r in ranges if r.start in parts)
     if done:
         log.info("%s: resuming, %d of %d images already embedded", path.name, done, len(ds))
-    from tqdm.auto import tqdm
-
     started = time.perf_counter()
-    with tqdm(
-        total=len(ds), initial=done, unit="img", desc=f"{ident['name']} {ds.name}/{ds.split}", disable=not progress
-    ) as bar:
+    with _progress.progress(total=len(ds), initial=done, unit="img", desc=f"{ident['name']} {ds.name}/{ds.split}",
+                            disable=not progress) as bar:
         for r in ranges:
             if r.start in parts:
                 continue
@@ -545,8 +542,8 @@ def text_cache_path(
     return _text_path(_text_identity(encoder), texts, as_templates(template), cache_dir)
 
 
-def _text_embeddings(handle: _Handle, texts: Sequence[str], template: Any, cache_dir: Any,
-                     batch_size: int) -> np.ndarray:
+def _text_embeddings(handle: _Handle, texts: Sequence[str], template: Any, cache_dir: Any, batch_size: int,
+                     progress: bool) -> np.ndarray:
     if not handle.has_text:
         raise ValueError(
             f"encoder {handle.name!r} is image-only (has_text=False): it has no text embeddings; "
@@ -588,11 +585,18 @@ def _text_embeddings(handle: _Handle, texts: Sequence[str], template: Any, cache
     ident = _text_identity(encoder)
     path = _text_path(ident, texts, templates, cache_dir)
     total = np.zeros((len(texts), ident["dim"]), dtype=np.float64)
-    for t in templates:
-        prompts = make_prompts(texts, t)
-        total += _normalised(
-            encoder.encode_texts(prompts, batch_size=batch_size), len(texts), ident["dim"], "text embeddings"
-        )
+    starts = range(0, len(texts), batch_size)
+    # one encode_texts call per batch, the batches the encoder would form itself, so a long dictionary shows a bar
+    with _progress.progress(total=len(texts) * len(templates), unit="text", desc=f"{ident['name']} texts",
+                            disable=not progress or len(starts) * len(templates) < 2) as bar:
+        for t in templates:
+            prompts = make_prompts(texts, t)
+            parts = []
+            for s in starts:
+                parts.append(encoder.encode_texts(prompts[s : s + batch_size], batch_size=batch_size))
+                bar.update(len(parts[-1]))
+            total += _normalised(np.concatenate([to_numpy(a) for a in parts]), len(texts), ident["dim"],
+                                 "text embeddings")
     emb = _normalised(total, len(texts), ident["dim"], "averaged text embeddings")
     arrays = {"embeddings": emb}
     _write_npz(path, _meta("texts", path.stem, ident, arrays, templates=templates, texts_sha256=sha,
@@ -610,13 +614,16 @@ def text_embeddings(
     device: Any = None,
     cache_dir: str | Path | None = None,
     batch_size: int = 256,
+    progress: bool = True,
 ) -> np.ndarray:
     """Text embeddings (m, dim) float32 L2-normalised of ``template`` filled with each (cleaned) text, cached.
 
     ``encoder`` is a name (the model is built only on a cache miss) or an encoder object. With a list of templates
-    each text's template embeddings are normalised, averaged and renormalised.
+    each text's template embeddings are normalised, averaged and renormalised. ``progress`` shows a bar when the
+    texts take more than one batch.
     """
-    return _text_embeddings(_Handle(encoder, weights, preprocess, device), texts, template, cache_dir, batch_size)
+    return _text_embeddings(_Handle(encoder, weights, preprocess, device), texts, template, cache_dir, batch_size,
+                            progress)
 
 
 # ------------------------------------------------------------------------------------------------- embedding sets
@@ -670,13 +677,13 @@ def load_embedding_set(
     class_texts = dictionary_emb = None
     entries: list[str] | None = None
     if handle.has_text:
-        class_texts = _text_embeddings(handle, class_names, template, cache_dir, 256)
+        class_texts = _text_embeddings(handle, class_names, template, cache_dir, 256, progress)
         if dictionary is not None:
             if isinstance(dictionary, str):
                 entries = load_dictionary(dictionary, size=dictionary_size, exclude=dictionary_exclude)
             else:
                 entries = list(dictionary)
-            dictionary_emb = _text_embeddings(handle, entries, template, cache_dir, 256)
+            dictionary_emb = _text_embeddings(handle, entries, template, cache_dir, 256, progress)
     meta = {
         "encoder": train_meta["encoder"],
         "train_identity": train_meta["dataset_identity"],

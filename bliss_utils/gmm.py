@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _progress
 from ._checks import check_positive_int
 from ._scorer import _ImageScorer, _require
 
@@ -47,7 +48,8 @@ class GMM(_ImageScorer):
     components="per-class" fits one component per normal class, initialised from the labelled classes (their
     proportions, means and covariances + reg_covar); "one" fits a single Gaussian (the mean and covariance of all
     normal images, which EM leaves unchanged). At most ``max_iter`` EM steps follow (stopping when the mean
-    log-likelihood changes by less than ``tol``). device None: CUDA when available, else the CPU.
+    log-likelihood changes by less than ``tol``). device None: CUDA when available, else the CPU. ``progress`` shows a
+    bar over each fit's EM steps.
     """
 
     def __init__(
@@ -57,12 +59,14 @@ class GMM(_ImageScorer):
         max_iter: int = 10,
         tol: float = 1e-3,
         device: str | None = None,
+        progress: bool = True,
     ) -> None:
         self.components = components
         self.reg_covar = reg_covar
         self.max_iter = max_iter
         self.tol = tol
         self.device = device
+        self.progress = progress
 
     def _check_params(self) -> None:
         if self.components not in COMPONENTS:
@@ -84,13 +88,16 @@ class GMM(_ImageScorer):
         weights, means, prec_chol = self._m_step(torch, x, resp)
         log_likelihood = -math.inf
         n_iter = 0
-        for n_iter in range(1, self.max_iter + 1):
-            log_prob = _weighted_log_prob(torch, x, weights, means, prec_chol)
-            norm = torch.logsumexp(log_prob, dim=1, keepdim=True)
-            previous, log_likelihood = log_likelihood, float(norm.mean())
-            weights, means, prec_chol = self._m_step(torch, x, torch.exp(log_prob - norm))
-            if abs(log_likelihood - previous) < self.tol:
-                break
+        steps = _progress.progress(range(1, self.max_iter + 1), desc=f"GMM EM on {len(classes)} classes", unit="step",
+                                   leave=False, disable=not self.progress)
+        with steps:  # closed (and cleared) when EM stops early too
+            for n_iter in steps:
+                log_prob = _weighted_log_prob(torch, x, weights, means, prec_chol)
+                norm = torch.logsumexp(log_prob, dim=1, keepdim=True)
+                previous, log_likelihood = log_likelihood, float(norm.mean())
+                weights, means, prec_chol = self._m_step(torch, x, torch.exp(log_prob - norm))
+                if abs(log_likelihood - previous) < self.tol:
+                    break
         return {"weights": weights, "means": means, "precisions_cholesky": prec_chol, "device": device,
                 "n_iter": n_iter}
 

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from . import _progress
 from ._checks import check_same_dim
 
 TEXT_METHODS = ("bliss", "biased-clip", "raw-similarity", "mcm")
@@ -112,7 +113,7 @@ def evaluate_grid(
     image_data: EmbeddingSet | None = None,
     n_shots: int | None = None,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool = True,
     eps: float = 1e-8,
     baseline_params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> "pandas.DataFrame":  # noqa: F821
@@ -122,6 +123,7 @@ def evaluate_grid(
     anomalous. ``image_data`` supplies the image-only baselines (dn2, gmm, lunar, ssd) with other embeddings (e.g. ViT-21k)
     of the same dataset; without it they use ``data``'s. ``n_shots`` keeps that many training images per class
     (one draw from ``seed``, shared by every trial). MCM has no rows for settings with a single normal class.
+    ``progress`` shows a bar over the trials (with two or more), where the image baselines' models are fitted.
     """
     import pandas as pd
 
@@ -171,13 +173,12 @@ def evaluate_grid(
         )
 
     jobs = [(name, t, list(map(int, normal))) for name, trials in splits.items() for t, normal in enumerate(trials)]
-    if progress:
-        from tqdm.auto import tqdm
-
-        jobs = tqdm(jobs, desc=f"{data.dataset or 'grid'}: trials")
+    # image baselines fit each trial's model when first scoring it: the bar's pace is theirs
+    name = " ".join(n for n in (data.dataset, data.encoder) if n) or "grid"
+    bar = _progress.progress(jobs, desc=f"{name}: trials", unit="trial", disable=not progress or len(jobs) < 2)
     base = {"dataset": data.dataset, "encoder": data.encoder, "n_shots": n_shots}
     rows = []
-    for setting, trial, normal in jobs:
+    for setting, trial, normal in bar:
         is_anomaly = ~np.isin(np.asarray(data.test_labels), normal)
         image_anomaly = ~np.isin(np.asarray(image.test_labels), normal)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _progress
 from ._checks import check_positive_int
 from ._scorer import _ImageScorer, _require
 
@@ -46,6 +47,7 @@ def _pyod_lunar_class() -> type:
 
     class _FastLUNAR(PyODLUNAR):
         knn_device: str | None = None
+        progress_desc: str | None = None  # a bar over the epochs with this label; None: no bar
 
         def fit(self, X: Any, y: Any = None) -> _FastLUNAR:
             """PyOD's LUNAR.fit (pyod 3.6) minus its per-epoch training-set scoring; records the best epoch."""
@@ -83,7 +85,9 @@ def _pyod_lunar_class() -> type:
             criterion = torch.nn.MSELoss(reduction="none")
             optimizer = torch.optim.Adam(self.network.parameters(), lr=self.lr, weight_decay=self.wd)
             best_score, best_state, self.val_scores_ = 0.0, None, []
-            for epoch in range(self.n_epochs):
+            epochs = _progress.progress(range(self.n_epochs), desc=self.progress_desc or "", unit="epoch", leave=False,
+                                        disable=self.progress_desc is None)
+            for epoch in epochs:
                 with torch.no_grad():
                     self.network.eval()
                     score = roc_auc_score(val_y, self.network(val_dist).cpu())
@@ -113,7 +117,8 @@ class LUNAR(_ImageScorer):
     with a fresh ``MinMaxScaler()`` per fit. Each fitted model (``models_[classes]``) also keeps ``val_scores_`` (the
     validation AUROC before every epoch) and ``best_epoch_`` (the epoch whose weights it kept). PyOD's version differs from the original LUNAR code (neighbours among
     the negatives too, plain L2, WEIGHT network by default, k=5): see the README. ``device`` (None: CUDA when
-    available) runs the neighbour search; PyOD puts its network on CUDA whenever it is available.
+    available) runs the neighbour search; PyOD puts its network on CUDA whenever it is available. ``progress`` shows a
+    bar over each fit's epochs.
     """
 
     def __init__(
@@ -130,6 +135,7 @@ class LUNAR(_ImageScorer):
         random_state: int = 0,
         torch_threads: int | None = None,
         device: str | None = None,
+        progress: bool = True,
     ) -> None:
         self.n_neighbours = n_neighbours
         self.model_type = model_type
@@ -143,6 +149,7 @@ class LUNAR(_ImageScorer):
         self.random_state = random_state
         self.torch_threads = torch_threads
         self.device = device
+        self.progress = progress
 
     def _check_params(self) -> None:
         check_positive_int(self.n_neighbours, "n_neighbours")
@@ -175,6 +182,7 @@ class LUNAR(_ImageScorer):
                 n_epochs=self.n_epochs, lr=self.lr, wd=self.wd, random_state=self.random_state,
             )  # fmt: skip
             model.knn_device = self.device
+            model.progress_desc = f"LUNAR on {len(classes)} classes" if self.progress else None
             model.fit(z.astype(np.float32))
         return model
 

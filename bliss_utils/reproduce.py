@@ -281,10 +281,11 @@ def run(args: argparse.Namespace) -> int:
                           "memory, not the paper's numbers)"}.get(mode, mode)  # fmt: skip
     print(f"reproduce: {len(paths)} notebooks, mode {label}", file=sys.stderr)
     started_all = time.perf_counter()
-    for path in paths:
+    os.environ.setdefault("BLISS_PROGRESS", "text")  # the kernels inherit it: plain bars, redrawn rarely (_progress)
+    for i, path in enumerate(paths, 1):
         out = executed / path.name
         started = time.perf_counter()
-        print(f"  {path.name} ...", file=sys.stderr, flush=True)
+        print(f"[{i}/{len(paths)}] {path.name} ...", file=sys.stderr, flush=True)
         outcome = run_notebook(path, out, inject[path], args.kernel, root)
         seconds = time.perf_counter() - started
         if "failed" in outcome:

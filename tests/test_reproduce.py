@@ -87,12 +87,14 @@ def test_reproduce_names_missing_weights_without_downloading(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_a_failing_notebook_is_reported_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_a_failing_notebook_is_reported_in_one_line(tmp_path: Path, monkeypatch, capfd) -> None:
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
+    bar = "from bliss_utils._progress import progress\nlist(progress(range(3), desc='a bar in the terminal'))"
     nb = new_notebook(cells=[new_code_cell("SMOKE: bool = False  # mode", metadata={"tags": ["parameters"]}),
-                             new_code_cell("raise RuntimeError('boom in cell two')")])  # fmt: skip
+                             new_code_cell(bar),
+                             new_code_cell("raise RuntimeError('boom in cell three')")])  # fmt: skip
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     (tmp_path / "notebooks").mkdir()
     nbformat.write(nb, tmp_path / "notebooks" / "00_fails.ipynb")
@@ -100,9 +102,11 @@ def test_a_failing_notebook_is_reported_in_one_line(tmp_path: Path, monkeypatch,
     args = argparse.Namespace(smoke=False, rehearsal=False, data_root="", output_dir=str(tmp_path / "o"), device="",
                               max_trials=0, set=[], only=None, kernel="python3", download=False,
                               skip_preflight=True)  # fmt: skip
+    monkeypatch.setenv("BLISS_PROGRESS", "text")  # what run() sets for its kernels; monkeypatch unsets it afterwards
     assert reproduce.run(args) == 1
-    err = capsys.readouterr().err
-    assert "00_fails.ipynb failed in cell" in err and "RuntimeError: boom in cell two" in err
+    err = capfd.readouterr().err
+    assert "[1/1] 00_fails.ipynb ..." in err and "a bar in the terminal: 100%" in err  # the kernel's text bar, live
+    assert "00_fails.ipynb failed in cell" in err and "RuntimeError: boom in cell three" in err
     assert "Traceback" not in err and (tmp_path / "o" / "results" / "executed" / "00_fails.ipynb").is_file()
     assert not (tmp_path / "o" / "results" / "run_times.csv").is_file() or "00_fails" not in (
         tmp_path / "o" / "results" / "run_times.csv").read_text()  # fmt: skip
