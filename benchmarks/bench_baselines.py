@@ -66,11 +66,13 @@ def bench_lunar(train, labels, test, skip_library: bool) -> None:
 
     from bliss_utils.baselines import LUNAR
 
-    scorer = LUNAR()
-    ours, t_ours = timed(lambda: scorer.fit(train, labels).score_samples(test))
-    model = next(iter(scorer.models_.values()))
+    scorer = LUNAR().fit(train, labels)
+    model, t_fit = timed(lambda: scorer._model(scorer._normal(None)))  # the fit itself (the grid fits lazily too)
+    ours, t_ours = timed(lambda: scorer.score_samples(test))
+    t_ours += t_fit
     val = np.asarray(model.val_scores_)
-    print(f"LUNAR ours: {t_ours:.1f} s (fit on {train.shape[0]} images + as many negatives, score {test.shape[0]}); "
+    print(f"LUNAR ours: {t_ours:.1f} s (fit {t_fit:.1f} s on {train.shape[0]} images + as many negatives, "
+          f"score {test.shape[0]}); "
           f"best epoch {model.best_epoch_} of {val.size}, validation AUROC {val.max():.6f}, reached (to 1e-9) by "
           f"{int(np.sum(val >= val.max() - 1e-9))} epochs")  # fmt: skip
     if skip_library:

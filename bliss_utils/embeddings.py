@@ -262,7 +262,7 @@ class _Handle:
         if self.device is not None:
             from .encoders.registry import precision_for
 
-            want["precision"] = precision_for(self.device)
+            want["precision"] = precision_for(self.device, self.spec)
         return want
 
     def matches(self, recorded: dict[str, Any], texts: bool = False) -> bool:

@@ -152,3 +152,12 @@ def test_weights_are_refused_and_names_checked():
         load_encoder("toy-clip", device="cpu", weights="somewhere.pt")
     with pytest.raises(ValueError, match="unknown toy encoder"):
         load_toy("toy-vit")
+
+
+@pytest.mark.parametrize("name", TOYS)
+def test_declared_precision_is_the_one_the_toy_runs_at_on_any_device(toys, name):
+    # the toys compute in numpy fp32 on every device: the cache key declared for a CUDA run must say so too, or a
+    # run on a GPU machine refuses the toy it just built (its identity would differ from the described one)
+    from bliss_utils.encoders import describe_encoder
+
+    assert describe_encoder(name, device="cuda").precision == toys[name].precision == "fp32"

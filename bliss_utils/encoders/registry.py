@@ -28,7 +28,7 @@ from .preprocessing import (
     SquashNormalize,
     recipes,
 )
-from .toy import TOY_ENCODERS, ToyRecipe
+from .toy import TOY_ENCODERS, ToyEncoder, ToyRecipe
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class Backbone:
     dim: int
     recipes: Mapping[str, Recipe] = field(repr=False)
     has_text: bool = True
+    precision: str | None = None  # one precision on every device (the toys compute in numpy fp32); None: precision_for
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ _BACKBONES: dict[str, Backbone] = {
     ),
     # smoke and rehearsal stand-ins whose towers agree (encoders/toy.py): one fixed preprocessing whatever the option
     **{n: Backbone("toy:load_toy", "toy:toy_weights", s.dim, {"default": ToyRecipe(), "cifar": ToyRecipe()},
-                   has_text=s.has_text)
+                   has_text=s.has_text, precision=ToyEncoder.PRECISION)
        for n, s in TOY_ENCODERS.items()},
 }
 
@@ -190,10 +191,13 @@ def preprocess_for(encoder: str, mapping: Mapping[str, str] | str | None) -> str
     return value
 
 
-def precision_for(device: Any = None) -> str:
-    """The numeric precision an encoder runs at on ``device``: fp16 autocast on CUDA, else fp32."""
+def precision_for(device: Any = None, info: Backbone | None = None) -> str:
+    """The numeric precision an encoder runs at on ``device``: its backbone's fixed one, else fp16 autocast on CUDA
+    and fp32 elsewhere."""
     from .base import select_device
 
+    if info is not None and info.precision is not None:
+        return info.precision
     return "fp16-autocast" if select_device(device).type == "cuda" else "fp32"
 
 
@@ -207,18 +211,18 @@ def describe_encoder(
     """
     _check_preprocess(preprocess)
     _check_name(name)
-    precision = precision_for(device)
     for prefix, (_, describer) in _OPEN_FORMS.items():
         if name.startswith(prefix):
             spec = _resolve(describer)(name[len(prefix):], weights=weights, preprocess=preprocess)
-            return EncoderSpec(**{**asdict(spec), "precision": precision, "preprocess": preprocess})
+            return EncoderSpec(**{**asdict(spec), "precision": precision_for(device), "preprocess": preprocess})
     info = backbone(name)
     if info is None:
         enc = load_encoder(name, device=device, weights=weights, preprocess=preprocess)
         return EncoderSpec(enc.name, enc.weights_id, enc.preprocess_id, enc.dim, enc.has_text, enc.precision,
                            preprocess)
     weights_id = _resolve(info.weights)(name, weights, local_only=True)[1]
-    return EncoderSpec(name, weights_id, info.recipes[preprocess].id, info.dim, info.has_text, precision, preprocess)
+    return EncoderSpec(name, weights_id, info.recipes[preprocess].id, info.dim, info.has_text,
+                       precision_for(device, info), preprocess)  # fmt: skip
 
 
 def load_encoder(

@@ -130,13 +130,15 @@ def toy_weights(name: str, weights: str | Path | None, local_only: bool = False)
 class ToyEncoder(Encoder):
     """A seeded, training-free vision-language stand-in (see the module docstring)."""
 
+    # plain fp32 on every device (the registry declares it): nothing to gain from autocast, and numpy does the work
+    PRECISION = "fp32"
+
     def __init__(self, name: str, spec: ToySpec, device: Any) -> None:
         super().__init__(
             name=name, dim=spec.dim, device=device, preprocess=to_pixels,
             preprocess_id=ToyRecipe().id, weights_id=toy_weights(name, None)[1], has_text=spec.has_text,
         )  # fmt: skip
-        # plain fp32 everywhere: there is nothing to gain from autocast and FFTs need not be half precision
-        self.precision = "fp32"
+        self.precision = self.PRECISION
         self.seed = spec.seed
         rng = np.random.default_rng(spec.seed)
         n_features = 3 + (2 * MAX_FREQ + 1) * (MAX_FREQ + 1)
