@@ -7,6 +7,7 @@ every K. The baselines are fitted once too and scored per trial with their ``nor
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -22,7 +23,9 @@ IMAGE_METHODS = ("dn2", "gmm", "lunar", "ssd")
 PROMPT_METHODS = ("anomalyclip", "agnostic-pair", "agnostic-cpe", "object-aware-cpe")
 METHODS = TEXT_METHODS + IMAGE_METHODS + PROMPT_METHODS + ("ssd-cmle",)
 DEFAULT_METHODS = ("bliss", "biased-clip", "raw-similarity", "mcm")
-COLUMNS = ["dataset", "encoder", "setting", "trial", "method", "lam", "k", "n_shots", "auroc", "fpr95"]
+# seconds: wall time of one method on one trial, fitting its per-trial model included (image baselines, SSD+CMLE);
+# what all trials share (BLISS's per-class statistics, the text scorers' fit) is not in it
+COLUMNS = ["dataset", "encoder", "setting", "trial", "method", "lam", "k", "n_shots", "auroc", "fpr95", "seconds"]
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,7 @@ def evaluate_grid(
             train, train_labels, data.class_texts, data.dictionary
         )
 
+    started = time.perf_counter()
     jobs = [(name, t, list(map(int, normal))) for name, trials in splits.items() for t, normal in enumerate(trials)]
     # image baselines fit each trial's model when first scoring it: the bar's pace is theirs
     name = " ".join(n for n in (data.dataset, data.encoder) if n) or "grid"
@@ -183,10 +187,14 @@ def evaluate_grid(
         image_anomaly = ~np.isin(np.asarray(image.test_labels), normal)
 
         def record(method: str, scores: np.ndarray, anomaly: np.ndarray, lam: float = np.nan, k: float = np.nan) -> None:
+            nonlocal started
             rows.append({**base, "setting": setting, "trial": trial, "method": method, "lam": lam, "k": k,
-                         "auroc": 100 * auroc(scores, anomaly), "fpr95": 100 * fpr95(scores, anomaly)})
+                         "auroc": 100 * auroc(scores, anomaly), "fpr95": 100 * fpr95(scores, anomaly),
+                         "seconds": time.perf_counter() - started})  # fmt: skip
+            started = time.perf_counter()  # each (lam, K) row of one method counts only its own scoring
 
         for method in methods:
+            started = time.perf_counter()
             if method == "bliss":
                 for (lam, k), cols in class_cols.items():
                     record(method, cols[:, normal].min(axis=1), is_anomaly, lam, k)
@@ -204,7 +212,7 @@ def evaluate_grid(
 def summarize(results: "pandas.DataFrame", metric: str = "auroc", by: Sequence[str] = ()) -> "pandas.DataFrame":  # noqa: F821
     """Mean and population std over trials of ``metric`` for every (dataset, encoder, setting, method, lam, k, n_shots)
     and every value of the extra columns ``by`` (e.g. a dictionary label an ablation added)."""
-    keys = [c for c in COLUMNS if c not in ("trial", "auroc", "fpr95")] + list(by)
+    keys = [c for c in COLUMNS if c not in ("trial", "auroc", "fpr95", "seconds")] + list(by)
     grouped = results.groupby(keys, dropna=False)[metric]
     out = grouped.agg(mean="mean", std=lambda s: float(np.std(s, ddof=0)), n_trials="count")
     return out.reset_index()

@@ -163,3 +163,21 @@ def test_one_normal_class_normalisation_cannot_change_the_auroc() -> None:
     wide = frame.pivot_table(index="trial", columns="method", values="auroc")
     np.testing.assert_allclose(wide["raw-similarity"], wide["biased-clip"], rtol=0, atol=1e-9)
     assert wide["raw-similarity"].std() > 0  # the trials differ, so the equality is not a constant coincidence
+
+
+def test_seconds_hold_each_trials_own_fit(data, monkeypatch):
+    import time
+
+    from bliss_utils import baselines
+
+    fit = baselines.GMM._fit_model
+
+    def slow_fit(self, *args, **kwargs):
+        time.sleep(0.3)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(baselines.GMM, "_fit_model", slow_fit)
+    frame = evaluate_grid(data, SPLITS, methods=("bliss", "gmm"), progress=False)
+    # GMM is fitted once per trial, inside that trial's row; BLISS's rows only score
+    assert (frame.loc[frame["method"] == "gmm", "seconds"] >= 0.3).all()
+    assert (frame.loc[frame["method"] == "bliss", "seconds"] < 0.3).all()

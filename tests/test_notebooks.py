@@ -150,4 +150,5 @@ def test_notebooks_run_from_a_copied_cache_without_models_or_data(
     first = first[first["method"].isin(ours["method"])]
     assert set(ours["method"]) >= {"bliss", "biased-clip", "mcm", "dn2", "agnostic-pair", "anomalyclip"}
     key = ["group", "dataset", "setting", "trial", "method"]
-    pd.testing.assert_frame_equal(ours.sort_values(key, ignore_index=True), first.sort_values(key, ignore_index=True))
+    ours, first = (f.drop(columns="seconds").sort_values(key, ignore_index=True) for f in (ours, first))  # wall times
+    pd.testing.assert_frame_equal(ours, first)

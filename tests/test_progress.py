@@ -80,7 +80,7 @@ def test_evaluate_grid_is_the_same_with_and_without_bars(monkeypatch) -> None:
     with_bars = evaluate_grid(data, splits, **kwargs)
     without = evaluate_grid(data, splits, progress=False, **kwargs)
     assert len(with_bars) == 2 * 4
-    assert with_bars.equals(without)
+    assert with_bars.drop(columns="seconds").equals(without.drop(columns="seconds"))  # wall times differ
 
 
 def test_text_embeddings_in_batches_equal_one_call(fake_encoder, tmp_path, monkeypatch) -> None:
