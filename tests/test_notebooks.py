@@ -126,6 +126,9 @@ def test_smoke_run_bliss_beats_chance_and_baselines_their_floors(smoke_run: Path
     assert "SMOKE RUN" in report and "table1" in report and "difference" in report
     table1 = pd.read_csv(smoke_run / "out" / "results" / "table1.csv")
     assert any("(reported)" in label for label in table1["label"]), "the copied rows must be marked"
+    # AnomalyCLIP is zero-shot: its costly encoder embeds the test images only, never the training set
+    zero_shot = smoke_run / "data" / "embeddings" / "tiny-anomalyclip"
+    assert list(zero_shot.rglob("test-*.npz")) and not list(zero_shot.rglob("train-*.npz"))
 
 
 @pytest.mark.notebooks
