@@ -4,7 +4,7 @@
 
 Reads the run's ``run_times.csv`` (the notebook's wall time) and the trials table it wrote (``evaluate_grid`` rows,
 whose ``seconds`` hold each method's time on each trial, its per-trial fits included). The estimate scales each
-setting's measured per-trial seconds to the protocol's trial count (``splits.paper_settings``) and adds the rest of the
+setting's measured per-trial seconds (per encoder and method) to the protocol's trial count (``splits.paper_settings``) and adds the rest of the
 notebook's wall time (loading, shared fits, tables, figures) once. Printed per setting and method, then in total.
 """
 
@@ -19,9 +19,9 @@ from bliss_utils import splits
 
 
 def estimate(trials: pd.DataFrame, wall_seconds: float) -> tuple[pd.DataFrame, float, float]:
-    """(per setting and method: measured and full-protocol seconds, the notebook's other seconds, the total)."""
+    """(per setting, encoder and method: measured and full-protocol seconds, the notebook's other seconds, the total)."""
     protocol = {name: len(t) for name, t in splits.paper_settings(sorted(set(trials["dataset"])), 0).items()}
-    per = trials.groupby(["setting", "method"], as_index=False).agg(seconds=("seconds", "sum"), runs=("trial", "nunique"))
+    per = trials.groupby(["setting", "encoder", "method"], as_index=False).agg(seconds=("seconds", "sum"), runs=("trial", "nunique"))
     per["protocol_trials"] = per["setting"].map(protocol)
     per["full_seconds"] = per["seconds"] / per["runs"] * per["protocol_trials"]
     other = wall_seconds - float(trials["seconds"].sum())
