@@ -16,24 +16,13 @@ difference, and the machine.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 import warnings
 
 import numpy as np
 import torch
 
-
-def machine() -> str:
-    """CPU model, cores and torch threads (and the GPU when there is one)."""
-    model = platform.processor() or "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as info:
-            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
-        model = names[0] if names else model
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{model}; {os.cpu_count()} cores; torch threads {torch.get_num_threads()}; {gpu}"
+from bliss_utils.encoders.benchmark import machine
 
 
 def make_data(scale: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from typing import Any
 
@@ -19,18 +18,7 @@ import numpy as np
 import torch
 
 from bliss_utils.cmle import SSDCMLE
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo where there is one, else platform's answer."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from bliss_utils.encoders.benchmark import cpu_name
 
 
 def unit(a: np.ndarray) -> np.ndarray:

@@ -22,6 +22,26 @@ import numpy as np
 RANDOM_WEIGHTS = ("clip-vit-b16", "blip", "vit-b16-in21k")
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo where there is one, else platform's answer (for benchmark headers)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """CPU model, cores and torch threads, and the GPU when there is one (the benchmarks' header line)."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu_name()}; {os.cpu_count()} cores; torch threads {torch.get_num_threads()}; {gpu}"
+
+
 def save_random_weights(name: str, folder: Path) -> Path:
     """Save ``name``'s real architecture with random weights under ``folder`` in its loader's layout; return the path."""
     import torch
@@ -108,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {gpu}")
+    print(f"machine: {cpu_name()}, {os.cpu_count()} CPU cores, {gpu}")
     print("encoder        device  precision     load s   images/s (PIL)   images/s (tensor)   texts/s")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.names:
