@@ -50,10 +50,10 @@ class BlockedKNN:
         check_positive_int(self.n_neighbors, "n_neighbors")
         x = as_embeddings(X, "X")
         self.device_ = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.fit_X_ = x.astype(np.float64)
+        self.fit_X_ = x  # as given (LUNAR's float32): rows are upcast to float64 where distances are computed
         self.n_samples_fit_ = x.shape[0]
-        self.center_ = self.fit_X_.mean(axis=0)
-        self._index = torch.from_numpy((self.fit_X_ - self.center_).astype(np.float32)).to(self.device_)
+        self.center_ = x.mean(axis=0, dtype=np.float64)
+        self._index = torch.from_numpy((x - self.center_).astype(np.float32)).to(self.device_)
         self._index_sq = (self._index * self._index).sum(dim=1)
         self._position = {key: i for i, key in enumerate(_digests(x))}
         self._memo: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
@@ -110,28 +110,31 @@ class BlockedKNN:
         width = min(n, k + MARGIN)
         queries = self._index if q is None else torch.from_numpy((q - self.center_).astype(np.float32))
         queries = queries.to(self.device_)
+        queries_sq = (queries * queries).sum(dim=1)
         m = queries.shape[0]
         best = torch.full((m, width), torch.inf, device=self.device_)
         best_idx = torch.zeros((m, width), dtype=torch.int64, device=self.device_)
         block = max(width, int(np.sqrt(BLOCK_BYTES / 4)))
 
-        def merge(rows: slice, d: torch.Tensor, start: int) -> None:
-            # the block's own best first (a small top-k), then a merge with the running best
-            vals, pos = torch.topk(d, min(width, d.shape[1]), dim=1, largest=False)
+        def merge(rows: slice, vals: torch.Tensor, pos: torch.Tensor) -> None:
             vals, which = torch.topk(torch.cat([best[rows], vals], dim=1), width, dim=1, largest=False)
             best[rows] = vals
-            best_idx[rows] = torch.gather(torch.cat([best_idx[rows], pos + start], dim=1), 1, which)
+            best_idx[rows] = torch.gather(torch.cat([best_idx[rows], pos], dim=1), 1, which)
 
         for a in range(0, m, block):
             rows = slice(a, min(a + block, m))
             # symmetric self-search: block pairs (a, b) with b >= a, each used for both sides
             for b in range(a if q is None else 0, n, block):
                 cols = slice(b, min(b + block, n))
-                # ||y||^2 - 2 q.y ranks a row's candidates like ||q - y||^2 (||q||^2 is constant along the row)
-                gram = queries[rows] @ self._index[cols].T
-                merge(rows, self._index_sq[None, cols] - 2.0 * gram, b)
+                # ||y||^2 - 2 q.y in one fused product ranks a row's candidates like ||q - y||^2; adding
+                # ||q||^2 to the few kept makes every running best a squared distance
+                d = torch.addmm(self._index_sq[None, cols], queries[rows], self._index[cols].T, alpha=-2.0)
+                vals, pos = torch.topk(d, min(width, d.shape[1]), dim=1, largest=False)
+                merge(rows, vals + queries_sq[rows, None], pos + b)
                 if q is None and b != a:
-                    merge(cols, self._index_sq[None, rows] - 2.0 * gram.T, a)
+                    d += queries_sq[rows, None]  # squared distances: the columns rank their rows by them too
+                    vals, pos = torch.topk(d, min(width, d.shape[0]), dim=0, largest=False)
+                    merge(cols, vals.T, pos.T + a)
         return self._exact(q, best_idx.cpu().numpy(), k)
 
     def _exact(self, q: np.ndarray | None, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,7 +143,8 @@ class BlockedKNN:
         dist = np.empty(candidates.shape)
         step = max(1, (32 * 2**20) // (candidates.shape[1] * queries.shape[1] * 8))
         for a in range(0, queries.shape[0], step):
-            diff = queries[a : a + step, None, :] - self.fit_X_[candidates[a : a + step]]
+            rows = queries[a : a + step, None, :].astype(np.float64)
+            diff = rows - self.fit_X_[candidates[a : a + step]].astype(np.float64)
             dist[a : a + step] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
         order = np.argsort(dist, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(dist, order, axis=1), np.take_along_axis(candidates, order, axis=1)

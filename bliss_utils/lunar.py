@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _progress
+from . import _malloc, _progress
 from ._checks import check_positive_int
 from ._scorer import _ImageScorer, _require
 
@@ -87,17 +87,18 @@ def _pyod_lunar_class() -> type:
             best_score, best_state, self.val_scores_ = 0.0, None, []
             epochs = _progress.progress(range(self.n_epochs), desc=self.progress_desc or "", unit="epoch", leave=False,
                                         disable=self.progress_desc is None)
-            for epoch in epochs:
-                with torch.no_grad():
-                    self.network.eval()
-                    score = roc_auc_score(val_y, self.network(val_dist).cpu())
-                self.val_scores_.append(score)
-                if score >= best_score:  # PyOD keeps the last of equally good epochs
-                    best_score, best_state, self.best_epoch_ = score, deepcopy(self.network.state_dict()), epoch
-                self.network.train()
-                optimizer.zero_grad()
-                criterion(self.network(train_dist), train_y).sum().backward()
-                optimizer.step()
+            with _malloc.reuse_freed_memory():  # the same ~1 GB of activations every epoch: no page faults
+                for epoch in epochs:
+                    with torch.no_grad():
+                        self.network.eval()
+                        score = roc_auc_score(val_y, self.network(val_dist).cpu())
+                    self.val_scores_.append(score)
+                    if score >= best_score:  # PyOD keeps the last of equally good epochs
+                        best_score, best_state, self.best_epoch_ = score, deepcopy(self.network.state_dict()), epoch
+                    self.network.train()
+                    optimizer.zero_grad()
+                    criterion(self.network(train_dist), train_y).sum().backward()
+                    optimizer.step()
             self.network.load_state_dict(best_state)
             x_norm = np.copy(X) if self.scaler_ is None else self.scaler_.transform(X)
             dist = tensor(self.neigh.kneighbors(x_norm, k)[0])
