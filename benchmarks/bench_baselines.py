@@ -10,12 +10,14 @@ difference, and the machine.
     python benchmarks/bench_baselines.py --scale 0.2          # 20% of the images
     python benchmarks/bench_baselines.py --only lunar --skip-library
     python benchmarks/bench_baselines.py --only lunar-ties --scale 0.05
+    python benchmarks/bench_baselines.py --only lunar-epochs  # LUNAR's epochs with and without reuse_freed_memory
     python benchmarks/bench_baselines.py --only dn2           # DN2 against PyOD's KNN(method="mean")
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 import warnings
 
@@ -103,6 +105,42 @@ def lunar_ties(train, test) -> None:
     print(f"  largest |score difference| between the two fits: {np.abs(scores[0] - scores[1]).max():.2e}")
 
 
+def lunar_epochs(scale: float, n_epochs: int = 10) -> None:
+    """PyOD's LUNAR network trained full-batch as LUNAR trains it, with and without reuse_freed_memory, in one run."""
+    import resource
+
+    from pyod.models.lunar import WEIGHT_MODEL
+
+    from bliss_utils import _malloc
+
+    n = int(2 * 45_000 * scale * 0.9)  # normal training rows after the validation split, plus as many negatives
+    rows = torch.rand(n, 5, generator=torch.Generator().manual_seed(0))
+    target = (torch.arange(n) >= n // 2).float()
+    results = {}
+    for name, context in [("glibc defaults", contextlib.nullcontext), ("reuse_freed_memory", _malloc.reuse_freed_memory)]:
+        torch.manual_seed(0)
+        net = WEIGHT_MODEL(5)
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=0.1)
+
+        def epoch() -> None:
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(net(rows), target, reduction="none").sum().backward()
+            optimizer.step()
+
+        with context():
+            for _ in range(3):  # warm-up: the allocator reaches its working size
+                epoch()
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            _, seconds = timed(lambda: [epoch() for _ in range(n_epochs)])
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        results[name] = (seconds / n_epochs, faults / n_epochs, [p.detach().clone() for p in net.parameters()])
+        print(f"LUNAR epochs, {name}: {seconds / n_epochs:.3f} s an epoch on {n} rows, {faults / n_epochs:.0f} page "
+              f"faults an epoch")  # fmt: skip
+    (t0, _, w0), (t1, _, w1) = results.values()
+    same = all(torch.equal(a, b) for a, b in zip(w0, w1, strict=True))
+    print(f"  ratio {t0 / t1:.2f}x; weights after {n_epochs + 3} epochs bit-identical: {same}")
+
+
 def bench_gmm(train, labels, test, skip_library: bool) -> None:
     from sklearn.mixture import GaussianMixture
 
@@ -156,9 +194,9 @@ def main() -> None:
     parser.add_argument("--skip-library", action="store_true", help="time ours only")
     parser.add_argument(
         "--only",
-        choices=["lunar", "gmm", "dn2", "lunar-ties"],
-        help="run one of them (lunar-ties: how PyOD's "
-        "LUNAR picks its epoch on inputs one rounding apart; not part of the default run)",
+        choices=["lunar", "gmm", "dn2", "lunar-ties", "lunar-epochs"],
+        help="run one of them (lunar-ties: how PyOD's LUNAR picks its epoch on inputs one rounding apart; "
+        "lunar-epochs: its training epochs with and without reuse_freed_memory; neither is part of the default run)",
     )
     args = parser.parse_args()
     print(f"machine: {machine()}")
@@ -172,6 +210,8 @@ def main() -> None:
         bench_lunar(train, labels, test, args.skip_library)
     if args.only == "lunar-ties":
         lunar_ties(train, test)
+    if args.only == "lunar-epochs":
+        lunar_epochs(args.scale)
 
 
 if __name__ == "__main__":
