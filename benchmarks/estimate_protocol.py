@@ -1,6 +1,7 @@
 """Estimate a notebook's time for every trial of the protocol from a run that did a few trials per setting.
 
     python benchmarks/estimate_protocol.py out/rehearsal2/results --notebook 04_main_results --trials-table table1_trials
+    python benchmarks/estimate_protocol.py out/r05/results --notebook 05_ablations --trials-table ablation_trials
 
 Reads the run's ``run_times.csv`` (the notebook's wall time) and the trials table it wrote (``evaluate_grid`` rows,
 whose ``seconds`` hold each method's time on each trial, its per-trial fits included). The estimate scales each
@@ -22,7 +23,8 @@ def estimate(trials: pd.DataFrame, wall_seconds: float) -> tuple[pd.DataFrame, f
     """(per setting, encoder and method: measured and full-protocol seconds, the notebook's other seconds, the total)."""
     protocol = {name: len(t) for name, t in splits.paper_settings(sorted(set(trials["dataset"])), 0).items()}
     per = trials.groupby(["setting", "encoder", "method"], as_index=False).agg(seconds=("seconds", "sum"), runs=("trial", "nunique"))
-    per["protocol_trials"] = per["setting"].map(protocol)
+    # settings outside the protocol (05's close pairs) run as they are whatever the trial limit: counted as measured
+    per["protocol_trials"] = per["setting"].map(protocol).fillna(per["runs"]).astype(int)
     per["full_seconds"] = per["seconds"] / per["runs"] * per["protocol_trials"]
     other = wall_seconds - float(trials["seconds"].sum())
     return per, other, other + float(per["full_seconds"].sum())

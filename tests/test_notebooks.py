@@ -38,7 +38,8 @@ EXPECTED = {
                      "results/ablation_shots.csv", "results/paper_05_shots_best.csv", "results/ablation_dictionary.csv",
                      "results/ablation_efficiency.csv", "results/ablation_templates.csv",
                      "results/paper_05_tinyimagenet_labels.csv", "results/ablation_close_pairs.csv",
-                     "results/ablation_gmm.csv", "results/ablation_object_aware_prompts.csv"],
+                     "results/ablation_gmm.csv", "results/ablation_object_aware_prompts.csv",
+                     "results/ablation_trials.csv"],
     "06_backbones": [*_figures("table3_backbones"), "results/table3.csv", "results/paper_06_table3.csv"],
 }  # fmt: skip
 # Imported by the notebook kernels of the copied-cache run (PYTHONPATH): any attempt to build a model fails loudly.
