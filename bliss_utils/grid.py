@@ -180,15 +180,16 @@ def evaluate_grid(
     # image baselines fit each trial's model when first scoring it: the bar's pace is theirs
     name = " ".join(n for n in (data.dataset, data.encoder) if n) or "grid"
     bar = _progress.progress(jobs, desc=f"{name}: trials", unit="trial", disable=not progress or len(jobs) < 2)
-    base = {"dataset": data.dataset, "encoder": data.encoder, "n_shots": n_shots}
+    base = {"dataset": data.dataset, "n_shots": n_shots}
     rows = []
     for setting, trial, normal in bar:
         is_anomaly = ~np.isin(np.asarray(data.test_labels), normal)
         image_anomaly = ~np.isin(np.asarray(image.test_labels), normal)
 
-        def record(method: str, scores: np.ndarray, anomaly: np.ndarray, lam: float = np.nan, k: float = np.nan) -> None:
+        def record(method: str, scores: np.ndarray, anomaly: np.ndarray, lam: float = np.nan, k: float = np.nan,
+                   encoder: str = data.encoder) -> None:  # fmt: skip
             nonlocal started
-            rows.append({**base, "setting": setting, "trial": trial, "method": method, "lam": lam, "k": k,
+            rows.append({**base, "encoder": encoder, "setting": setting, "trial": trial, "method": method, "lam": lam, "k": k,
                          "auroc": 100 * auroc(scores, anomaly), "fpr95": 100 * fpr95(scores, anomaly),
                          "seconds": time.perf_counter() - started})  # fmt: skip
             started = time.perf_counter()  # each (lam, K) row of one method counts only its own scoring
@@ -205,7 +206,7 @@ def evaluate_grid(
             elif method in TEXT_METHODS or method in PROMPT_METHODS or method == "ssd-cmle":
                 record(method, scorers[method].score_samples(data.test, normal), is_anomaly)
             else:
-                record(method, scorers[method].score_samples(image.test, normal), image_anomaly)
+                record(method, scorers[method].score_samples(image.test, normal), image_anomaly, encoder=image.encoder)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

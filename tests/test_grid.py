@@ -73,13 +73,15 @@ def test_image_only_methods_use_image_data(data):
     image = EmbeddingSet(train=unit(rng.normal(size=(len(data.train), 7)) + 3 * np.eye(7)[data.train_labels]),
                          train_labels=data.train_labels,
                          test=unit(rng.normal(size=(len(data.test), 7)) + 3 * np.eye(7)[data.test_labels]),
-                         test_labels=data.test_labels)
-    frame = evaluate_grid(data, SPLITS, methods=("dn2",), image_data=image)
+                         test_labels=data.test_labels, encoder="toy-image")
+    frame = evaluate_grid(data, SPLITS, methods=("dn2", "biased-clip"), image_data=image)
+    # each row names the encoder its method ran on
+    assert frame.groupby("method")["encoder"].unique().map(list).to_dict() == {"dn2": ["toy-image"], "biased-clip": ["toy"]}
     from bliss_utils.baselines import DN2
 
     normal = SPLITS["toy-3"][1]
     expected = DN2().fit(image.train, image.train_labels).score_samples(image.test, normal)
-    got = frame.query("setting == 'toy-3' and trial == 1")["auroc"].item()
+    got = frame.query("setting == 'toy-3' and trial == 1 and method == 'dn2'")["auroc"].item()
     assert got == pytest.approx(100 * auroc(expected, ~np.isin(image.test_labels, normal)))
 
 
