@@ -117,7 +117,8 @@ def lunar_epochs(scale: float, n_epochs: int = 10) -> None:
     rows = torch.rand(n, 5, generator=torch.Generator().manual_seed(0))
     target = (torch.arange(n) >= n // 2).float()
     results = {}
-    for name, context in [("glibc defaults", contextlib.nullcontext), ("reuse_freed_memory", _malloc.reuse_freed_memory)]:
+    contexts = [("glibc defaults", contextlib.nullcontext), ("reuse_freed_memory", _malloc.reuse_freed_memory)]
+    for name, context in contexts:
         torch.manual_seed(0)
         net = WEIGHT_MODEL(5)
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=0.1)

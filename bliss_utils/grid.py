@@ -189,8 +189,8 @@ def evaluate_grid(
         def record(method: str, scores: np.ndarray, anomaly: np.ndarray, lam: float = np.nan, k: float = np.nan,
                    encoder: str = data.encoder) -> None:  # fmt: skip
             nonlocal started
-            rows.append({**base, "encoder": encoder, "setting": setting, "trial": trial, "method": method, "lam": lam, "k": k,
-                         "auroc": 100 * auroc(scores, anomaly), "fpr95": 100 * fpr95(scores, anomaly),
+            rows.append({**base, "encoder": encoder, "setting": setting, "trial": trial, "method": method, "lam": lam,
+                         "k": k, "auroc": 100 * auroc(scores, anomaly), "fpr95": 100 * fpr95(scores, anomaly),
                          "seconds": time.perf_counter() - started})  # fmt: skip
             started = time.perf_counter()  # each (lam, K) row of one method counts only its own scoring
 
