@@ -116,23 +116,23 @@ def lunar_epochs(scale: float, n_epochs: int = 10) -> None:
     n = int(2 * 45_000 * scale * 0.9)  # normal training rows after the validation split, plus as many negatives
     rows = torch.rand(n, 5, generator=torch.Generator().manual_seed(0))
     target = (torch.arange(n) >= n // 2).float()
+
+    def epoch(net: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(net(rows), target, reduction="none").sum().backward()
+        optimizer.step()
+
     results = {}
     contexts = [("glibc defaults", contextlib.nullcontext), ("reuse_freed_memory", _malloc.reuse_freed_memory)]
     for name, context in contexts:
         torch.manual_seed(0)
         net = WEIGHT_MODEL(5)
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=0.1)
-
-        def epoch() -> None:
-            optimizer.zero_grad()
-            torch.nn.functional.mse_loss(net(rows), target, reduction="none").sum().backward()
-            optimizer.step()
-
         with context():
             for _ in range(3):  # warm-up: the allocator reaches its working size
-                epoch()
+                epoch(net, optimizer)
             faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            _, seconds = timed(lambda: [epoch() for _ in range(n_epochs)])
+            _, seconds = timed(lambda: [epoch(net, optimizer) for _ in range(n_epochs)])  # noqa: B023 (called here)
             faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         results[name] = (seconds / n_epochs, faults / n_epochs, [p.detach().clone() for p in net.parameters()])
         print(f"LUNAR epochs, {name}: {seconds / n_epochs:.3f} s an epoch on {n} rows, {faults / n_epochs:.0f} page "
