@@ -143,8 +143,8 @@ class BlockedKNN:
         dist = np.empty(candidates.shape)
         step = max(1, (32 * 2**20) // (candidates.shape[1] * queries.shape[1] * 8))
         for a in range(0, queries.shape[0], step):
-            rows = queries[a : a + step, None, :].astype(np.float64)
-            diff = rows - self.fit_X_[candidates[a : a + step]].astype(np.float64)
+            rows = queries[a : a + step, None, :].astype(np.float64, copy=False)  # new queries are float64 already
+            diff = rows - self.fit_X_[candidates[a : a + step]].astype(np.float64, copy=False)
             dist[a : a + step] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
         order = np.argsort(dist, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(dist, order, axis=1), np.take_along_axis(candidates, order, axis=1)

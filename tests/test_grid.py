@@ -76,7 +76,8 @@ def test_image_only_methods_use_image_data(data):
                          test_labels=data.test_labels, encoder="toy-image")
     frame = evaluate_grid(data, SPLITS, methods=("dn2", "biased-clip"), image_data=image)
     # each row names the encoder its method ran on
-    assert frame.groupby("method")["encoder"].unique().map(list).to_dict() == {"dn2": ["toy-image"], "biased-clip": ["toy"]}
+    encoders = frame.groupby("method")["encoder"].unique().map(list).to_dict()
+    assert encoders == {"dn2": ["toy-image"], "biased-clip": ["toy"]}
     from bliss_utils.baselines import DN2
 
     normal = SPLITS["toy-3"][1]
