@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -191,6 +191,26 @@ def class_names(dataset: str, names: str = "paper") -> list[str]:
 # ----------------------------------------------------------------------------------------------------------- CIFAR
 
 
+class CifarFiles(NamedTuple):
+    """Where a CIFAR archive's files lie once extracted (torchvision's CIFAR10/CIFAR100 read this layout)."""
+
+    folder: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    meta: str
+    url: str
+
+
+# Naming the files here keeps torchvision (3 s to import) out of every load that only checks or fingerprints them;
+# tests/test_datasets.py checks that they agree with torchvision's lists.
+CIFAR_FILES = {
+    "cifar10": CifarFiles("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
+                          "batches.meta", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+    "cifar100": CifarFiles("cifar-100-python", ("train",), ("test",), "meta",
+                           "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+}  # fmt: skip
+
+
 def _cifar_class(name: str, synthetic: bool) -> Any:
     from torchvision.datasets import CIFAR10, CIFAR100
 
@@ -212,34 +232,32 @@ def _cifar_class(name: str, synthetic: bool) -> Any:
 
 def _cifar_identity(name: str, split: str, folder: Path) -> str:
     """The split's batch files and the meta file, by sha256: what the arrays are read from."""
-    from torchvision.datasets import CIFAR10, CIFAR100
-
     from ._filehash import file_sha256
 
-    real = CIFAR10 if name == "cifar10" else CIFAR100
-    files = [f for f, _ in (real.train_list if split == "train" else real.test_list)] + [real.meta["filename"]]
+    layout = CIFAR_FILES[name]
+    files = [*(layout.train if split == "train" else layout.test), layout.meta]
     digest = _sha("\n".join(f"{f}\t{file_sha256(folder / f)}" for f in files).encode())
     return f"{name}|{split}|files={digest}"
 
 
 def _cifar_folder(name: str, root: Path, download: bool) -> Path:
     """The CIFAR folder under ``root`` with every file present (downloaded first if asked), else the clear error."""
-    from torchvision.datasets import CIFAR10, CIFAR100
-
-    real = CIFAR10 if name == "cifar10" else CIFAR100
-    folder = root / real.base_folder
-    needed = [f for f, _ in real.train_list + real.test_list] + [real.meta["filename"]]
+    layout = CIFAR_FILES[name]
+    folder = root / layout.folder
+    needed = [*layout.train, *layout.test, layout.meta]
     if download and any(not (folder / f).is_file() for f in needed):
+        from torchvision.datasets import CIFAR10, CIFAR100
+
         root.mkdir(parents=True, exist_ok=True)
-        real(str(root), train=True, download=True)
+        (CIFAR10 if name == "cifar10" else CIFAR100)(str(root), train=True, download=True)
     missing = [f for f in needed if not (folder / f).is_file()]
     if missing:
         raise DatasetNotFoundError(
             f"{name} not found: {folder} lacks {', '.join(missing)}. Download it with "
             f"`python -m bliss_utils embed --dataset {name} --download ...` "
             f"or load_dataset({name!r}, ..., download=True), "
-            f"or extract {real.url} into {root} (or set BLISS_DATA_DIR / pass root= to the folder that holds "
-            f"{real.base_folder}/)."
+            f"or extract {layout.url} into {root} (or set BLISS_DATA_DIR / pass root= to the folder that holds "
+            f"{layout.folder}/)."
         )
     return folder
 

@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_path
-from .datasets import SYNTHETIC_MARKER, TINYIMAGENET_FOLDER, _names_cifar10, _names_cifar100, tinyimagenet_classes
+from .datasets import (
+    CIFAR_FILES,
+    SYNTHETIC_MARKER,
+    TINYIMAGENET_FOLDER,
+    _names_cifar10,
+    _names_cifar100,
+    tinyimagenet_classes,
+)
 from .prompts import clean_label
 
 # Bump when the images change for the same arguments, so that generated data from an older version is regenerated.
@@ -154,7 +161,8 @@ def make_fake_cifar(
     pieces = chunked_images(np.concatenate([train_y, test_y]), names, 32, seed, chunk)
     flat = np.concatenate([np.empty((0, 3072), np.uint8), *(p.transpose(0, 3, 1, 2).reshape(-1, 3072) for p in pieces)])
     train_x, test_x = flat[: len(train_y)], flat[len(train_y) :]
-    folder = Path(root) / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    layout = CIFAR_FILES[name]
+    folder = Path(root) / layout.folder
     _fresh_folder(
         folder, dataset=name, seed=seed, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class
     )
@@ -163,9 +171,10 @@ def make_fake_cifar(
         return [f"{prefix}_{i}.png" for i in range(n)]
 
     if name == "cifar10":
-        for i, idx in enumerate(np.array_split(np.arange(len(train_y)), 5), start=1):
+        batches = np.array_split(np.arange(len(train_y)), len(layout.train))
+        for i, (file, idx) in enumerate(zip(layout.train, batches, strict=True), start=1):
             _write_pickle(
-                folder / f"data_batch_{i}",
+                folder / file,
                 {
                     "batch_label": f"training batch {i} of 5",
                     "labels": train_y[idx].tolist(),
@@ -174,7 +183,7 @@ def make_fake_cifar(
                 },
             )
         _write_pickle(
-            folder / "test_batch",
+            folder / layout.test[0],
             {
                 "batch_label": "testing batch 1 of 1",
                 "labels": test_y.tolist(),
@@ -183,7 +192,7 @@ def make_fake_cifar(
             },
         )
         _write_pickle(
-            folder / "batches.meta",
+            folder / layout.meta,
             {"label_names": names, "num_cases_per_batch": len(train_y) // 5 or 1, "num_vis": 3072},
         )
     else:
@@ -192,7 +201,7 @@ def make_fake_cifar(
         coarse = np.array([coarse_of[n] for n in names])
         for split, y, x in (("train", train_y, train_x), ("test", test_y, test_x)):
             _write_pickle(
-                folder / split,
+                folder / (layout.train if split == "train" else layout.test)[0],
                 {
                     "filenames": files(len(y), split),
                     "batch_label": f"{split}ing batch 1 of 1",
@@ -201,7 +210,7 @@ def make_fake_cifar(
                     "data": x,
                 },
             )
-        _write_pickle(folder / "meta", {"fine_label_names": names, "coarse_label_names": coarse_names})
+        _write_pickle(folder / layout.meta, {"fine_label_names": names, "coarse_label_names": coarse_names})
     return folder
 
 

@@ -63,6 +63,22 @@ def test_fake_cifar_is_read_by_torchvision_itself(fake_data):
     assert train.identity != test.identity
 
 
+def test_cifar_file_layout_is_torchvisions(fake_data):
+    import subprocess
+    import sys
+
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    for name, real in (("cifar10", CIFAR10), ("cifar100", CIFAR100)):
+        ours = datasets.CIFAR_FILES[name]
+        assert ours.folder == real.base_folder and ours.meta == real.meta["filename"] and ours.url == real.url
+        assert list(ours.train) == [f for f, _ in real.train_list] and list(ours.test) == [f for f, _ in real.test_list]
+    # so fingerprinting a dataset on disk, as every cached load does, needs no torchvision (3 s to import)
+    code = (f"import sys; from bliss_utils import datasets; datasets.dataset_identity('cifar10', 'test', {str(fake_data)!r}); "
+            "assert 'torchvision' not in sys.modules, 'torchvision was imported'")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_fake_cifar100_uses_fine_labels(fake_data):
     ds = load_dataset("cifar100", "test", root=fake_data)
     assert len(ds) == 100 and sorted(ds.labels.tolist()) == list(range(100))
