@@ -38,8 +38,14 @@ def main() -> None:
     parser.add_argument("--trials-table", default="table1_trials", help="the trials CSV the notebook wrote")
     args = parser.parse_args()
     times = pd.read_csv(args.results / "run_times.csv").set_index("notebook")
+    if args.notebook not in times.index:
+        raise SystemExit(f"{args.results / 'run_times.csv'} has no row for {args.notebook!r}; it times "
+                         f"{', '.join(times.index)}: pass one of them with --notebook")  # fmt: skip
     wall = float(times.loc[args.notebook, "seconds"])
-    trials = pd.read_csv(args.results / f"{args.trials_table}.csv")
+    trials_path = args.results / f"{args.trials_table}.csv"
+    if not trials_path.is_file():
+        raise SystemExit(f"no {trials_path}: pass the trials table that {args.notebook} wrote with --trials-table")
+    trials = pd.read_csv(trials_path)
     if "seconds" not in trials:
         raise SystemExit(f"{args.trials_table}.csv has no seconds column: run the notebook with this version first")
     per, other, total = estimate(trials, wall)
