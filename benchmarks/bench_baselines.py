@@ -201,6 +201,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.only == "lunar-epochs":  # builds its own inputs
+        lunar_epochs(args.scale)
+        return
     train, labels, test = make_data(args.scale)
     print(f"data: train {train.shape}, test {test.shape}, scale {args.scale}")
     if args.only in (None, "dn2"):
@@ -211,8 +214,6 @@ def main() -> None:
         bench_lunar(train, labels, test, args.skip_library)
     if args.only == "lunar-ties":
         lunar_ties(train, test)
-    if args.only == "lunar-epochs":
-        lunar_epochs(args.scale)
 
 
 if __name__ == "__main__":
