@@ -8,6 +8,11 @@ import numpy as np
 import pytest
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the notebook tests first: under xdist's per-file scheduling the longest file then overlaps every other."""
+    items.sort(key=lambda item: item.get_closest_marker("notebooks") is None)
+
+
 class FakeEncoder:
     """Contract-following encoder: 8x8 colour thumbnails times a seeded projection; texts hash to fixed vectors.
 
