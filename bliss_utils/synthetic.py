@@ -176,7 +176,7 @@ def make_fake_cifar(
             _write_pickle(
                 folder / file,
                 {
-                    "batch_label": f"training batch {i} of 5",
+                    "batch_label": f"training batch {i} of {len(layout.train)}",
                     "labels": train_y[idx].tolist(),
                     "data": train_x[idx],
                     "filenames": files(len(idx), f"train{i}"),
@@ -193,7 +193,7 @@ def make_fake_cifar(
         )
         _write_pickle(
             folder / layout.meta,
-            {"label_names": names, "num_cases_per_batch": len(train_y) // 5 or 1, "num_vis": 3072},
+            {"label_names": names, "num_cases_per_batch": len(train_y) // len(layout.train) or 1, "num_vis": 3072},
         )
     else:
         coarse_names = list(_CIFAR100_COARSE)
