@@ -153,7 +153,9 @@ class SSDCMLE(_ImageScorer):
     """SSD on frozen embeddings passed through a residual adapter trained with CMG's CMLE (see the module docstring).
 
     Needs the dictionary (pseudo-captions) or, with ``captions="class_text"``, the class texts; fitted per set of
-    normal classes (one adapter per trial), seeded from ``random_state`` with a local torch.Generator.
+    normal classes (one adapter per trial), seeded from ``random_state`` with a local torch.Generator. ``device``
+    (None: CUDA when available, else the CPU) trains the adapter; the weights are drawn and the batches shuffled on
+    the CPU whatever the device, and scoring runs on the CPU.
     """
 
     def __init__(
@@ -175,6 +177,7 @@ class SSDCMLE(_ImageScorer):
         random_state: int = 0,
         progress: bool = True,
         torch_threads: int | None = None,
+        device: str | None = None,
     ) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
@@ -193,6 +196,7 @@ class SSDCMLE(_ImageScorer):
         self.random_state = random_state
         self.progress = progress
         self.torch_threads = torch_threads
+        self.device = device
 
     def _check_params(self) -> None:
         for name in ("epochs",):
@@ -218,6 +222,14 @@ class SSDCMLE(_ImageScorer):
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive number; got {v!r}")
+        if self.device is not None:
+            torch = _require("torch", "torch")
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError) as err:
+                raise ValueError(
+                    f"device must be None or a torch device such as 'cpu' or 'cuda'; got {self.device!r}"
+                ) from err
 
     def fit(
         self,
@@ -264,12 +276,15 @@ class SSDCMLE(_ImageScorer):
         head = torch.nn.Sequential(
             _linear(dim, dim, generator), torch.nn.ReLU(), _linear(dim, self.head_dim, generator)
         )
+        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        adapter.to(device)
+        head.to(device)
         params = list(adapter.parameters()) + list(head.parameters())
         optimiser = torch.optim.Adam(params, lr=self.lr, betas=tuple(self.betas))
-        zt = torch.as_tensor(z, dtype=torch.float32)
-        ct = torch.as_tensor(clusters, dtype=torch.int64)
-        idx_t = torch.as_tensor(np.clip(nb_idx, 0, None))
-        w_t = torch.as_tensor(nb_w, dtype=torch.float32)
+        zt = torch.as_tensor(z, dtype=torch.float32, device=device)
+        ct = torch.as_tensor(clusters, dtype=torch.int64, device=device)
+        idx_t = torch.as_tensor(np.clip(nb_idx, 0, None), device=device)
+        w_t = torch.as_tensor(nb_w, dtype=torch.float32, device=device)
         losses: list[float] = []
         steps = 0
         epochs = _progress.progress(range(int(self.epochs)), desc=f"SSD+CMLE on classes {classes.tolist()}",
@@ -280,7 +295,8 @@ class SSDCMLE(_ImageScorer):
         started = time.perf_counter()
         try:
             for _ in epochs:
-                order = torch.randperm(zt.shape[0], generator=generator)
+                # drawn on the CPU so that a seed gives the same batches on every device
+                order = torch.randperm(zt.shape[0], generator=generator).to(device)
                 total = 0.0
                 for start in range(0, zt.shape[0], self.batch_size):
                     batch = order[start : start + self.batch_size]
@@ -296,7 +312,7 @@ class SSDCMLE(_ImageScorer):
         finally:
             torch.set_num_threads(before)
         train_seconds = time.perf_counter() - started
-        adapter.eval()
+        adapter.cpu().eval()
         for p in adapter.parameters():
             p.requires_grad_(False)
         return AdaptedSSD(adapter, fit_mahalanobis(_apply(adapter, z)), losses, steps, train_seconds)

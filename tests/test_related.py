@@ -200,6 +200,20 @@ def test_cmle_refuses_bad_settings():
         SSDCMLE().fit(z, y, texts, None)
     with pytest.raises(ValueError, match="distinct captions"):
         SSDCMLE(captions="class_text").fit(z, y, texts, None).score_samples(z, [0])
+    with pytest.raises(ValueError, match="device must be None or a torch device"):
+        SSDCMLE(device="gpu0").fit(z, y, None, texts)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cmle_on_cuda_matches_the_cpu():
+    z, y = _clusters(n_classes=3, per_class=40, dim=12, seed=4)
+    words = np.random.default_rng(5).normal(size=(60, 12))
+    on = {d: SSDCMLE(epochs=2, batch_size=32, device=d).fit(z, y, None, words) for d in ("cpu", "cuda")}
+    scores = {d: m.score_samples(z[::3], [0, 1]) for d, m in on.items()}
+    losses = {d: m.models_[frozenset({0, 1})].losses for d, m in on.items()}
+    # same initial weights and batches on both devices: only float32 rounding differs
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-4)
+    np.testing.assert_allclose(scores["cuda"], scores["cpu"], rtol=1e-3)
 
 
 # -- AnomalyCLIP -----------------------------------------------------------------------------------------------------
