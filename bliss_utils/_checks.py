@@ -113,3 +113,15 @@ def as_class_list(normal_classes: Any, available: np.ndarray, n_classes: int) ->
     if missing.size:
         raise ValueError(f"normal class(es) {missing.tolist()} have no training images: their statistics were not fitted")
     return np.unique(arr)
+
+
+def torch_device(device: str | None) -> Any:
+    """``device`` as a torch.device; None: CUDA when available, else the CPU. A name torch does not know: ValueError."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be None or a torch device such as 'cpu' or 'cuda'; got {device!r}") from err

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import _progress
-from ._checks import as_embeddings, l2_normalize
+from ._checks import as_embeddings, l2_normalize, torch_device
 from ._scorer import _ImageScorer, _require
 from .ssd import MahalanobisModel, fit_mahalanobis
 
@@ -222,14 +222,7 @@ class SSDCMLE(_ImageScorer):
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive number; got {v!r}")
-        if self.device is not None:
-            torch = _require("torch", "torch")
-            try:
-                torch.device(self.device)
-            except (RuntimeError, TypeError) as err:
-                raise ValueError(
-                    f"device must be None or a torch device such as 'cpu' or 'cuda'; got {self.device!r}"
-                ) from err
+        torch_device(self.device)
 
     def fit(
         self,
@@ -276,7 +269,7 @@ class SSDCMLE(_ImageScorer):
         head = torch.nn.Sequential(
             _linear(dim, dim, generator), torch.nn.ReLU(), _linear(dim, self.head_dim, generator)
         )
-        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = torch_device(self.device)
         adapter.to(device)
         head.to(device)
         params = list(adapter.parameters()) + list(head.parameters())

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _progress
-from ._checks import check_positive_int
+from ._checks import check_positive_int, torch_device
 from ._scorer import _ImageScorer, _require
 
 COMPONENTS = ("per-class", "one")
@@ -79,7 +79,7 @@ class GMM(_ImageScorer):
 
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
         torch = _require("torch", "torch")
-        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = torch_device(self.device)
         # float64: EM with full covariances in float32 loses positive-definiteness on 768-d data
         x = torch.from_numpy(z.astype(np.float64)).to(device)
         own = labels[np.isin(labels, classes)]

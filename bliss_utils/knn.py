@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_embeddings, check_positive_int
+from ._checks import as_embeddings, check_positive_int, torch_device
 
 # Extra float32 candidates per row whose distances are recomputed in float64 (absorbs float32 rounding at the k-th).
 MARGIN = 8
@@ -49,7 +49,7 @@ class BlockedKNN:
 
         check_positive_int(self.n_neighbors, "n_neighbors")
         x = as_embeddings(X, "X")
-        self.device_ = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device_ = torch_device(self.device)
         self.fit_X_ = x  # as given (LUNAR's float32): rows are upcast to float64 where distances are computed
         self.n_samples_fit_ = x.shape[0]
         self.center_ = x.mean(axis=0, dtype=np.float64)

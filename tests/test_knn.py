@@ -42,3 +42,5 @@ def test_errors(points):
         ours.kneighbors(queries[:, :5])
     with pytest.raises(ValueError, match="n_neighbors must be a positive integer"):
         BlockedKNN(n_neighbors=0).fit(index)
+    with pytest.raises(ValueError, match="device must be None or a torch device"):
+        BlockedKNN(device="gpu0").fit(index)
