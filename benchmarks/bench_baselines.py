@@ -62,18 +62,22 @@ def bench_lunar(train, labels, test, skip_library: bool) -> None:
     ours, t_ours = timed(lambda: scorer.score_samples(test))
     t_ours += t_fit
     val = np.asarray(model.val_scores_)
-    print(f"LUNAR ours: {t_ours:.1f} s (fit {t_fit:.1f} s on {train.shape[0]} images + as many negatives, "
-          f"score {test.shape[0]}); "
-          f"best epoch {model.best_epoch_} of {val.size}, validation AUROC {val.max():.6f}, reached (to 1e-9) by "
-          f"{int(np.sum(val >= val.max() - 1e-9))} epochs")  # fmt: skip
+    print(
+        f"LUNAR ours: {t_ours:.1f} s (fit {t_fit:.1f} s on {train.shape[0]} images + as many negatives, "
+        f"score {test.shape[0]}); "
+        f"best epoch {model.best_epoch_} of {val.size}, validation AUROC {val.max():.6f}, reached (to 1e-9) by "
+        f"{int(np.sum(val >= val.max() - 1e-9))} epochs"
+    )
     if skip_library:
         return
     # PyOD gets exactly the arrays ours fitted and scored (ours L2-normalises its inputs, which moves float32 ulps)
     z, q = scorer.train_.astype(np.float32), scorer._prepare(test).astype(np.float32)
     with torch.random.fork_rng(devices=[]):
         lib, t_lib = timed(lambda: PyODLUNAR(scaler=MinMaxScaler(), random_state=0).fit(z).decision_function(q))
-    print(f"LUNAR PyOD: {t_lib:.1f} s; ratio {t_lib / t_ours:.2f}x; largest |score difference| "
-          f"{np.abs(lib - ours).max():.2e} (scores range {lib.min():.3g} .. {lib.max():.3g})")  # fmt: skip
+    print(
+        f"LUNAR PyOD: {t_lib:.1f} s; ratio {t_lib / t_ours:.2f}x; largest |score difference| "
+        f"{np.abs(lib - ours).max():.2e} (scores range {lib.min():.3g} .. {lib.max():.3g})"
+    )
 
 
 def lunar_ties(train, test) -> None:
@@ -135,8 +139,10 @@ def lunar_epochs(scale: float, n_epochs: int = 10) -> None:
             _, seconds = timed(lambda: [epoch(net, optimizer) for _ in range(n_epochs)])  # noqa: B023 (called here)
             faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         results[name] = (seconds / n_epochs, faults / n_epochs, [p.detach().clone() for p in net.parameters()])
-        print(f"LUNAR epochs, {name}: {seconds / n_epochs:.3f} s an epoch on {n} rows, {faults / n_epochs:.0f} page "
-              f"faults an epoch")  # fmt: skip
+        print(
+            f"LUNAR epochs, {name}: {seconds / n_epochs:.3f} s an epoch on {n} rows, {faults / n_epochs:.0f} page "
+            f"faults an epoch"
+        )
     (t0, _, w0), (t1, _, w1) = results.values()
     same = all(torch.equal(a, b) for a, b in zip(w0, w1, strict=True))
     print(f"  ratio {t0 / t1:.2f}x; weights after {n_epochs + 3} epochs bit-identical: {same}")
@@ -159,9 +165,16 @@ def bench_gmm(train, labels, test, skip_library: bool) -> None:
         classes, counts = np.unique(labels, return_counts=True)
         eye = np.eye(z.shape[1])
         covs = [np.cov(z[labels == c], rowvar=False, bias=True) + 1e-6 * eye for c in classes]
-        gm = GaussianMixture(len(classes), reg_covar=1e-6, max_iter=10, tol=1e-3, weights_init=counts / counts.sum(),
-                             means_init=np.stack([z[labels == c].mean(0) for c in classes]),
-                             precisions_init=np.stack([_sym(np.linalg.inv(c)) for c in covs]), init_params="random_from_data")  # fmt: skip
+        gm = GaussianMixture(
+            len(classes),
+            reg_covar=1e-6,
+            max_iter=10,
+            tol=1e-3,
+            weights_init=counts / counts.sum(),
+            means_init=np.stack([z[labels == c].mean(0) for c in classes]),
+            precisions_init=np.stack([_sym(np.linalg.inv(c)) for c in covs]),
+            init_params="random_from_data",
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gm.fit(z)
@@ -169,8 +182,10 @@ def bench_gmm(train, labels, test, skip_library: bool) -> None:
         return -gm.score_samples(scorer._prepare(test).astype(np.float64))
 
     lib, t_lib = timed(library)
-    print(f"GMM scikit-learn: {t_lib:.1f} s; ratio {t_lib / t_ours:.2f}x; largest |score difference| "
-          f"{np.abs(lib - ours).max():.2e} (relative {np.abs(lib - ours).max() / np.abs(lib).max():.1e})")  # fmt: skip
+    print(
+        f"GMM scikit-learn: {t_lib:.1f} s; ratio {t_lib / t_ours:.2f}x; largest |score difference| "
+        f"{np.abs(lib - ours).max():.2e} (relative {np.abs(lib - ours).max() / np.abs(lib).max():.1e})"
+    )
 
 
 def bench_dn2(train, labels, test, skip_library: bool) -> None:
@@ -185,8 +200,10 @@ def bench_dn2(train, labels, test, skip_library: bool) -> None:
         return
     z, q = scorer.train_, scorer._prepare(test)  # exactly the normalised arrays ours used
     lib, t_lib = timed(lambda: KNN(n_neighbors=5, method="mean").fit(z).decision_function(q))
-    print(f"DN2 PyOD KNN(method='mean'): {t_lib:.1f} s; ratio {t_lib / t_ours:.2f}x; largest |score difference| "
-          f"{np.abs(lib - ours).max():.2e} (scores range {lib.min():.3g} .. {lib.max():.3g})")  # fmt: skip
+    print(
+        f"DN2 PyOD KNN(method='mean'): {t_lib:.1f} s; ratio {t_lib / t_ours:.2f}x; largest |score difference| "
+        f"{np.abs(lib - ours).max():.2e} (scores range {lib.min():.3g} .. {lib.max():.3g})"
+    )
 
 
 def main() -> None:

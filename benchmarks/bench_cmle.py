@@ -46,8 +46,10 @@ def main() -> None:
     z = unit(centres[rng.integers(0, 10, args.n_train)] + 3 * rng.normal(size=(args.n_train, args.dim)))
     words = unit(rng.normal(size=(1000, args.dim)))
     labels = np.zeros(args.n_train, dtype=np.int64)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs visible, "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} CPUs visible, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads"
+    )
     print(f"n_train={args.n_train} dim={args.dim} batch={args.batch_size} epochs={args.epochs}")
     # warm-up: first calls pay imports and allocator growth, which would be charged to the setup otherwise
     timed_fit(SSDCMLE(epochs=1, batch_size=args.batch_size, torch_threads=args.threads), z, labels, words)
@@ -59,8 +61,10 @@ def main() -> None:
         per_steps.append(per_step)
         setup = total - fitted.train_seconds
         trial = {n: 80 * -(-n // args.batch_size) * per_step / 60 for n in (5000, 45000)}
-        print(f"lle_weight={lle_weight:g}: setup {setup:.1f} s, {per_step:.3f} s/step; 80 epochs: "
-              f"{trial[5000]:.0f} min for 5,000 images, {trial[45000]:.0f} min for 45,000")  # fmt: skip
+        print(
+            f"lle_weight={lle_weight:g}: setup {setup:.1f} s, {per_step:.3f} s/step; 80 epochs: "
+            f"{trial[5000]:.0f} min for 5,000 images, {trial[45000]:.0f} min for 45,000"
+        )
     print(f"the LLE term makes a step {per_steps[1] / per_steps[0]:.1f}x as long (same run)")
 
 

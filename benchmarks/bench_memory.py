@@ -34,9 +34,12 @@ def main() -> None:
     test_labels = rng.integers(0, c, args.n_test)
     centres = rng.normal(size=(c, d))
     data = EmbeddingSet(
-        train=unit(centres[train_labels] + 4 * rng.normal(size=(len(train_labels), d))), train_labels=train_labels,
-        test=unit(centres[test_labels] + 4 * rng.normal(size=(args.n_test, d))), test_labels=test_labels,
-        class_texts=unit(centres + rng.normal(size=(c, d))), dictionary=unit(rng.normal(size=(args.n_dictionary, d))),
+        train=unit(centres[train_labels] + 4 * rng.normal(size=(len(train_labels), d))),
+        train_labels=train_labels,
+        test=unit(centres[test_labels] + 4 * rng.normal(size=(args.n_test, d))),
+        test_labels=test_labels,
+        class_texts=unit(centres + rng.normal(size=(c, d))),
+        dictionary=unit(rng.normal(size=(args.n_dictionary, d))),
     )
     splits = {f"{c // 5}-normal": [list(range(i, i + c // 5)) for i in range(0, c, c // 5)]}
     start = time.perf_counter()

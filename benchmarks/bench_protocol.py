@@ -19,8 +19,14 @@ from bliss_utils.metrics import auroc
 from bliss_utils.splits import class_splits
 
 
-def cifar_shaped_embeddings(seed: int = 0, n_train: int = 50_000, n_test: int = 10_000, n_dictionary: int = 1_850,
-                            dim: int = 512, n_classes: int = 10) -> EmbeddingSet:
+def cifar_shaped_embeddings(
+    seed: int = 0,
+    n_train: int = 50_000,
+    n_test: int = 10_000,
+    n_dictionary: int = 1_850,
+    dim: int = 512,
+    n_classes: int = 10,
+) -> EmbeddingSet:
     """Random unit embeddings with class structure, in CIFAR-10's shapes (float32, as the cache stores them)."""
     rng = np.random.default_rng(seed)
 
@@ -37,7 +43,8 @@ def cifar_shaped_embeddings(seed: int = 0, n_train: int = 50_000, n_test: int = 
         test_labels=test_labels,
         class_texts=unit(centres + 2 * rng.normal(size=(n_classes, dim))),
         dictionary=unit(rng.normal(size=(n_dictionary, dim)) + 0.3 * centres[rng.integers(0, n_classes, n_dictionary)]),
-        encoder="random", dataset="cifar10-shaped",
+        encoder="random",
+        dataset="cifar10-shaped",
     )
 
 
@@ -49,8 +56,9 @@ def run_grid(data: EmbeddingSet, trials: list[list[int]]) -> np.ndarray:
 def run_reference(data: EmbeddingSet, trials: list[list[int]]) -> np.ndarray:
     out = []
     for normal in trials:
-        scores = reference_bliss_scores(data.train, data.train_labels, data.class_texts, data.dictionary, data.test,
-                                        normal, k=10, lam=0.5)
+        scores = reference_bliss_scores(
+            data.train, data.train_labels, data.class_texts, data.dictionary, data.test, normal, k=10, lam=0.5
+        )
         out.append(auroc(scores, ~np.isin(data.test_labels, normal)))
     return np.array(out)
 
@@ -75,11 +83,22 @@ def main() -> None:
         threadpool_limits(args.threads)
     data = cifar_shaped_embeddings()
     trials = class_splits("cifar10", 9)
-    print(f"train {data.train.shape}, test {data.test.shape}, dictionary {data.dictionary.shape}, "
-          f"{len(trials)} trials of 9 normal classes, K=10, lam=0.5, float32")
-    small = EmbeddingSet(data.train[::50], data.train_labels[::50], data.test[::50], data.test_labels[::50],
-                         data.class_texts, data.dictionary)
-    run_grid(small, trials), run_reference(small, trials)  # warm-up: imports and first-call costs stay out of the timing
+    print(
+        f"train {data.train.shape}, test {data.test.shape}, dictionary {data.dictionary.shape}, "
+        f"{len(trials)} trials of 9 normal classes, K=10, lam=0.5, float32"
+    )
+    small = EmbeddingSet(
+        data.train[::50],
+        data.train_labels[::50],
+        data.test[::50],
+        data.test_labels[::50],
+        data.class_texts,
+        data.dictionary,
+    )
+    (
+        run_grid(small, trials),
+        run_reference(small, trials),
+    )  # warm-up: imports and first-call costs stay out of the timing
     t_grid, auc_grid = best_time(lambda: run_grid(data, trials), args.repeats)
     t_ref, auc_ref = best_time(lambda: run_reference(data, trials), args.repeats)
     print(f"evaluate_grid:        {t_grid:8.2f} s  (mean AUROC {100 * auc_grid.mean():.3f})")

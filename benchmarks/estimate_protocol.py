@@ -22,7 +22,9 @@ from bliss_utils import splits
 def estimate(trials: pd.DataFrame, wall_seconds: float) -> tuple[pd.DataFrame, float, float]:
     """(per setting, encoder and method: measured and full-protocol seconds, the notebook's other seconds, the total)."""
     protocol = {name: len(t) for name, t in splits.paper_settings(sorted(set(trials["dataset"])), 0).items()}
-    per = trials.groupby(["setting", "encoder", "method"], as_index=False).agg(seconds=("seconds", "sum"), runs=("trial", "nunique"))
+    per = trials.groupby(["setting", "encoder", "method"], as_index=False).agg(
+        seconds=("seconds", "sum"), runs=("trial", "nunique")
+    )
     # settings outside the protocol (05's close pairs) run as they are whatever the trial limit: counted as measured
     per["protocol_trials"] = per["setting"].map(protocol).fillna(per["runs"]).astype(int)
     per["full_seconds"] = per["seconds"] / per["runs"] * per["protocol_trials"]
@@ -39,8 +41,10 @@ def main() -> None:
     args = parser.parse_args()
     times = pd.read_csv(args.results / "run_times.csv").set_index("notebook")
     if args.notebook not in times.index:
-        raise SystemExit(f"{args.results / 'run_times.csv'} has no row for {args.notebook!r}; it times "
-                         f"{', '.join(times.index)}: pass one of them with --notebook")  # fmt: skip
+        raise SystemExit(
+            f"{args.results / 'run_times.csv'} has no row for {args.notebook!r}; it times "
+            f"{', '.join(times.index)}: pass one of them with --notebook"
+        )
     wall = float(times.loc[args.notebook, "seconds"])
     trials_path = args.results / f"{args.trials_table}.csv"
     if not trials_path.is_file():
@@ -51,9 +55,11 @@ def main() -> None:
     per, other, total = estimate(trials, wall)
     with pd.option_context("display.width", 160, "display.max_rows", 200):
         print(per.sort_values("full_seconds", ascending=False).round(1).to_string(index=False))
-    print(f"{args.notebook}: measured {wall:.0f} s with {trials.groupby('setting')['trial'].nunique().sum()} trials "
-          f"over {trials['setting'].nunique()} settings; outside the trials {other:.0f} s; every trial of the "
-          f"protocol: about {total:.0f} s ({total / 3600:.1f} h)")  # fmt: skip
+    print(
+        f"{args.notebook}: measured {wall:.0f} s with {trials.groupby('setting')['trial'].nunique().sum()} trials "
+        f"over {trials['setting'].nunique()} settings; outside the trials {other:.0f} s; every trial of the "
+        f"protocol: about {total:.0f} s ({total / 3600:.1f} h)"
+    )
 
 
 if __name__ == "__main__":

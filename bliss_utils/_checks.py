@@ -111,7 +111,9 @@ def as_class_list(normal_classes: Any, available: np.ndarray, n_classes: int) ->
         raise ValueError(f"unknown class(es) {sorted(set(unknown.tolist()))}: there are {n_classes} class texts")
     missing = np.setdiff1d(arr, available)
     if missing.size:
-        raise ValueError(f"normal class(es) {missing.tolist()} have no training images: their statistics were not fitted")
+        raise ValueError(
+            f"normal class(es) {missing.tolist()} have no training images: their statistics were not fitted"
+        )
     return np.unique(arr)
 
 

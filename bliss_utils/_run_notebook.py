@@ -32,9 +32,15 @@ def execute(job: dict[str, Any]) -> dict[str, Any]:
 
     try:
         pm.execute_notebook(
-            job["input"], job["output"], parameters=job["parameters"], kernel_name=job["kernel"], cwd=job["cwd"],
-            progress_bar=False, request_save_on_cell_execute=True, stderr_file=sys.stderr,  # bars, warnings
-        )  # fmt: skip
+            job["input"],
+            job["output"],
+            parameters=job["parameters"],
+            kernel_name=job["kernel"],
+            cwd=job["cwd"],
+            progress_bar=False,
+            request_save_on_cell_execute=True,
+            stderr_file=sys.stderr,  # bars, warnings
+        )
     except pm.PapermillExecutionError as err:
         return {"failed": f"failed in cell {err.exec_count}: {err.ename}: {err.evalue}"}
     return {"peak_rss_gib": children_peak_rss_gib()}

@@ -98,5 +98,3 @@ class _ImageScorer(_Scorer):
 
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> Any:  # pragma: no cover
         raise NotImplementedError
-
-

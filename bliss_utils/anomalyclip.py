@@ -185,9 +185,11 @@ def prompts_from_state(state: Any, width: int | None = None, sha256: str = "") -
     if bad:
         raise ValueError(f"checkpoint key(s) {bad} hold NaN or infinite values")
     return LearnedPrompts(
-        ctx_normal=tensors["ctx_pos"][0, 0], ctx_abnormal=tensors["ctx_neg"][0, 0],
-        deep=tuple(tensors[k] for k in deep_keys), sha256=sha256,
-    )  # fmt: skip
+        ctx_normal=tensors["ctx_pos"][0, 0],
+        ctx_abnormal=tensors["ctx_neg"][0, 0],
+        deep=tuple(tensors[k] for k in deep_keys),
+        sha256=sha256,
+    )
 
 
 def load_prompt_checkpoint(path: str | Path, width: int | None = None) -> LearnedPrompts:

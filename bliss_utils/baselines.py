@@ -174,8 +174,13 @@ class DN2(_ImageScorer):
     def _check_params(self) -> None:
         check_positive_int(self.k, "k")
 
-    def fit(self, train_embeddings: Any, train_labels: Any, class_text_embeddings: Any | None = None,
-            dictionary_embeddings: Any | None = None) -> DN2:  # fmt: skip
+    def fit(
+        self,
+        train_embeddings: Any,
+        train_labels: Any,
+        class_text_embeddings: Any | None = None,
+        dictionary_embeddings: Any | None = None,
+    ) -> DN2:
         """Store the normalised training images (see the class docstring)."""
         super().fit(train_embeddings, train_labels, class_text_embeddings, dictionary_embeddings)
         self._cache_key: bytes | None = None
@@ -217,5 +222,6 @@ class DN2(_ImageScorer):
         # float rounding can make 2 - 2 cos slightly negative for near-duplicates
         dist = np.sqrt(np.clip(2.0 - 2.0 * sims.astype(np.float64), 0.0, None))
         return dist.mean(axis=1)
+
 
 __all__ = ["DN2", "GMM", "LUNAR", "MAX_CACHED_MODELS", "MCM", "BiasedCLIP", "RawSimilarity"]

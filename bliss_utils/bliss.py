@@ -102,9 +102,14 @@ class BLISS(BaseEstimator):
         """
         self._check_params()
         if dictionary_embeddings is None and self.lam != 0:
-            raise ValueError(f"dictionary_embeddings is None: only lam = 0 (IC alone) works without one; lam={self.lam}")
-        checked = as_unit_embeddings(train_embeddings=train_embeddings, class_text_embeddings=class_text_embeddings,
-                                     dictionary_embeddings=dictionary_embeddings)
+            raise ValueError(
+                f"dictionary_embeddings is None: only lam = 0 (IC alone) works without one; lam={self.lam}"
+            )
+        checked = as_unit_embeddings(
+            train_embeddings=train_embeddings,
+            class_text_embeddings=class_text_embeddings,
+            dictionary_embeddings=dictionary_embeddings,
+        )
         dtype = checked["train_embeddings"].dtype
         z = checked["train_embeddings"]
         texts = checked["class_text_embeddings"]
@@ -212,7 +217,7 @@ class BLISS(BaseEstimator):
     def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
         """s(x) = min over the normal classes of s(x, c) (Eq. 11); all fitted classes when None. Higher = more anomalous."""
         x = self._prepare(X)
-        classes = self.classes_ if normal_classes is None else as_class_list(
-            normal_classes, self.classes_, self.n_classes_
+        classes = (
+            self.classes_ if normal_classes is None else as_class_list(normal_classes, self.classes_, self.n_classes_)
         )
         return self._class_scores(x, classes).min(axis=1)

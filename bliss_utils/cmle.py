@@ -280,8 +280,13 @@ class SSDCMLE(_ImageScorer):
         w_t = torch.as_tensor(nb_w, dtype=torch.float32, device=device)
         losses: list[float] = []
         steps = 0
-        epochs = _progress.progress(range(int(self.epochs)), desc=f"SSD+CMLE on classes {classes.tolist()}",
-                                    unit="epoch", leave=False, disable=not self.progress)
+        epochs = _progress.progress(
+            range(int(self.epochs)),
+            desc=f"SSD+CMLE on classes {classes.tolist()}",
+            unit="epoch",
+            leave=False,
+            disable=not self.progress,
+        )
         before = torch.get_num_threads()
         if self.torch_threads is not None:
             torch.set_num_threads(int(self.torch_threads))

@@ -204,11 +204,17 @@ class CifarFiles(NamedTuple):
 # Naming the files here keeps torchvision (3 s to import) out of every load that only checks or fingerprints them;
 # tests/test_datasets.py checks that they agree with torchvision's lists.
 CIFAR_FILES = {
-    "cifar10": CifarFiles("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
-                          "batches.meta", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
-    "cifar100": CifarFiles("cifar-100-python", ("train",), ("test",), "meta",
-                           "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
-}  # fmt: skip
+    "cifar10": CifarFiles(
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        ("test_batch",),
+        "batches.meta",
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    ),
+    "cifar100": CifarFiles(
+        "cifar-100-python", ("train",), ("test",), "meta", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+    ),
+}
 
 
 def _cifar_class(name: str, synthetic: bool) -> Any:
@@ -278,8 +284,14 @@ def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageDatas
     names = list(ds.classes)
     if names != class_names(name):
         log.warning("%s: class names on disk %s differ from the standard list; using the ones on disk", name, names[:5])
-    return ImageDataset(name, split, names, np.asarray(ds.targets), arrays=np.ascontiguousarray(ds.data),
-                        identity=_cifar_identity(name, split, folder))
+    return ImageDataset(
+        name,
+        split,
+        names,
+        np.asarray(ds.targets),
+        arrays=np.ascontiguousarray(ds.data),
+        identity=_cifar_identity(name, split, folder),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- TinyImageNet

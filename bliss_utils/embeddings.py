@@ -359,37 +359,57 @@ def image_cache_path(encoder: Any, dataset: ImageDataset, cache_dir: str | Path 
 
 
 def _image_expected(ident: dict[str, Any], key: str, dataset: str, dataset_ident: str, split: str) -> dict[str, Any]:
-    return {"format": FORMAT_VERSION, "kind": "images", "key": key, "encoder": ident, "dataset": dataset,
-            "dataset_identity": dataset_ident, "split": split}
+    return {
+        "format": FORMAT_VERSION,
+        "kind": "images",
+        "key": key,
+        "encoder": ident,
+        "dataset": dataset,
+        "dataset_identity": dataset_ident,
+        "split": split,
+    }
 
 
-def _cached_images(handle: _Handle, dataset: str, split: str, dataset_ident: str | None,
-                   cache_dir: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+def _cached_images(
+    handle: _Handle, dataset: str, split: str, dataset_ident: str | None, cache_dir: Any
+) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
     """A verified cached file for this request: by its exact key when all is known, else by a metadata search."""
     if handle.exact and dataset_ident is not None:
         path = _image_path(encoder_identity(handle.spec), dataset, split, dataset_ident, cache_dir)
-        expected = _image_expected(encoder_identity(handle.spec), path.stem.split("-", 1)[1], dataset, dataset_ident,
-                                   split)
+        expected = _image_expected(
+            encoder_identity(handle.spec), path.stem.split("-", 1)[1], dataset, dataset_ident, split
+        )
         return _read_npz(path, expected)
     folder = cache_root(cache_dir) / safe_name(handle.name) / dataset_dirname(dataset)
 
     def accept(meta: dict[str, Any]) -> bool:
-        return (meta.get("kind") == "images" and meta.get("dataset") == dataset and meta.get("split") == split
-                and (dataset_ident is None or meta.get("dataset_identity") == dataset_ident)
-                and (handle.exact or meta.get("preprocess") in (None, handle.preprocess))
-                and handle.matches(meta.get("encoder") or {}))
+        return (
+            meta.get("kind") == "images"
+            and meta.get("dataset") == dataset
+            and meta.get("split") == split
+            and (dataset_ident is None or meta.get("dataset_identity") == dataset_ident)
+            and (handle.exact or meta.get("preprocess") in (None, handle.preprocess))
+            and handle.matches(meta.get("encoder") or {})
+        )
 
     chosen = _pick(_candidates(folder, f"{split}-*.json", accept), f"{dataset}/{split} image embeddings", handle)
     if chosen is None:
         return None
     path, meta = chosen
-    got = _read_npz(path, {k: meta.get(k) for k in ("format", "kind", "key", "encoder", "dataset",
-                                                    "dataset_identity", "split")})
+    got = _read_npz(
+        path, {k: meta.get(k) for k in ("format", "kind", "key", "encoder", "dataset", "dataset_identity", "split")}
+    )
     if got is not None:
         handle.pin(meta["encoder"])
-        log.info("using cached %s/%s embeddings of %s with weights_id=%s (%s): %s", dataset, split, handle.name,
-                 meta["encoder"].get("weights_id"),
-                 "weights not on this machine" if not handle.exact else "dataset files not on this machine", path)
+        log.info(
+            "using cached %s/%s embeddings of %s with weights_id=%s (%s): %s",
+            dataset,
+            split,
+            handle.name,
+            meta["encoder"].get("weights_id"),
+            "weights not on this machine" if not handle.exact else "dataset files not on this machine",
+            path,
+        )
     return got
 
 
@@ -408,8 +428,16 @@ def _resolve(dataset: str | ImageDataset, split: str | None) -> tuple[ImageDatas
 
 
 def _image_embeddings(
-    handle: _Handle, dataset: str | ImageDataset, split: str | None, root: Any, cache_dir: Any, batch_size: int,
-    shard_size: int, progress: bool, download: bool, num_workers: int,
+    handle: _Handle,
+    dataset: str | ImageDataset,
+    split: str | None,
+    root: Any,
+    cache_dir: Any,
+    batch_size: int,
+    shard_size: int,
+    progress: bool,
+    download: bool,
+    num_workers: int,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     for label, value in (("batch_size", batch_size), ("shard_size", shard_size)):
         check_positive_int(value, label)
@@ -436,8 +464,16 @@ def _image_embeddings(
     return _compute_images(handle.model(), ds, cache_dir, batch_size, shard_size, progress, num_workers, handle)
 
 
-def _compute_images(encoder: Any, ds: ImageDataset, cache_dir: Any, batch_size: int, shard_size: int,
-                    progress: bool, num_workers: int, handle: _Handle) -> tuple[np.ndarray, np.ndarray, dict]:
+def _compute_images(
+    encoder: Any,
+    ds: ImageDataset,
+    cache_dir: Any,
+    batch_size: int,
+    shard_size: int,
+    progress: bool,
+    num_workers: int,
+    handle: _Handle,
+) -> tuple[np.ndarray, np.ndarray, dict]:
     if len(ds) == 0:
         raise ValueError(f"{ds.name}/{ds.split} has no images")
     ident = encoder_identity(encoder)
@@ -449,10 +485,17 @@ def _compute_images(encoder: Any, ds: ImageDataset, cache_dir: Any, batch_size: 
         log.info("read %d cached image embeddings from %s", len(ds), path)
         labels = cached[1]["labels"].astype(np.int64)
         if not np.array_equal(labels, ds.labels):
-            raise CacheMismatchError(f"cache file {path} holds labels that differ from {ds.name}/{ds.split}'s: delete it")
+            raise CacheMismatchError(
+                f"cache file {path} holds labels that differ from {ds.name}/{ds.split}'s: delete it"
+            )
         return cached[1]["embeddings"], labels, cached[0]
-    extra = {"dataset": ds.name, "dataset_identity": ds.identity, "split": ds.split, "preprocess": handle.preprocess,
-             "class_names": ds.class_names}
+    extra = {
+        "dataset": ds.name,
+        "dataset_identity": ds.identity,
+        "split": ds.split,
+        "preprocess": handle.preprocess,
+        "class_names": ds.class_names,
+    }
     shard_dir = path.with_suffix(".shards")
     ranges = [range(s, min(s + shard_size, len(ds))) for s in range(0, len(ds), shard_size)]
     parts: dict[int, np.ndarray] = {}
@@ -464,26 +507,37 @@ def _compute_images(encoder: Any, ds: ImageDataset, cache_dir: Any, batch_size: 
     if done:
         log.info("%s: resuming, %d of %d images already embedded", path.name, done, len(ds))
     started = time.perf_counter()
-    with _progress.progress(total=len(ds), initial=done, unit="img", desc=f"{ident['name']} {ds.name}/{ds.split}",
-                            disable=not progress) as bar:
+    with _progress.progress(
+        total=len(ds), initial=done, unit="img", desc=f"{ident['name']} {ds.name}/{ds.split}", disable=not progress
+    ) as bar:
         for r in ranges:
             if r.start in parts:
                 continue
             chunks = []
             for batch in _batches(ds, r, batch_size, encoder, num_workers):
-                chunks.append(_normalised(encoder.encode_images(batch, batch_size=batch_size), len(batch),
-                                          ident["dim"], "image embeddings"))
+                chunks.append(
+                    _normalised(
+                        encoder.encode_images(batch, batch_size=batch_size),
+                        len(batch),
+                        ident["dim"],
+                        "image embeddings",
+                    )
+                )
                 bar.update(len(batch))
             emb = np.concatenate(chunks)
             arrays = {"embeddings": emb, "labels": ds.labels[r.start : r.stop]}
-            _write_npz(shard_dir / f"{r.start:09d}-{r.stop:09d}.npz",
-                       _meta("images", key, ident, arrays, **extra, start=r.start, stop=r.stop), **arrays)
+            _write_npz(
+                shard_dir / f"{r.start:09d}-{r.stop:09d}.npz",
+                _meta("images", key, ident, arrays, **extra, start=r.start, stop=r.stop),
+                **arrays,
+            )
             parts[r.start] = emb
     computed = len(ds) - done
     if computed:
         rate = computed / max(time.perf_counter() - started, 1e-9)
-        log.info("embedded %d images of %s/%s with %s at %.1f images/s", computed, ds.name, ds.split, ident["name"],
-                 rate)
+        log.info(
+            "embedded %d images of %s/%s with %s at %.1f images/s", computed, ds.name, ds.split, ident["name"], rate
+        )
     arrays = {"embeddings": np.concatenate([parts[r.start] for r in ranges]), "labels": ds.labels}
     meta = _meta("images", key, ident, arrays, **extra)
     _write_npz(path, meta, **arrays)
@@ -515,8 +569,9 @@ def image_embeddings(
     ``num_workers`` > 0 preprocesses in DataLoader workers.
     """
     handle = _Handle(encoder, weights, preprocess, device)
-    emb, labels, _ = _image_embeddings(handle, dataset, split, root, cache_dir, batch_size, shard_size, progress,
-                                       download, num_workers)
+    emb, labels, _ = _image_embeddings(
+        handle, dataset, split, root, cache_dir, batch_size, shard_size, progress, download, num_workers
+    )
     return emb, labels
 
 
@@ -528,7 +583,13 @@ def _texts_sha(texts: Sequence[str]) -> str:
 
 
 def _text_path(ident: dict[str, Any], texts: Sequence[str], templates: list[str], cache_dir: Any) -> Path:
-    payload = {"kind": "texts", "format": FORMAT_VERSION, "encoder": ident, "templates": templates, "texts": list(texts)}
+    payload = {
+        "kind": "texts",
+        "format": FORMAT_VERSION,
+        "encoder": ident,
+        "templates": templates,
+        "texts": list(texts),
+    }
     return cache_root(cache_dir) / safe_name(ident["name"]) / "texts" / f"{_hash(payload)}.npz"
 
 
@@ -542,8 +603,9 @@ def text_cache_path(
     return _text_path(_text_identity(encoder), texts, as_templates(template), cache_dir)
 
 
-def _text_embeddings(handle: _Handle, texts: Sequence[str], template: Any, cache_dir: Any, batch_size: int,
-                     progress: bool) -> np.ndarray:
+def _text_embeddings(
+    handle: _Handle, texts: Sequence[str], template: Any, cache_dir: Any, batch_size: int, progress: bool
+) -> np.ndarray:
     if not handle.has_text:
         raise ValueError(
             f"encoder {handle.name!r} is image-only (has_text=False): it has no text embeddings; "
@@ -559,15 +621,25 @@ def _text_embeddings(handle: _Handle, texts: Sequence[str], template: Any, cache
     if handle.exact:
         ident = _text_identity(handle.spec)
         path = _text_path(ident, texts, templates, cache_dir)
-        expected = {"format": FORMAT_VERSION, "kind": "texts", "key": path.stem, "encoder": ident,
-                    "templates": templates}
+        expected = {
+            "format": FORMAT_VERSION,
+            "kind": "texts",
+            "key": path.stem,
+            "encoder": ident,
+            "templates": templates,
+        }
         cached = _read_npz(path, expected)
         if cached is not None and cached[0].get("count") == len(texts):
             return cached[1]["embeddings"]
     else:
+
         def accept(meta: dict[str, Any]) -> bool:
-            return (meta.get("kind") == "texts" and meta.get("templates") == templates
-                    and meta.get("texts_sha256") == sha and handle.matches(meta.get("encoder") or {}, texts=True))
+            return (
+                meta.get("kind") == "texts"
+                and meta.get("templates") == templates
+                and meta.get("texts_sha256") == sha
+                and handle.matches(meta.get("encoder") or {}, texts=True)
+            )
 
         folder = cache_root(cache_dir) / safe_name(handle.name) / "texts"
         chosen = _pick(_candidates(folder, "*.json", accept), "text embeddings", handle)
@@ -576,8 +648,12 @@ def _text_embeddings(handle: _Handle, texts: Sequence[str], template: Any, cache
             got = _read_npz(path, {k: meta.get(k) for k in ("format", "kind", "key", "encoder", "templates")})
             if got is not None:
                 handle.pin(meta["encoder"])
-                log.info("using cached text embeddings of %s with weights_id=%s (weights not on this machine): %s",
-                         handle.name, meta["encoder"].get("weights_id"), path)
+                log.info(
+                    "using cached text embeddings of %s with weights_id=%s (weights not on this machine): %s",
+                    handle.name,
+                    meta["encoder"].get("weights_id"),
+                    path,
+                )
                 return got[1]["embeddings"]
     encoder = handle.model()
     if not getattr(encoder, "has_text", False):
@@ -587,20 +663,28 @@ def _text_embeddings(handle: _Handle, texts: Sequence[str], template: Any, cache
     total = np.zeros((len(texts), ident["dim"]), dtype=np.float64)
     starts = range(0, len(texts), batch_size)
     # one encode_texts call per batch, the batches the encoder would form itself, so a long dictionary shows a bar
-    with _progress.progress(total=len(texts) * len(templates), unit="text", desc=f"{ident['name']} texts",
-                            disable=not progress or len(starts) * len(templates) < 2) as bar:
+    with _progress.progress(
+        total=len(texts) * len(templates),
+        unit="text",
+        desc=f"{ident['name']} texts",
+        disable=not progress or len(starts) * len(templates) < 2,
+    ) as bar:
         for t in templates:
             prompts = make_prompts(texts, t)
             parts = []
             for s in starts:
                 parts.append(encoder.encode_texts(prompts[s : s + batch_size], batch_size=batch_size))
                 bar.update(len(parts[-1]))
-            total += _normalised(np.concatenate([to_numpy(a) for a in parts]), len(texts), ident["dim"],
-                                 "text embeddings")
+            total += _normalised(
+                np.concatenate([to_numpy(a) for a in parts]), len(texts), ident["dim"], "text embeddings"
+            )
     emb = _normalised(total, len(texts), ident["dim"], "averaged text embeddings")
     arrays = {"embeddings": emb}
-    _write_npz(path, _meta("texts", path.stem, ident, arrays, templates=templates, texts_sha256=sha,
-                           first_texts=texts[:5]), **arrays)
+    _write_npz(
+        path,
+        _meta("texts", path.stem, ident, arrays, templates=templates, texts_sha256=sha, first_texts=texts[:5]),
+        **arrays,
+    )
     return emb
 
 
@@ -622,8 +706,9 @@ def text_embeddings(
     each text's template embeddings are normalised, averaged and renormalised. ``progress`` shows a bar when the
     texts take more than one batch.
     """
-    return _text_embeddings(_Handle(encoder, weights, preprocess, device), texts, template, cache_dir, batch_size,
-                            progress)
+    return _text_embeddings(
+        _Handle(encoder, weights, preprocess, device), texts, template, cache_dir, batch_size, progress
+    )
 
 
 # ------------------------------------------------------------------------------------------------- embedding sets

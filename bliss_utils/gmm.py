@@ -88,8 +88,13 @@ class GMM(_ImageScorer):
         weights, means, prec_chol = self._m_step(torch, x, resp)
         log_likelihood = -math.inf
         n_iter = 0
-        steps = _progress.progress(range(1, self.max_iter + 1), desc=f"GMM EM on {len(classes)} classes", unit="step",
-                                   leave=False, disable=not self.progress)
+        steps = _progress.progress(
+            range(1, self.max_iter + 1),
+            desc=f"GMM EM on {len(classes)} classes",
+            unit="step",
+            leave=False,
+            disable=not self.progress,
+        )
         with steps:  # closed (and cleared) when EM stops early too
             for n_iter in steps:
                 log_prob = _weighted_log_prob(torch, x, weights, means, prec_chol)
@@ -98,8 +103,13 @@ class GMM(_ImageScorer):
                 weights, means, prec_chol = self._m_step(torch, x, torch.exp(log_prob - norm))
                 if abs(log_likelihood - previous) < self.tol:
                     break
-        return {"weights": weights, "means": means, "precisions_cholesky": prec_chol, "device": device,
-                "n_iter": n_iter}
+        return {
+            "weights": weights,
+            "means": means,
+            "precisions_cholesky": prec_chol,
+            "device": device,
+            "n_iter": n_iter,
+        }
 
     def _m_step(self, torch: Any, x: Any, resp: Any) -> tuple[Any, Any, Any]:
         """Weights, means and precision Cholesky factors from responsibilities (scikit-learn's M-step)."""

@@ -8,8 +8,9 @@ every K. The baselines are fitted once too and scored per trial with their ``nor
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -119,7 +120,7 @@ def evaluate_grid(
     progress: bool = True,
     eps: float = 1e-8,
     baseline_params: Mapping[str, Mapping[str, Any]] | None = None,
-) -> "pandas.DataFrame":  # noqa: F821
+) -> pandas.DataFrame:  # noqa: F821
     """AUROC and FPR95 (in %) of every method, setting, trial, lam and K, as a tidy DataFrame (see ``COLUMNS``).
 
     ``splits`` maps a setting name to its trials, each a list of normal class indices; every other test image is
@@ -186,12 +187,29 @@ def evaluate_grid(
         is_anomaly = ~np.isin(np.asarray(data.test_labels), normal)
         image_anomaly = ~np.isin(np.asarray(image.test_labels), normal)
 
-        def record(method: str, scores: np.ndarray, anomaly: np.ndarray, lam: float = np.nan, k: float = np.nan,
-                   encoder: str = data.encoder) -> None:  # fmt: skip
+        def record(
+            method: str,
+            scores: np.ndarray,
+            anomaly: np.ndarray,
+            lam: float = np.nan,
+            k: float = np.nan,
+            encoder: str = data.encoder,
+        ) -> None:
             nonlocal started
-            rows.append({**base, "encoder": encoder, "setting": setting, "trial": trial, "method": method, "lam": lam,
-                         "k": k, "auroc": 100 * auroc(scores, anomaly), "fpr95": 100 * fpr95(scores, anomaly),
-                         "seconds": time.perf_counter() - started})  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    "encoder": encoder,
+                    "setting": setting,
+                    "trial": trial,
+                    "method": method,
+                    "lam": lam,
+                    "k": k,
+                    "auroc": 100 * auroc(scores, anomaly),
+                    "fpr95": 100 * fpr95(scores, anomaly),
+                    "seconds": time.perf_counter() - started,
+                }
+            )
             started = time.perf_counter()  # each (lam, K) row of one method counts only its own scoring
 
         for method in methods:
@@ -210,7 +228,7 @@ def evaluate_grid(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def summarize(results: "pandas.DataFrame", metric: str = "auroc", by: Sequence[str] = ()) -> "pandas.DataFrame":  # noqa: F821
+def summarize(results: pandas.DataFrame, metric: str = "auroc", by: Sequence[str] = ()) -> pandas.DataFrame:  # noqa: F821
     """Mean and population std over trials of ``metric`` for every (dataset, encoder, setting, method, lam, k, n_shots)
     and every value of the extra columns ``by`` (e.g. a dictionary label an ablation added)."""
     keys = [c for c in COLUMNS if c not in ("trial", "auroc", "fpr95", "seconds")] + list(by)

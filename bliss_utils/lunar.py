@@ -85,8 +85,13 @@ def _pyod_lunar_class() -> type:
             criterion = torch.nn.MSELoss(reduction="none")
             optimizer = torch.optim.Adam(self.network.parameters(), lr=self.lr, weight_decay=self.wd)
             best_score, best_state, self.val_scores_ = 0.0, None, []
-            epochs = _progress.progress(range(self.n_epochs), desc=self.progress_desc or "", unit="epoch", leave=False,
-                                        disable=self.progress_desc is None)
+            epochs = _progress.progress(
+                range(self.n_epochs),
+                desc=self.progress_desc or "",
+                unit="epoch",
+                leave=False,
+                disable=self.progress_desc is None,
+            )
             with _malloc.reuse_freed_memory():  # the same ~1 GB of activations every epoch: no page faults
                 for epoch in epochs:
                     with torch.no_grad():
@@ -178,10 +183,18 @@ class LUNAR(_ImageScorer):
         # PyOD seeds the global torch generator; fork it so fitting does not change the caller's random stream
         with torch.random.fork_rng(devices=[]), self._threads(torch):
             model = _pyod_lunar_class()(
-                model_type=self.model_type, n_neighbours=self.n_neighbours, negative_sampling=self.negative_sampling,
-                val_size=self.val_size, scaler=MinMaxScaler(), epsilon=self.epsilon, proportion=self.proportion,
-                n_epochs=self.n_epochs, lr=self.lr, wd=self.wd, random_state=self.random_state,
-            )  # fmt: skip
+                model_type=self.model_type,
+                n_neighbours=self.n_neighbours,
+                negative_sampling=self.negative_sampling,
+                val_size=self.val_size,
+                scaler=MinMaxScaler(),
+                epsilon=self.epsilon,
+                proportion=self.proportion,
+                n_epochs=self.n_epochs,
+                lr=self.lr,
+                wd=self.wd,
+                random_state=self.random_state,
+            )
             model.knn_device = self.device
             model.progress_desc = f"LUNAR on {len(classes)} classes" if self.progress else None
             model.fit(z.astype(np.float32))

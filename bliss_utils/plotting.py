@@ -155,7 +155,10 @@ def plot_tsne(
 
 
 def plot_distributions(
-    ax: Any, samples: dict[str, np.ndarray], xlabel: str = "cosine similarity", colours: Sequence[str] = (BLUE, ORANGE, GREEN)
+    ax: Any,
+    samples: dict[str, np.ndarray],
+    xlabel: str = "cosine similarity",
+    colours: Sequence[str] = (BLUE, ORANGE, GREEN),
 ) -> None:
     """Fig. 2: one density line per named sample (seaborn's histogram density on shared bins, drawn as a line)."""
     import pandas as pd
@@ -164,8 +167,18 @@ def plot_distributions(
     if not samples:
         raise ValueError("samples is empty: give at least one named array to plot")
     long = pd.concat([pd.DataFrame({"value": np.ravel(v), "sample": k}) for k, v in samples.items()], ignore_index=True)
-    sns.histplot(long, x="value", hue="sample", stat="density", common_norm=False, element="poly", fill=False,
-                 bins=60, palette=list(colours[: len(samples)]), ax=ax)  # fmt: skip
+    sns.histplot(
+        long,
+        x="value",
+        hue="sample",
+        stat="density",
+        common_norm=False,
+        element="poly",
+        fill=False,
+        bins=60,
+        palette=list(colours[: len(samples)]),
+        ax=ax,
+    )
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     if ax.get_legend() is not None:
@@ -215,13 +228,23 @@ def plot_ic_et(
     ax.legend(markerscale=3)
 
 
-def plot_metric_curve(ax: Any, trials: Any, x: str, y: str = "auroc", hue: str = "setting", xlog: bool = False,
-                      xlabel: str | None = None) -> None:  # fmt: skip
+def plot_metric_curve(
+    ax: Any, trials: Any, x: str, y: str = "auroc", hue: str = "setting", xlog: bool = False, xlabel: str | None = None
+) -> None:
     """Ablation curves from per-trial rows: mean of ``y`` against ``x`` per ``hue``, shaded ± std over trials."""
     import seaborn as sns
 
-    sns.lineplot(trials, x=x, y=y, hue=hue, errorbar="sd", marker="o", markersize=4, palette=PALETTE[: trials[hue].nunique()],
-                 ax=ax)  # fmt: skip
+    sns.lineplot(
+        trials,
+        x=x,
+        y=y,
+        hue=hue,
+        errorbar="sd",
+        marker="o",
+        markersize=4,
+        palette=PALETTE[: trials[hue].nunique()],
+        ax=ax,
+    )
     if xlog:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel or x)
@@ -230,13 +253,33 @@ def plot_metric_curve(ax: Any, trials: Any, x: str, y: str = "auroc", hue: str =
         ax.get_legend().set_title(None)
 
 
-def plot_grouped_bars(ax: Any, trials: Any, x: str, hue: str, y: str = "auroc", order: Sequence[str] | None = None,
-                      hue_order: Sequence[str] | None = None, legend: bool = True) -> None:  # fmt: skip
+def plot_grouped_bars(
+    ax: Any,
+    trials: Any,
+    x: str,
+    hue: str,
+    y: str = "auroc",
+    order: Sequence[str] | None = None,
+    hue_order: Sequence[str] | None = None,
+    legend: bool = True,
+) -> None:
     """Grouped bars of the mean of ``y`` over trials per ``x`` and ``hue``, with ± std error bars."""
     import seaborn as sns
 
-    sns.barplot(trials, x=x, y=y, hue=hue, order=order, hue_order=hue_order, errorbar="sd", capsize=0.1,
-                err_kws={"linewidth": 0.8}, palette=PALETTE[: trials[hue].nunique()], ax=ax, legend=legend)  # fmt: skip
+    sns.barplot(
+        trials,
+        x=x,
+        y=y,
+        hue=hue,
+        order=order,
+        hue_order=hue_order,
+        errorbar="sd",
+        capsize=0.1,
+        err_kws={"linewidth": 0.8},
+        palette=PALETTE[: trials[hue].nunique()],
+        ax=ax,
+        legend=legend,
+    )
     ax.set_xlabel("")
     ax.set_ylabel(y.upper() if y in ("auroc", "fpr95") else y)
     ax.tick_params(axis="x", labelrotation=30)

@@ -25,11 +25,25 @@ logger = logging.getLogger(__name__)
 
 # display names, in the row order of the paper's Table 1; † marks adaptations of related methods
 METHOD_LABELS = {
-    "cac": "CAC", "csi": "CSI", "dn2": "DN2", "lunar": "LUNAR", "gmm": "GMM", "dino-ft": "DINO-FT", "zoc": "ZOC",
-    "ssd": "SSD†", "ssd-cmle": "SSD+CMLE†", "anomalyclip": "AnomalyCLIP†", "agnostic-pair": "Object-agnostic pair†",
-    "agnostic-cpe": "Object-agnostic CPE†", "object-aware-cpe": "Object-aware CPE†", "mcm": "MCM", "bce-cl": "BCE-CL", "raw-similarity": "w/o (5)",
-    "biased-clip": "Biased-CLIP", "bliss": "BLISS",
-}  # fmt: skip
+    "cac": "CAC",
+    "csi": "CSI",
+    "dn2": "DN2",
+    "lunar": "LUNAR",
+    "gmm": "GMM",
+    "dino-ft": "DINO-FT",
+    "zoc": "ZOC",
+    "ssd": "SSD†",
+    "ssd-cmle": "SSD+CMLE†",
+    "anomalyclip": "AnomalyCLIP†",
+    "agnostic-pair": "Object-agnostic pair†",
+    "agnostic-cpe": "Object-agnostic CPE†",
+    "object-aware-cpe": "Object-aware CPE†",
+    "mcm": "MCM",
+    "bce-cl": "BCE-CL",
+    "raw-similarity": "w/o (5)",
+    "biased-clip": "Biased-CLIP",
+    "bliss": "BLISS",
+}
 SETTING_ORDER = ["cifar10-1", "cifar10-6", "cifar10-9", "cifar100-20", "tinyimagenet-20"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RUN_TIMES = "run_times.csv"  # notebook, seconds, peak_rss_gib, mode: one row per notebook, written by reproduce
@@ -140,8 +154,9 @@ def beside_paper(
         if missing:
             raise ValueError(f"{name} lacks column(s) {sorted(missing)}")
     rep = reported[[*on, "auroc_mean", "auroc_std", *(["note"] if "note" in reported else [])]]
-    merged = rep.merge(measured[[*on, "mean", "std", *(["n_trials"] if "n_trials" in measured else [])]], on=on,
-                       how="left")  # fmt: skip
+    merged = rep.merge(
+        measured[[*on, "mean", "std", *(["n_trials"] if "n_trials" in measured else [])]], on=on, how="left"
+    )
     out = merged[on].copy()
     if "method" in out:
         out["method"] = [method_label(m) for m in out["method"]]
@@ -156,17 +171,26 @@ def beside_paper(
     return out
 
 
-def provenance(sets: Iterable[Any], paper_backbone: Mapping[str, str] | None = None, smoke: bool = False) -> pd.DataFrame:
+def provenance(
+    sets: Iterable[Any], paper_backbone: Mapping[str, str] | None = None, smoke: bool = False
+) -> pd.DataFrame:
     """One row per EmbeddingSet: encoder, the paper backbone it stands for, weights and preprocessing, data, mode."""
     paper_backbone = dict(paper_backbone or {})
     rows = []
     for s in sets:
         enc = dict((getattr(s, "meta", {}) or {}).get("encoder") or {})
-        rows.append({
-            "encoder": s.encoder, "paper_backbone": paper_backbone.get(s.encoder, s.encoder),
-            "weights": enc.get("weights_id", ""), "preprocess": enc.get("preprocess_id", ""), "dataset": s.dataset,
-            "train": len(s.train), "test": len(s.test), "smoke": bool(smoke),
-        })  # fmt: skip
+        rows.append(
+            {
+                "encoder": s.encoder,
+                "paper_backbone": paper_backbone.get(s.encoder, s.encoder),
+                "weights": enc.get("weights_id", ""),
+                "preprocess": enc.get("preprocess_id", ""),
+                "dataset": s.dataset,
+                "train": len(s.train),
+                "test": len(s.test),
+                "smoke": bool(smoke),
+            }
+        )
     return pd.DataFrame(rows).drop_duplicates(ignore_index=True)
 
 
@@ -198,10 +222,15 @@ def write_report(out_dir: str | Path | None = None, mode: str | None = None) -> 
         prov = prov.drop_duplicates(subset=["encoder", "weights", "preprocess", "dataset"])
         lines += ["## What produced these numbers", "", prov.to_markdown(index=False, disable_numparse=True), ""]
     if not times.empty:
-        lines += ["## Run time and peak memory", "",
-                  "Wall time of each notebook (s) and the peak resident memory of its kernel (GiB), as measured",
-                  "by `reproduce`.",
-                  "", times.to_markdown(index=False), ""]  # fmt: skip
+        lines += [
+            "## Run time and peak memory",
+            "",
+            "Wall time of each notebook (s) and the peak resident memory of its kernel (GiB), as measured",
+            "by `reproduce`.",
+            "",
+            times.to_markdown(index=False),
+            "",
+        ]
     if not tables:
         lines += ["No table beside the paper yet: run the notebooks (`python -m bliss_utils reproduce`)."]
     for path in tables:

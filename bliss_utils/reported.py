@@ -13,9 +13,22 @@ from .splits import class_splits
 REPORTED_FILE = PACKAGE_DATA / "reported.json"
 
 COLUMNS = [
-    "table", "dataset", "setting", "method", "backbone", "lam", "auroc_mean", "auroc_std", "note",
-    "label", "group", "dictionary", "n_trials", "starred", "source",
-]  # fmt: skip
+    "table",
+    "dataset",
+    "setting",
+    "method",
+    "backbone",
+    "lam",
+    "auroc_mean",
+    "auroc_std",
+    "note",
+    "label",
+    "group",
+    "dictionary",
+    "n_trials",
+    "starred",
+    "source",
+]
 
 _NAN = float("nan")
 
@@ -73,34 +86,72 @@ def _rows() -> list[dict]:
             if cell is None:
                 continue  # '-' in the paper: no number reported
             rows.append(
-                _row("table1", setting, r["method"], r["backbone"], cell[0], cell[1], lam=r.get("lam"),
-                     note=notes.get(setting, ""), label=r["label"], group=r["group"], starred=star,
-                     source=t1["source"])
-            )  # fmt: skip
+                _row(
+                    "table1",
+                    setting,
+                    r["method"],
+                    r["backbone"],
+                    cell[0],
+                    cell[1],
+                    lam=r.get("lam"),
+                    note=notes.get(setting, ""),
+                    label=r["label"],
+                    group=r["group"],
+                    starred=star,
+                    source=t1["source"],
+                )
+            )
 
     t2 = data["table2"]
     for r in t2["rows"]:
         for setting, mean in zip(t2["settings"], r["auroc_mean"], strict=True):
             rows.append(
-                _row("table2", setting, t2["method"], t2["backbone"], mean, lam=r["lam"],
-                     label=f"lambda={r['lam']}", source=t2["source"])
-            )  # fmt: skip
+                _row(
+                    "table2",
+                    setting,
+                    t2["method"],
+                    t2["backbone"],
+                    mean,
+                    lam=r["lam"],
+                    label=f"lambda={r['lam']}",
+                    source=t2["source"],
+                )
+            )
 
     t3 = data["table3"]
     notes3 = {(n["setting"], n["method"], n["backbone"]): n["note"] for n in t3.get("cell_notes", [])}
     for setting, means in zip(t3["settings"], t3["auroc_mean"], strict=True):
         for col, mean in zip(t3["columns"], means, strict=True):
             rows.append(
-                _row("table3", setting, col["method"], col["backbone"], mean, lam=col.get("lam"), label=col["label"],
-                     note=notes3.get((setting, col["method"], col["backbone"]), ""), source=t3["source"])
-            )  # fmt: skip
+                _row(
+                    "table3",
+                    setting,
+                    col["method"],
+                    col["backbone"],
+                    mean,
+                    lam=col.get("lam"),
+                    label=col["label"],
+                    note=notes3.get((setting, col["method"], col["backbone"]), ""),
+                    source=t3["source"],
+                )
+            )
 
     ab = data["dictionary_ablation"]
     for r in ab["rows"]:
         rows.append(
-            _row("dictionary_ablation", ab["setting"], ab["method"], ab["backbone"], r["auroc_mean"], lam=ab["lam"],
-                 dictionary=r["dictionary"], note=r["note"], label=r["dictionary"], source=ab["source"])
-        )  # fmt: skip
+            _row(
+                "dictionary_ablation",
+                ab["setting"],
+                ab["method"],
+                ab["backbone"],
+                r["auroc_mean"],
+                lam=ab["lam"],
+                dictionary=r["dictionary"],
+                note=r["note"],
+                label=r["dictionary"],
+                source=ab["source"],
+            )
+        )
     return rows
 
 

@@ -121,7 +121,9 @@ def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bo
     from .encoders import WeightsNotFoundError, load_encoder
 
     datasets, encoders = _needs(params)
-    offline_hint = "Without network or data, `python -m bliss_utils reproduce --smoke` runs the pipeline on generated data."
+    offline_hint = (
+        "Without network or data, `python -m bliss_utils reproduce --smoke` runs the pipeline on generated data."
+    )
     problems = []
     for dataset in datasets:
         try:
@@ -130,10 +132,14 @@ def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bo
         except DatasetNotFoundError as err:
             problems.append(f"- dataset {dataset}: {err}")
         except OSError as err:  # urllib's URLError and socket errors are OSErrors: the download failed
-            problems.append(f"- dataset {dataset}: the download failed ({err}); fetch it by hand: "
-                            f"see docs/data.md, and put it under {data_root}")  # fmt: skip
+            problems.append(
+                f"- dataset {dataset}: the download failed ({err}); fetch it by hand: "
+                f"see docs/data.md, and put it under {data_root}"
+            )
     if problems:  # stop before loading any model: these are quick to report
-        raise PreflightError("missing datasets; fetch them, then run again:\n" + "\n".join(problems) + f"\n{offline_hint}")
+        raise PreflightError(
+            "missing datasets; fetch them, then run again:\n" + "\n".join(problems) + f"\n{offline_hint}"
+        )
     if download and any("anomalyclip" in (p.get("RELATED") or []) for p in params):
         from . import anomalyclip
 
@@ -141,8 +147,10 @@ def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bo
             if anomalyclip.checkpoint_or_none() is None:
                 anomalyclip.download_checkpoint()
         except (OSError, ValueError) as err:
-            problems.append(f"- AnomalyCLIP's prompt checkpoint: the download failed ({err}); "
-                            f"fetch {anomalyclip.CHECKPOINT_URL} into {anomalyclip.checkpoint_location()}")  # fmt: skip
+            problems.append(
+                f"- AnomalyCLIP's prompt checkpoint: the download failed ({err}); "
+                f"fetch {anomalyclip.CHECKPOINT_URL} into {anomalyclip.checkpoint_location()}"
+            )
     previous = os.environ.get(OFFLINE_VAR)
     if not download:  # offline while checking: a missing file is reported at once instead of after the hub's retries
         os.environ[OFFLINE_VAR] = "1"
@@ -160,36 +168,62 @@ def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bo
         else:
             os.environ[OFFLINE_VAR] = previous
     if problems:
-        raise PreflightError("missing weights; fetch them, then run again:\n" + "\n".join(problems) + f"\n{offline_hint}")
+        raise PreflightError(
+            "missing weights; fetch them, then run again:\n" + "\n".join(problems) + f"\n{offline_hint}"
+        )
 
 
 def register(subparsers: Any) -> None:
     """Add the ``reproduce`` subcommand to ``python -m bliss_utils``."""
     p = subparsers.add_parser(
-        "reproduce", help="run every notebook in order (papermill) and write figures, tables and results/REPORT.md",
+        "reproduce",
+        help="run every notebook in order (papermill) and write figures, tables and results/REPORT.md",
         description="Run notebooks/00-06 headless with their own parameters (the paper's), or --smoke, or --rehearsal.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     stand_in = p.add_mutually_exclusive_group()
-    stand_in.add_argument("--smoke", action="store_true",
-                          help="inject notebooks/smoke.json: stand-in encoders on generated data, minutes on a CPU; "
-                               "tests the pipeline, NOT the paper's numbers")  # fmt: skip
-    stand_in.add_argument("--rehearsal", action="store_true",
-                          help="inject notebooks/rehearsal.json: the paper's settings with cheap stand-in encoders at "
-                               "the real dimensions on generated data of the real sizes; measures time and memory, "
-                               "its numbers mean nothing")  # fmt: skip
-    p.add_argument("--output-dir", default="", help="write figures/ and results/ under this folder (default: the repo's)")
-    p.add_argument("--data-root", default="", help="datasets folder (default: $BLISS_DATA_DIR or <repo>/data; "
-                   "smoke, rehearsal: generated under <output-dir>/data or out/<mode>/data)")  # fmt: skip
+    stand_in.add_argument(
+        "--smoke",
+        action="store_true",
+        help="inject notebooks/smoke.json: stand-in encoders on generated data, minutes on a CPU; "
+        "tests the pipeline, NOT the paper's numbers",
+    )
+    stand_in.add_argument(
+        "--rehearsal",
+        action="store_true",
+        help="inject notebooks/rehearsal.json: the paper's settings with cheap stand-in encoders at "
+        "the real dimensions on generated data of the real sizes; measures time and memory, "
+        "its numbers mean nothing",
+    )
+    p.add_argument(
+        "--output-dir", default="", help="write figures/ and results/ under this folder (default: the repo's)"
+    )
+    p.add_argument(
+        "--data-root",
+        default="",
+        help="datasets folder (default: $BLISS_DATA_DIR or <repo>/data; "
+        "smoke, rehearsal: generated under <output-dir>/data or out/<mode>/data)",
+    )
     p.add_argument("--device", default="", help="torch device for embedding (default: CUDA, then MPS, then CPU)")
     p.add_argument("--max-trials", type=int, default=0, help="trials per setting (default 0: every trial)")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a notebook parameter (VALUE as JSON, e.g. --set LAM=0.75); repeatable")
-    p.add_argument("--only", nargs="+", default=None, metavar="NN", help="only notebooks starting with these, e.g. 04 06")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a notebook parameter (VALUE as JSON, e.g. --set LAM=0.75); repeatable",
+    )
+    p.add_argument(
+        "--only", nargs="+", default=None, metavar="NN", help="only notebooks starting with these, e.g. 04 06"
+    )
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
     p.add_argument("--download", action="store_true", help="fetch missing datasets and weights first (needs internet)")
-    p.add_argument("--skip-preflight", action="store_true",
-                   help="do not check datasets and weights first (e.g. when a copied embedding cache holds everything)")
+    p.add_argument(
+        "--skip-preflight",
+        action="store_true",
+        help="do not check datasets and weights first (e.g. when a copied embedding cache holds everything)",
+    )
     p.set_defaults(func=run)
 
 
@@ -235,8 +269,18 @@ def run_notebook(path: Path, out: Path, parameters: Mapping[str, Any], kernel: s
     """Execute one notebook in a short-lived process (``bliss_utils._run_notebook``); return its result record."""
     with tempfile.TemporaryDirectory(prefix="bliss-run-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
-        job.write_text(json.dumps({"input": str(path), "output": str(out), "parameters": dict(parameters),
-                                   "kernel": kernel, "cwd": str(cwd), "result": str(result)}))  # fmt: skip
+        job.write_text(
+            json.dumps(
+                {
+                    "input": str(path),
+                    "output": str(out),
+                    "parameters": dict(parameters),
+                    "kernel": kernel,
+                    "cwd": str(cwd),
+                    "result": str(result),
+                }
+            )
+        )
         proc = subprocess.run([sys.executable, "-m", "bliss_utils._run_notebook", str(job)], cwd=cwd, check=False)
         if result.is_file():
             return json.loads(result.read_text(encoding="utf-8"))
@@ -276,9 +320,11 @@ def run(args: argparse.Namespace) -> int:
     figures, results = output_dirs(args.output_dir)
     executed = results / "executed"
     executed.mkdir(parents=True, exist_ok=True)
-    label = {"smoke": "SMOKE (stand-in encoders on generated data: tests the pipeline, not the paper)",
-             "rehearsal": "REHEARSAL (the paper's settings, stand-in encoders on full-size generated data: times and "
-                          "memory, not the paper's numbers)"}.get(mode, mode)  # fmt: skip
+    label = {
+        "smoke": "SMOKE (stand-in encoders on generated data: tests the pipeline, not the paper)",
+        "rehearsal": "REHEARSAL (the paper's settings, stand-in encoders on full-size generated data: times and "
+        "memory, not the paper's numbers)",
+    }.get(mode, mode)
     print(f"reproduce: {len(paths)} notebooks, mode {label}", file=sys.stderr)
     started_all = time.perf_counter()
     os.environ.setdefault("BLISS_PROGRESS", "text")  # the kernels inherit it: plain bars, redrawn rarely (_progress)
@@ -290,13 +336,21 @@ def run(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - started
         if "failed" in outcome:
             record_run_time(results, path.stem, None, math.nan, mode)
-            print(f"error: {path.name} {outcome['failed']}\n"
-                  f"  the executed copy with the full traceback: {out}", file=sys.stderr)  # fmt: skip
+            print(
+                f"error: {path.name} {outcome['failed']}\n  the executed copy with the full traceback: {out}",
+                file=sys.stderr,
+            )
             return 1
         record_run_time(results, path.stem, seconds, outcome["peak_rss_gib"], mode)
-        print(f"  {path.name} done in {seconds:.0f} s, peak {outcome['peak_rss_gib']:.1f} GiB", file=sys.stderr,
-              flush=True)  # fmt: skip
+        print(
+            f"  {path.name} done in {seconds:.0f} s, peak {outcome['peak_rss_gib']:.1f} GiB",
+            file=sys.stderr,
+            flush=True,
+        )
     report = write_report(results, mode=mode)
-    print(f"all notebooks done in {time.perf_counter() - started_all:.0f} s\n"
-          f"figures: {figures}\ntables:  {results}\nreport:  {report}", file=sys.stderr)  # fmt: skip
+    print(
+        f"all notebooks done in {time.perf_counter() - started_all:.0f} s\n"
+        f"figures: {figures}\ntables:  {results}\nreport:  {report}",
+        file=sys.stderr,
+    )
     return 0

@@ -129,8 +129,10 @@ def _fresh_folder(folder: Path, **info: object) -> None:
     # new ones; a folder without the marker may hold real data, which is never overwritten
     if folder.is_dir() and any(folder.iterdir()):
         if not (folder / SYNTHETIC_MARKER).is_file():
-            raise FileExistsError(f"{folder} holds files that were not generated here; generated data does not "
-                                  "overwrite them: choose another root")  # fmt: skip
+            raise FileExistsError(
+                f"{folder} holds files that were not generated here; generated data does not "
+                "overwrite them: choose another root"
+            )
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _mark(folder, **info)  # first, so that a generation cut short is still known as generated

@@ -68,8 +68,11 @@ def test_quality_floor_on_shifted_anomalies(make, data):
 def test_scale_invariance_and_none_means_all_fitted(make, data):
     normal = [0, 1, 2]
     a = _fit(make(), data, normal)
-    b = make().fit(7.5 * data["train"][np.isin(data["train_labels"], normal)],
-                   data["train_labels"][np.isin(data["train_labels"], normal)], 0.2 * data["texts"])  # fmt: skip
+    b = make().fit(
+        7.5 * data["train"][np.isin(data["train_labels"], normal)],
+        data["train_labels"][np.isin(data["train_labels"], normal)],
+        0.2 * data["texts"],
+    )
     np.testing.assert_allclose(a.score_samples(data["test"]), b.score_samples(3.0 * data["test"]), rtol=1e-5, atol=1e-6)
     if not isinstance(a, MCM):  # MCM is zero-shot: every class text can be normal
         np.testing.assert_array_equal(a.classes_, normal)
@@ -92,8 +95,9 @@ def test_sklearn_estimator_contract(make, data):
     assert isinstance(scorer, BaseEstimator)
     with pytest.raises(NotFittedError):
         check_is_fitted(scorer)
-    _fit(scorer, data) if not isinstance(scorer, BLISS) else scorer.fit(data["train"], data["train_labels"],
-                                                                         data["texts"], None)  # fmt: skip
+    _fit(scorer, data) if not isinstance(scorer, BLISS) else scorer.fit(
+        data["train"], data["train_labels"], data["texts"], None
+    )
     check_is_fitted(scorer)
     copy = clone(scorer)
     assert type(copy) is type(scorer) and copy.get_params() == scorer.get_params()
@@ -234,9 +238,17 @@ def _sklearn_gmm_from_classes(z, labels, reg_covar, max_iter, tol):
     classes, counts = np.unique(labels, return_counts=True)
     d = z.shape[1]
     covs = [np.cov(z[labels == c], rowvar=False, bias=True) + reg_covar * np.eye(d) for c in classes]
-    gm = GaussianMixture(len(classes), covariance_type="full", reg_covar=reg_covar, max_iter=max_iter, tol=tol,
-                         weights_init=counts / counts.sum(), means_init=np.stack([z[labels == c].mean(0) for c in classes]),
-                         precisions_init=np.stack([np.linalg.inv(c) for c in covs]), init_params="random_from_data")  # fmt: skip
+    gm = GaussianMixture(
+        len(classes),
+        covariance_type="full",
+        reg_covar=reg_covar,
+        max_iter=max_iter,
+        tol=tol,
+        weights_init=counts / counts.sum(),
+        means_init=np.stack([z[labels == c].mean(0) for c in classes]),
+        precisions_init=np.stack([np.linalg.inv(c) for c in covs]),
+        init_params="random_from_data",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "did not converge" for max_iter=1
         return gm.fit(z)
@@ -278,8 +290,15 @@ def test_gmm_cache_keeps_recent_models_and_refits_identically(data):
     np.testing.assert_array_equal(scorer.score_samples(data["test"], subsets[0]), first[0])
 
 
-@pytest.mark.parametrize("kwargs, match", [({"components": "banana"}, "components"), ({"reg_covar": -1}, "reg_covar"),
-                                           ({"max_iter": 0}, "max_iter"), ({"tol": np.nan}, "tol")])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"components": "banana"}, "components"),
+        ({"reg_covar": -1}, "reg_covar"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"tol": np.nan}, "tol"),
+    ],
+)
 def test_gmm_bad_params(data, kwargs, match):
     with pytest.raises(ValueError, match=match):
         _fit(GMM(**kwargs), data)
@@ -371,8 +390,15 @@ def test_lunar_matches_pyod_lunar(lunar_case):
     np.testing.assert_allclose(model.neigh.kneighbors(q, 5)[0], reference.neigh.kneighbors(q, 5)[0], rtol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"n_neighbours": 0}, "n_neighbours"), ({"n_epochs": 1.5}, "n_epochs"),
-                                           ({"model_type": "X"}, "model_type"), ({"val_size": 1.0}, "val_size")])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_neighbours": 0}, "n_neighbours"),
+        ({"n_epochs": 1.5}, "n_epochs"),
+        ({"model_type": "X"}, "model_type"),
+        ({"val_size": 1.0}, "val_size"),
+    ],
+)
 def test_lunar_bad_params(data, kwargs, match):
     with pytest.raises(ValueError, match=match):
         _fit(LUNAR(**kwargs), data)
@@ -432,8 +458,13 @@ def test_image_scorers_ignore_text_dimension(data):
 
 
 @settings(max_examples=25, deadline=None)
-@given(n_train=st.integers(6, 30), n_test=st.integers(1, 12), dim=st.integers(2, 9), n_cls=st.integers(2, 4),
-       seed=st.integers(0, 2**16))  # fmt: skip
+@given(
+    n_train=st.integers(6, 30),
+    n_test=st.integers(1, 12),
+    dim=st.integers(2, 9),
+    n_cls=st.integers(2, 4),
+    seed=st.integers(0, 2**16),
+)
 def test_shapes_property(n_train, n_test, dim, n_cls, seed):
     rng = np.random.default_rng(seed)
     labels = np.arange(n_train) % n_cls

@@ -21,13 +21,18 @@ def toy():
     e = np.eye(4)
     class_texts = e[:3]
     dictionary = np.stack([e[0], e[1], e[3]])
-    train = np.array([
-        [0.6, 0, 0, 0.8], [0.8, 0, 0, 0.6],   # class 0: sim to e1 = 0.6, 0.8 -> mu 0.7, sigma 0.1
-        [0, 1, 0, 0], [0, 0.6, 0, 0.8],       # class 1: sim to e2 = 1, 0.6   -> mu 0.8, sigma 0.2
-        [0, 0, 1, 0], [0, 0, 0.6, 0.8],       # class 2: sim to e3 = 1, 0.6   -> mu 0.8, sigma 0.2
-    ])
+    train = np.array(
+        [
+            [0.6, 0, 0, 0.8],
+            [0.8, 0, 0, 0.6],  # class 0: sim to e1 = 0.6, 0.8 -> mu 0.7, sigma 0.1
+            [0, 1, 0, 0],
+            [0, 0.6, 0, 0.8],  # class 1: sim to e2 = 1, 0.6   -> mu 0.8, sigma 0.2
+            [0, 0, 1, 0],
+            [0, 0, 0.6, 0.8],  # class 2: sim to e3 = 1, 0.6   -> mu 0.8, sigma 0.2
+        ]
+    )
     labels = np.array([0, 0, 1, 1, 2, 2])
-    test = np.array([[0.8, 0, 0, 0.6]])       # sims: class texts (0.8, 0, 0); dictionary (0.8, 0, 0.6)
+    test = np.array([[0.8, 0, 0, 0.6]])  # sims: class texts (0.8, 0, 0); dictionary (0.8, 0, 0.6)
     return train, labels, class_texts, dictionary, test
 
 
@@ -48,7 +53,9 @@ def test_hand_computed_toy():
     assert model.score_samples(test, normal_classes=[1, 2])[0] == pytest.approx(s[1], rel=1e-9)
     # Eq. 9 as printed: max instead of mean
     model_max = BLISS(k=2, lam=0.5, eps=EPS, aggregate="max").fit(train, labels, texts, dic)
-    np.testing.assert_allclose(model_max.et_scores(test)[0], [(0.8 - 0.7) / (0.1 + EPS), 0.8 / EPS, 0.8 / EPS], rtol=1e-9)
+    np.testing.assert_allclose(
+        model_max.et_scores(test)[0], [(0.8 - 0.7) / (0.1 + EPS), 0.8 / EPS, 0.8 / EPS], rtol=1e-9
+    )
     np.testing.assert_allclose(model.ic_mean_, [0.7, 0.8, 0.8])
     np.testing.assert_allclose(model.ic_std_, [0.1, 0.2, 0.2])
 
@@ -165,8 +172,12 @@ def test_torch_float32_and_float64():
     train, labels, texts, dic, test = random_problem(seed=8)
     labels = labels.astype(int)
     ref = BLISS().fit(train, labels, texts, dic).score_samples(test)
-    model32 = BLISS().fit(*(torch.from_numpy(a.astype(np.float32)) for a in (train,)), torch.from_numpy(labels),
-                          torch.from_numpy(texts.astype(np.float32)), torch.from_numpy(dic.astype(np.float32)))
+    model32 = BLISS().fit(
+        *(torch.from_numpy(a.astype(np.float32)) for a in (train,)),
+        torch.from_numpy(labels),
+        torch.from_numpy(texts.astype(np.float32)),
+        torch.from_numpy(dic.astype(np.float32)),
+    )
     s32 = model32.score_samples(torch.from_numpy(test.astype(np.float32)))
     assert s32.dtype == np.float32
     np.testing.assert_allclose(s32, ref, rtol=1e-4, atol=1e-4)
@@ -284,8 +295,13 @@ def test_without_dictionary_only_lam_zero_scores():
 # ------------------------------------------------------------------ properties
 @settings(max_examples=40, deadline=None)
 @given(
-    n_train=st.integers(2, 40), d=st.integers(2, 12), n_classes=st.integers(1, 5), t=st.integers(1, 30),
-    n_test=st.integers(1, 20), k=st.integers(1, 30), seed=st.integers(0, 2**16),
+    n_train=st.integers(2, 40),
+    d=st.integers(2, 12),
+    n_classes=st.integers(1, 5),
+    t=st.integers(1, 30),
+    n_test=st.integers(1, 20),
+    k=st.integers(1, 30),
+    seed=st.integers(0, 2**16),
 )
 def test_shapes_and_agreement_property(n_train, d, n_classes, t, n_test, k, seed):
     rng = np.random.default_rng(seed)
@@ -311,8 +327,12 @@ def test_shapes_and_agreement_property(n_train, d, n_classes, t, n_test, k, seed
 
 
 @settings(max_examples=30, deadline=None)
-@given(row=st.integers(0, 9), col=st.integers(0, 5), value=st.sampled_from([np.nan, np.inf, -np.inf]),
-       which=st.sampled_from(["train", "test"]))
+@given(
+    row=st.integers(0, 9),
+    col=st.integers(0, 5),
+    value=st.sampled_from([np.nan, np.inf, -np.inf]),
+    which=st.sampled_from(["train", "test"]),
+)
 def test_non_finite_anywhere_is_refused_property(row, col, value, which):
     rng = np.random.default_rng(0)
     train, test = rng.normal(size=(10, 6)), rng.normal(size=(10, 6))

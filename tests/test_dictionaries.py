@@ -15,9 +15,25 @@ from bliss_utils.prompts import make_prompts
 
 # the names that two ImageNet classes share (after stripping), each listed twice in the authors' dictionary
 REPEATED = {
-    "Sus scrofa", "catamount", "crane", "crawfish", "crayfish", "gong", "grass snake", "harp", "horn", "maillot",
-    "missile", "panda", "panther", "partridge", "polecat", "sand viper", "tub", "wagon",
-}  # fmt: skip
+    "Sus scrofa",
+    "catamount",
+    "crane",
+    "crawfish",
+    "crayfish",
+    "gong",
+    "grass snake",
+    "harp",
+    "horn",
+    "maillot",
+    "missile",
+    "panda",
+    "panther",
+    "partridge",
+    "polecat",
+    "sand viper",
+    "tub",
+    "wagon",
+}
 
 
 def test_imagenet_is_the_authors_dictionary_exactly():
@@ -95,9 +111,16 @@ def test_cifar100_paper_names_are_torchvisions_raw_names():
     paper, clean = class_names("cifar100"), class_names("cifar100", names="clean")
     underscored = [n for n in paper if "_" in n]
     assert underscored == [
-        "aquarium_fish", "lawn_mower", "maple_tree", "oak_tree", "palm_tree", "pickup_truck", "pine_tree",
-        "sweet_pepper", "willow_tree",
-    ]  # fmt: skip
+        "aquarium_fish",
+        "lawn_mower",
+        "maple_tree",
+        "oak_tree",
+        "palm_tree",
+        "pickup_truck",
+        "pine_tree",
+        "sweet_pepper",
+        "willow_tree",
+    ]
     assert clean == [n.replace("_", " ") for n in paper]
     prompts = make_prompts(paper)
     assert prompts[1] == "This is a photo of a aquarium_fish" and prompts[-1] == "This is a photo of a worm"

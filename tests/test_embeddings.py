@@ -215,8 +215,15 @@ def test_copied_cache_needs_neither_model_nor_dataset(tmp_path, monkeypatch):
     monkeypatch.setenv("BLISS_DATA_DIR", str(tmp_path / "memo"))
     data = tmp_path / "data"
     make_fake_cifar(data, "cifar10", n_train_per_class=2, n_test_per_class=1)
-    first = load_embedding_set("tiny-clip", "cifar10", root=data, dictionary=["cat", "truck"], device="cpu",
-                               cache_dir=tmp_path / "cache", progress=False)
+    first = load_embedding_set(
+        "tiny-clip",
+        "cifar10",
+        root=data,
+        dictionary=["cat", "truck"],
+        device="cpu",
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
     shutil.copytree(tmp_path / "cache", tmp_path / "copy")
     shutil.rmtree(data)
 
@@ -224,8 +231,15 @@ def test_copied_cache_needs_neither_model_nor_dataset(tmp_path, monkeypatch):
         raise AssertionError("load_encoder was called on a cache hit")
 
     monkeypatch.setattr(encoders, "load_encoder", refuse)
-    again = load_embedding_set("tiny-clip", "cifar10", root=data, dictionary=["cat", "truck"], device="cpu",
-                               cache_dir=tmp_path / "copy", progress=False)
+    again = load_embedding_set(
+        "tiny-clip",
+        "cifar10",
+        root=data,
+        dictionary=["cat", "truck"],
+        device="cpu",
+        cache_dir=tmp_path / "copy",
+        progress=False,
+    )
     for field in ("train", "train_labels", "test", "test_labels", "class_texts", "dictionary"):
         np.testing.assert_array_equal(getattr(again, field), getattr(first, field))
     assert again.meta["class_names"] == first.meta["class_names"] and again.meta["encoder"] == first.meta["encoder"]
@@ -273,8 +287,11 @@ def test_weights_file_fingerprint_keys_the_cache_and_missing_weights_fall_back(f
     monkeypatch.setenv("BLISS_DATA_DIR", str(tmp_path / "memo"))
     # tiny-slip's code path with a checkpoint file: a named encoder whose weights come from a file
     info = registry.backbone("tiny-slip")
-    monkeypatch.setitem(registry._BACKBONES, "file-slip", registry.Backbone(
-        "slip:load_slip_vit_b16", "slip:slip_weights", info.dim, info.recipes))
+    monkeypatch.setitem(
+        registry._BACKBONES,
+        "file-slip",
+        registry.Backbone("slip:load_slip_vit_b16", "slip:slip_weights", info.dim, info.recipes),
+    )
     monkeypatch.setattr("bliss_utils.encoders.slip.SLIP_TIMM_MODEL", "bliss_tiny_slip_vit")
     ckpt = tmp_path / "w" / "file-slip" / "slip_base_100ep.pt"
     ckpt.parent.mkdir(parents=True)
@@ -316,13 +333,37 @@ def test_preprocessing_enters_the_key_per_encoder(fake_data, tmp_path):
 def test_a_preprocess_mapping_is_resolved_per_encoder(fake_data, tmp_path):
     from bliss_utils.encoders import load_encoder
 
-    mapped = image_embeddings("tiny-clip", "cifar10", "test", root=fake_data, cache_dir=tmp_path, progress=False,
-                              preprocess={"tiny-clip": "cifar", "tiny-blip": "default"}, device="cpu")[0]  # fmt: skip
-    direct = image_embeddings(load_encoder("tiny-clip", device="cpu", preprocess="cifar"), "cifar10", "test",
-                              root=fake_data, cache_dir=tmp_path / "other", progress=False)[0]  # fmt: skip
-    plain = image_embeddings("tiny-clip", "cifar10", "test", root=fake_data, cache_dir=tmp_path, progress=False,
-                             preprocess={"tiny-blip": "cifar"}, device="cpu")[0]  # fmt: skip
+    mapped = image_embeddings(
+        "tiny-clip",
+        "cifar10",
+        "test",
+        root=fake_data,
+        cache_dir=tmp_path,
+        progress=False,
+        preprocess={"tiny-clip": "cifar", "tiny-blip": "default"},
+        device="cpu",
+    )[0]
+    direct = image_embeddings(
+        load_encoder("tiny-clip", device="cpu", preprocess="cifar"),
+        "cifar10",
+        "test",
+        root=fake_data,
+        cache_dir=tmp_path / "other",
+        progress=False,
+    )[0]
+    plain = image_embeddings(
+        "tiny-clip",
+        "cifar10",
+        "test",
+        root=fake_data,
+        cache_dir=tmp_path,
+        progress=False,
+        preprocess={"tiny-blip": "cifar"},
+        device="cpu",
+    )[0]
     np.testing.assert_array_equal(mapped, direct)
     assert not np.allclose(mapped, plain)  # tiny-clip is not in the second mapping: its own preprocessing
     with pytest.raises(ValueError, match="preprocess options"):
-        image_embeddings("tiny-clip", "cifar10", "test", root=fake_data, cache_dir=tmp_path, preprocess={"tiny-clip": "x"})
+        image_embeddings(
+            "tiny-clip", "cifar10", "test", root=fake_data, cache_dir=tmp_path, preprocess={"tiny-clip": "x"}
+        )

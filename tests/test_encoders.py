@@ -175,8 +175,12 @@ def other_process(tmp_path_factory):
         "    out[n] = [e.encode_images(imgs).tolist(), e.encode_texts(['a cat']).tolist() if e.has_text else []]\n"
         "print(json.dumps(out))\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(folder), str(len(images))],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder), str(len(images))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     yield proc
     if proc.poll() is None:
         proc.kill()
@@ -296,7 +300,7 @@ def _independent_slip_forward(sd, pixels, token_ids):
     from bliss_utils.encoders.slip import TINY_VISION
 
     vit = VisionTransformer(**TINY_VISION, num_classes=0, global_pool="token")
-    vit.load_state_dict({k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}, strict=True)
+    vit.load_state_dict({k[len("visual.") :]: v for k, v in sd.items() if k.startswith("visual.")}, strict=True)
     image = vit.eval()(pixels) @ sd["image_projection"]
 
     width = sd["token_embedding.weight"].shape[1]
@@ -305,12 +309,16 @@ def _independent_slip_forward(sd, pixels, token_ids):
     x = sd["token_embedding.weight"][token_ids] + sd["positional_embedding"][:n_ctx]
     mask = torch.full((n_ctx, n_ctx), float("-inf")).triu(1)
     n_layers = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("transformer.resblocks."))
+
     def split(t):
         return t.reshape(t.shape[0], n_ctx, heads, width // heads).transpose(1, 2)
 
     for i in range(n_layers):
-        block = {k[len(f"transformer.resblocks.{i}."):]: v for k, v in sd.items()
-                 if k.startswith(f"transformer.resblocks.{i}.")}
+        block = {
+            k[len(f"transformer.resblocks.{i}.") :]: v
+            for k, v in sd.items()
+            if k.startswith(f"transformer.resblocks.{i}.")
+        }
         p = block.__getitem__
         h = F.layer_norm(x, (width,), p("ln_1.weight"), p("ln_1.bias"), eps=1e-5)
         q, k, v = (h @ p("attn.in_proj_weight").T + p("attn.in_proj_bias")).chunk(3, dim=-1)
@@ -353,10 +361,20 @@ def test_tiny_slip_checkpoint_has_slips_layout(slip_file):
     assert all(k.startswith("module.") for k in sd)
     assert sum(k.startswith("module.image_mlp.") for k in sd) == 16
     assert tuple(sd["module.image_projection"].shape) == (TINY_VISION["embed_dim"], TINY_EMBED_DIM)
-    for key in ("visual.cls_token", "visual.pos_embed", "visual.patch_embed.proj.weight", "visual.blocks.0.attn.qkv.weight",
-                "visual.norm.weight", "token_embedding.weight", "positional_embedding", "ln_final.weight",
-                "transformer.resblocks.0.attn.in_proj_weight", "transformer.resblocks.1.mlp.c_proj.bias",
-                "text_projection", "logit_scale"):
+    for key in (
+        "visual.cls_token",
+        "visual.pos_embed",
+        "visual.patch_embed.proj.weight",
+        "visual.blocks.0.attn.qkv.weight",
+        "visual.norm.weight",
+        "token_embedding.weight",
+        "positional_embedding",
+        "ln_final.weight",
+        "transformer.resblocks.0.attn.in_proj_weight",
+        "transformer.resblocks.1.mlp.c_proj.bias",
+        "text_projection",
+        "logit_scale",
+    ):
         assert "module." + key in sd, key
 
 
@@ -450,8 +468,9 @@ def test_blip_embeddings_reproduce_itc_score(tiny, images):
     pixels = torch.stack([enc.preprocess(im) for im in images[:3]])
     tok = enc.tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.inference_mode():
-        itc = enc.model(input_ids=tok["input_ids"], pixel_values=pixels, attention_mask=tok["attention_mask"],
-                        use_itm_head=False).itm_score.numpy()
+        itc = enc.model(
+            input_ids=tok["input_ids"], pixel_values=pixels, attention_mask=tok["attention_mask"], use_itm_head=False
+        ).itm_score.numpy()
     sim = enc.encode_images(images[:3]) @ enc.encode_texts(TEXTS).T
     assert sim.shape == itc.shape == (3, len(TEXTS))
     np.testing.assert_allclose(sim, itc, atol=1e-5)
@@ -499,18 +518,34 @@ def test_hf_clip_form_on_a_saved_tiny_model(tmp_path, images):
 
     vocab = tiny_vocab()
     config = transformers.CLIPConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                     "num_attention_heads": 2, "max_position_embeddings": 32, "pad_token_id": 0,
-                     "bos_token_id": vocab.index("[CLS]"), "eos_token_id": vocab.index("[SEP]")},
-        vision_config={"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 32,
+            "pad_token_id": 0,
+            "bos_token_id": vocab.index("[CLS]"),
+            "eos_token_id": vocab.index("[SEP]"),
+        },
+        vision_config={
+            "hidden_size": 48,
+            "intermediate_size": 96,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
         projection_dim=16,
     )
     torch.manual_seed(0)
     model = transformers.CLIPModel(config).eval()
     folder = tmp_path / "tiny-hf-clip"
     model.save_pretrained(folder)
-    transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        folder
+    )
     tiny_tokenizer().save_pretrained(folder)
 
     enc = load_encoder(f"hf:{folder}", device="cpu")
@@ -538,8 +573,11 @@ def test_offline_missing_checkpoint_gives_one_clear_error(offline, name, url_par
     import socket
 
     attempts = []
-    monkeypatch.setattr(socket.socket, "connect", lambda self, *a: attempts.append(a) or (_ for _ in ()).throw(
-        OSError("network disabled in this test")))  # fmt: skip
+    monkeypatch.setattr(
+        socket.socket,
+        "connect",
+        lambda self, *a: attempts.append(a) or (_ for _ in ()).throw(OSError("network disabled in this test")),
+    )
     with pytest.raises(WeightsNotFoundError) as info:
         load_encoder(name, device="cpu")
     assert attempts == [], "an offline lookup must not touch the network"
@@ -547,13 +585,23 @@ def test_offline_missing_checkpoint_gives_one_clear_error(offline, name, url_par
     assert url_part in message and file_part in message
     assert "BLISS_WEIGHTS_DIR" in message and "weights=" in message and "Offline mode is on" in message
     err = info.value
-    assert err.__cause__ is None and (err.__context__ is None or err.__suppress_context__), \
+    assert err.__cause__ is None and (err.__context__ is None or err.__suppress_context__), (
         "the library's own traceback must not be chained in"
+    )
     assert isinstance(info.value, FileNotFoundError)
 
 
-@pytest.mark.parametrize("name", ["clip-vit-b16", "blip", "slip-vit-b16", "vit-b16-in21k", "open_clip:ViT-B-32/openai",
-                                  "hf:openai/clip-vit-base-patch16"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "clip-vit-b16",
+        "blip",
+        "slip-vit-b16",
+        "vit-b16-in21k",
+        "open_clip:ViT-B-32/openai",
+        "hf:openai/clip-vit-base-patch16",
+    ],
+)
 def test_missing_weights_path_is_named(offline, name):
     missing = offline / "nowhere" / "weights.bin"
     with pytest.raises(WeightsNotFoundError, match="does not exist") as info:
@@ -586,9 +634,12 @@ def _openai_layout_archive(path):
     import open_clip
     import torch
 
-    cfg = {"embed_dim": 32, "quick_gelu": True,
-           "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": 1},  # 64-wide heads, as OpenAI
-           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1}}
+    cfg = {
+        "embed_dim": 32,
+        "quick_gelu": True,
+        "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": 1},  # 64-wide heads, as OpenAI
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1},
+    }
     torch.manual_seed(0)
     model = open_clip.CLIP(**cfg).eval()
     with torch.no_grad():  # OpenAI's files hold fp16 weights
@@ -631,8 +682,9 @@ def test_openai_torchscript_checkpoint_loads_after_its_checksum(tmp_path, images
     # clip-vit-b16 sends a TorchScript file through that check, against the sha256 in OpenAI's URL
     assert openclip.openai_sha256(openclip.CLIP_MODEL) == openclip.openai_url(openclip.CLIP_MODEL).split("/")[-2]
     seen = []
-    monkeypatch.setattr(openclip, "load_openai_torchscript", lambda p, sha: seen.append(sha) or (_ for _ in ()).throw(
-        KeyError("stop")))
+    monkeypatch.setattr(
+        openclip, "load_openai_torchscript", lambda p, sha: seen.append(sha) or (_ for _ in ()).throw(KeyError("stop"))
+    )
     with pytest.raises(KeyError):
         load_encoder("clip-vit-b16", device="cpu", weights=path)
     assert seen == [openclip.openai_sha256(openclip.CLIP_MODEL)]

@@ -24,10 +24,14 @@ def data():
     train_labels = np.repeat(np.arange(n_classes), 30)
     test_labels = np.repeat(np.arange(n_classes), 12)
     return EmbeddingSet(
-        train=unit(centres[train_labels] + rng.normal(size=(len(train_labels), d))), train_labels=train_labels,
-        test=unit(centres[test_labels] + rng.normal(size=(len(test_labels), d))), test_labels=test_labels,
-        class_texts=unit(centres + 0.5 * rng.normal(size=(n_classes, d))), dictionary=unit(rng.normal(size=(40, d))),
-        encoder="toy", dataset="toyset",
+        train=unit(centres[train_labels] + rng.normal(size=(len(train_labels), d))),
+        train_labels=train_labels,
+        test=unit(centres[test_labels] + rng.normal(size=(len(test_labels), d))),
+        test_labels=test_labels,
+        class_texts=unit(centres + 0.5 * rng.normal(size=(n_classes, d))),
+        dictionary=unit(rng.normal(size=(40, d))),
+        encoder="toy",
+        dataset="toyset",
     )
 
 
@@ -41,7 +45,8 @@ def test_bliss_rows_match_scoring_each_trial_alone(data):
     for row in frame.itertuples():
         normal = SPLITS[row.setting][row.trial]
         model = BLISS(k=int(row.k), lam=row.lam, aggregate="max").fit(
-            data.train, data.train_labels, data.class_texts, data.dictionary)
+            data.train, data.train_labels, data.class_texts, data.dictionary
+        )
         scores = model.score_samples(data.test, normal)
         anomaly = ~np.isin(data.test_labels, normal)
         assert row.auroc == pytest.approx(100 * auroc(scores, anomaly), abs=1e-9)
@@ -57,7 +62,8 @@ def test_baseline_rows_match_the_baselines(data):
             anomaly = ~np.isin(data.test_labels, normal)
             biased = BLISS(lam=0).fit(data.train, data.train_labels, data.class_texts, None)
             assert by.loc[("biased-clip", setting, t), "auroc"] == pytest.approx(
-                100 * auroc(biased.score_samples(data.test, normal), anomaly))
+                100 * auroc(biased.score_samples(data.test, normal), anomaly)
+            )
             raw = RawSimilarity().fit(data.train, data.train_labels, data.class_texts).score_samples(data.test, normal)
             assert by.loc[("raw-similarity", setting, t), "auroc"] == pytest.approx(100 * auroc(raw, anomaly))
             if len(normal) > 1:
@@ -70,10 +76,13 @@ def test_baseline_rows_match_the_baselines(data):
 
 def test_image_only_methods_use_image_data(data):
     rng = np.random.default_rng(1)
-    image = EmbeddingSet(train=unit(rng.normal(size=(len(data.train), 7)) + 3 * np.eye(7)[data.train_labels]),
-                         train_labels=data.train_labels,
-                         test=unit(rng.normal(size=(len(data.test), 7)) + 3 * np.eye(7)[data.test_labels]),
-                         test_labels=data.test_labels, encoder="toy-image")
+    image = EmbeddingSet(
+        train=unit(rng.normal(size=(len(data.train), 7)) + 3 * np.eye(7)[data.train_labels]),
+        train_labels=data.train_labels,
+        test=unit(rng.normal(size=(len(data.test), 7)) + 3 * np.eye(7)[data.test_labels]),
+        test_labels=data.test_labels,
+        encoder="toy-image",
+    )
     frame = evaluate_grid(data, SPLITS, methods=("dn2", "biased-clip"), image_data=image)
     # each row names the encoder its method ran on
     encoders = frame.groupby("method")["encoder"].unique().map(list).to_dict()

@@ -9,10 +9,9 @@ from bliss_utils._io import atomic_path, atomic_write_text
 
 def test_failed_write_keeps_the_old_file(tmp_path):
     target = atomic_write_text(tmp_path / "sub" / "table.md", "old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half of the new")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half of the new")
+        raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert sorted(p.name for p in target.parent.iterdir()) == ["table.md"]
     atomic_write_text(target, "new")

@@ -30,18 +30,35 @@ EXPECTED = {
     "00_embeddings": ["results/embeddings.csv", "results/provenance_00.csv"],
     "01_text_clustering": [*_figures("fig1b_tsne"), "results/fig1b_mean_cosine.csv"],
     "02_similarity_distributions": [*_figures("fig2_similarity_distributions"), "results/paper_02_fig2_peaks.csv"],
-    "03_similarity_bias": [*_figures("fig3_similarity_bias"), "results/fig3_errors_by_quantile.csv",
-                           "results/paper_03_fig3_trend.csv"],
-    "04_main_results": [*_figures("fig4_ic_vs_et"), "results/table1.csv", "results/table1.tex",
-                        "results/paper_04_table1.csv", "results/table1_fpr95.csv", "results/paper_04_fig4_claims.csv"],
-    "05_ablations": [*_figures("ablation_lambda", "ablation_k", "ablation_efficiency"), "results/paper_05_table2.csv",
-                     "results/ablation_shots.csv", "results/paper_05_shots_best.csv", "results/ablation_dictionary.csv",
-                     "results/ablation_efficiency.csv", "results/ablation_templates.csv",
-                     "results/paper_05_tinyimagenet_labels.csv", "results/ablation_close_pairs.csv",
-                     "results/ablation_gmm.csv", "results/ablation_object_aware_prompts.csv",
-                     "results/ablation_trials.csv"],
+    "03_similarity_bias": [
+        *_figures("fig3_similarity_bias"),
+        "results/fig3_errors_by_quantile.csv",
+        "results/paper_03_fig3_trend.csv",
+    ],
+    "04_main_results": [
+        *_figures("fig4_ic_vs_et"),
+        "results/table1.csv",
+        "results/table1.tex",
+        "results/paper_04_table1.csv",
+        "results/table1_fpr95.csv",
+        "results/paper_04_fig4_claims.csv",
+    ],
+    "05_ablations": [
+        *_figures("ablation_lambda", "ablation_k", "ablation_efficiency"),
+        "results/paper_05_table2.csv",
+        "results/ablation_shots.csv",
+        "results/paper_05_shots_best.csv",
+        "results/ablation_dictionary.csv",
+        "results/ablation_efficiency.csv",
+        "results/ablation_templates.csv",
+        "results/paper_05_tinyimagenet_labels.csv",
+        "results/ablation_close_pairs.csv",
+        "results/ablation_gmm.csv",
+        "results/ablation_object_aware_prompts.csv",
+        "results/ablation_trials.csv",
+    ],
     "06_backbones": [*_figures("table3_backbones"), "results/table3.csv", "results/paper_06_table3.csv"],
-}  # fmt: skip
+}
 # Imported by the notebook kernels of the copied-cache run (PYTHONPATH): any attempt to build a model fails loudly.
 NO_MODELS = """
 import bliss_utils.encoders as _e, bliss_utils.encoders.registry as _r
@@ -71,7 +88,7 @@ def test_parameters_cell_holds_every_knob_typed_and_explained(path: Path) -> Non
     import papermill as pm
 
     info = pm.inspect_notebook(str(path))
-    assert COMMON <= set(declared), f"{path.name} lacks {COMMON - set(declared)}"
+    assert set(declared) >= COMMON, f"{path.name} lacks {COMMON - set(declared)}"
     assert declared["SMOKE"] is False and declared["PAPER_BACKBONE"] == {}, "the defaults must be the paper's run"
     for name, meta in info.items():
         assert meta["inferred_type_name"] != "None", f"{path.name}: {name} has no type annotation"
@@ -90,9 +107,19 @@ def test_stand_in_settings_name_declared_parameters_only(mode: str) -> None:
 
 
 def _run(out: Path, data: Path, only: list[str] | None = None, **extra: str) -> None:
-    args = argparse.Namespace(smoke=True, rehearsal=False, data_root=str(data), output_dir=str(out), device="cpu",
-                              max_trials=0, set=[f"{k}={json.dumps(v)}" for k, v in extra.items()], only=only,
-                              kernel="python3", download=False, skip_preflight=True)  # fmt: skip
+    args = argparse.Namespace(
+        smoke=True,
+        rehearsal=False,
+        data_root=str(data),
+        output_dir=str(out),
+        device="cpu",
+        max_trials=0,
+        set=[f"{k}={json.dumps(v)}" for k, v in extra.items()],
+        only=only,
+        kernel="python3",
+        download=False,
+        skip_preflight=True,
+    )
     assert reproduce.run(args) == 0, f"reproduce --smoke failed; executed notebooks in {out / 'results' / 'executed'}"
 
 
@@ -146,8 +173,13 @@ def test_notebooks_run_from_a_copied_cache_without_models_or_data(
     monkeypatch.setattr(reproduce, "make_generated_data", lambda root, sizes: root)  # nor may data be generated
     # what is under test is reading embeddings; the slow baseline fits are left to the first run. Without CIFAR-10
     # in DATASETS, 04's Fig. 4 and 05's timing and object-aware sections still load their CIFAR-10 sets
-    light = {"IMAGE_BASELINES": ["dn2"], "RELATED": ["agnostic-pair", "anomalyclip"], "SHOT_METHODS": ["bliss", "dn2"],
-             "GMM_VARIANTS": {"one per class": {}}, "DATASETS": ["cifar100", "tinyimagenet"]}  # fmt: skip
+    light = {
+        "IMAGE_BASELINES": ["dn2"],
+        "RELATED": ["agnostic-pair", "anomalyclip"],
+        "SHOT_METHODS": ["bliss", "dn2"],
+        "GMM_VARIANTS": {"one per class": {}},
+        "DATASETS": ["cifar100", "tinyimagenet"],
+    }
     _run(tmp_path / "out", empty, only=["01", "02", "03", "04", "05", "06"], CACHE_DIR=str(cache), **light)
     assert not empty.exists()
     ours = pd.read_csv(tmp_path / "out" / "results" / "table1_trials.csv")

@@ -26,8 +26,15 @@ print(json.dumps({"items": list(bar), "disable": bar.disable, "mininterval": get
 def probe(**env: str) -> dict:
     """The bar a fresh process makes (tqdm reads its TQDM_* variables when it is imported)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("TQDM_", _progress.MODE_VAR))}
-    out = subprocess.run([sys.executable, "-c", PROBE], env={**clean, "PYTHONPATH": str(ROOT), **env}, cwd=ROOT,
-                         capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env={**clean, "PYTHONPATH": str(ROOT), **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return json.loads(out.stdout)
 
 
@@ -70,10 +77,14 @@ def test_evaluate_grid_is_the_same_with_and_without_bars(monkeypatch) -> None:
         return a / np.linalg.norm(a, axis=1, keepdims=True)
 
     data = EmbeddingSet(
-        train=unit(centres[labels] + rng.normal(size=(60, d))), train_labels=labels,
-        test=unit(centres[labels] + rng.normal(size=(60, d))), test_labels=labels,
-        class_texts=unit(centres), dictionary=unit(rng.normal(size=(20, d))), dataset="toy",
-    )  # fmt: skip
+        train=unit(centres[labels] + rng.normal(size=(60, d))),
+        train_labels=labels,
+        test=unit(centres[labels] + rng.normal(size=(60, d))),
+        test_labels=labels,
+        class_texts=unit(centres),
+        dictionary=unit(rng.normal(size=(20, d))),
+        dataset="toy",
+    )
     splits = {"toy": [[0], [1, 2]]}  # two trials: a bar shows
     params = {"lunar": {"n_epochs": 5, "n_neighbours": 3}, "gmm": {"max_iter": 3}}
     kwargs = {"methods": ("bliss", "gmm", "lunar", "ssd"), "ks": (3,), "baseline_params": params}

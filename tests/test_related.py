@@ -240,10 +240,11 @@ def test_text_path_equals_plain_encoder_with_neutral_prompts(tiny):
         # both prompts, whose first 5 tokens agree under the causal mask)
         seen = {}
         hooks = [
-            block.register_forward_pre_hook(lambda m, args, kw, i=i: seen.__setitem__(i, args[0][0, 1:5].clone()),
-                                            with_kwargs=True)
+            block.register_forward_pre_hook(
+                lambda m, args, kw, i=i: seen.__setitem__(i, args[0][0, 1:5].clone()), with_kwargs=True
+            )
             for i, block in enumerate(model.transformer.resblocks)
-        ]  # fmt: skip
+        ]
         model.encode_text(tokens)
         for h in hooks:
             h.remove()
@@ -344,8 +345,9 @@ def test_tiny_anomalyclip_ids_and_prompt_pair(tiny, tmp_path):
 
 
 # -- the protocol ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("dataset", "n_normal", "n_classes"), [("cifar10", 1, 10), ("cifar10", 9, 10),
-                                                                  ("cifar100", 20, 100)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("dataset", "n_normal", "n_classes"), [("cifar10", 1, 10), ("cifar10", 9, 10), ("cifar100", 20, 100)]
+)
 def test_scores_ignoring_the_normal_set_average_exactly_50(dataset, n_normal, n_classes):
     # equal class sizes in the test set (as in CIFAR), continuous scores: each cross-class pair is counted once
     rng = np.random.default_rng(n_classes + n_normal)
@@ -364,11 +366,17 @@ def test_related_methods_run_through_the_grid():
     words = np.random.default_rng(1).normal(size=(40, 16))
     texts = np.random.default_rng(2).normal(size=(4, 16))
     data = EmbeddingSet(train=z, train_labels=y, test=test, test_labels=ty, class_texts=texts, dictionary=words)
-    params = {"agnostic-cpe": {"pairs": np.random.default_rng(3).normal(size=(2, 16))},
-              "object-aware-cpe": {"pairs": np.random.default_rng(4).normal(size=(4, 2, 16))},
-              "ssd-cmle": {"epochs": 1, "batch_size": 32}}  # fmt: skip
-    res = evaluate_grid(data, {"toy": [[0], [1, 2]]}, methods=("ssd", "ssd-cmle", "agnostic-cpe", "object-aware-cpe"),
-                        baseline_params=params)  # fmt: skip
+    params = {
+        "agnostic-cpe": {"pairs": np.random.default_rng(3).normal(size=(2, 16))},
+        "object-aware-cpe": {"pairs": np.random.default_rng(4).normal(size=(4, 2, 16))},
+        "ssd-cmle": {"epochs": 1, "batch_size": 32},
+    }
+    res = evaluate_grid(
+        data,
+        {"toy": [[0], [1, 2]]},
+        methods=("ssd", "ssd-cmle", "agnostic-cpe", "object-aware-cpe"),
+        baseline_params=params,
+    )
     assert set(res["method"]) == {"ssd", "ssd-cmle", "agnostic-cpe", "object-aware-cpe"} and len(res) == 8
     assert res.loc[res["method"] == "ssd", "auroc"].min() > 80
 
@@ -403,20 +411,28 @@ def test_smoke_all_four_rows_with_tiny_stand_ins(tiny):
     clip = load_encoder("tiny-clip", device="cpu")
     names = ["red", "green", "blue", "grey"]
     data = EmbeddingSet(
-        train=clip.encode_images(train_im), train_labels=y, test=clip.encode_images(test_im), test_labels=ty,
+        train=clip.encode_images(train_im),
+        train_labels=y,
+        test=clip.encode_images(test_im),
+        test_labels=ty,
         class_texts=clip.encode_texts([f"a photo of a {n}." for n in names]),
         dictionary=clip.encode_texts([f"a photo of a {w}." for w in ("cat", "dog", "car", "ship", "tree", "sky")]),
-    )  # fmt: skip
+    )
     pair = pool_prompt_ensemble(*(clip.encode_texts(side) for side in agnostic_pair_texts()))
     cpe = pool_prompt_ensemble(*(clip.encode_texts(side) for side in cpe_texts()))
     aware = np.stack([pool_prompt_ensemble(*(clip.encode_texts(s) for s in c)) for c in object_aware_texts(names)])
     test_ac = tiny.encode_images(test_im)
     ac_data = EmbeddingSet(train=test_ac, train_labels=ty, test=test_ac, test_labels=ty)  # zero-shot: train unused
     splits = {"toy": [[0], [1, 2]]}
-    params = {"agnostic-pair": {"pairs": pair}, "agnostic-cpe": {"pairs": cpe}, "object-aware-cpe": {"pairs": aware},
-              "ssd-cmle": {"epochs": 1, "batch_size": 16, "n_caption_words": 3, "n_clusters": 2}}  # fmt: skip
-    res = evaluate_grid(data, splits, ("agnostic-pair", "agnostic-cpe", "object-aware-cpe", "ssd", "ssd-cmle"),
-                        baseline_params=params)  # fmt: skip
+    params = {
+        "agnostic-pair": {"pairs": pair},
+        "agnostic-cpe": {"pairs": cpe},
+        "object-aware-cpe": {"pairs": aware},
+        "ssd-cmle": {"epochs": 1, "batch_size": 16, "n_caption_words": 3, "n_clusters": 2},
+    }
+    res = evaluate_grid(
+        data, splits, ("agnostic-pair", "agnostic-cpe", "object-aware-cpe", "ssd", "ssd-cmle"), baseline_params=params
+    )
     ac = evaluate_grid(
         ac_data, splits, ("anomalyclip",), baseline_params={"anomalyclip": {"pairs": tiny.prompt_embeddings()}}
     )

@@ -22,10 +22,24 @@ def test_save_table_writes_csv_markdown_latex(tmp_path: Path) -> None:
 
 
 def test_beside_paper_differences_by_hand() -> None:
-    measured = pd.DataFrame({"setting": ["a", "b"], "method": ["bliss", "bliss"], "mean": [98.0, 90.0],
-                             "std": [0.5, 1.0], "n_trials": [5, 5]})  # fmt: skip
-    reported = pd.DataFrame({"setting": ["a", "b", "c"], "method": ["bliss"] * 3, "auroc_mean": [97.3, 91.0, 80.0],
-                             "auroc_std": [0.2, float("nan"), 1.0], "note": ["", "flag", ""]})  # fmt: skip
+    measured = pd.DataFrame(
+        {
+            "setting": ["a", "b"],
+            "method": ["bliss", "bliss"],
+            "mean": [98.0, 90.0],
+            "std": [0.5, 1.0],
+            "n_trials": [5, 5],
+        }
+    )
+    reported = pd.DataFrame(
+        {
+            "setting": ["a", "b", "c"],
+            "method": ["bliss"] * 3,
+            "auroc_mean": [97.3, 91.0, 80.0],
+            "auroc_std": [0.2, float("nan"), 1.0],
+            "note": ["", "flag", ""],
+        }
+    )
     t = report.beside_paper(measured, reported)
     assert t["difference"].tolist() == ["+0.70", "-1.00", ""]  # the unmeasured cell stays blank
     assert t["method"].tolist() == ["BLISS"] * 3 and t["measured"][0] == "98.00 ± 0.50" and t["paper"][1] == "91.00"
@@ -36,8 +50,14 @@ def test_beside_paper_differences_by_hand() -> None:
 
 
 def test_cell_table_pivots_mean_and_std() -> None:
-    s = pd.DataFrame({"method": ["bliss", "bliss", "dn2"], "setting": ["cifar10-6", "cifar10-1", "cifar10-1"],
-                      "mean": [97.25, 99.1, 96.0], "std": [0.5, float("nan"), 1.0]})  # fmt: skip
+    s = pd.DataFrame(
+        {
+            "method": ["bliss", "bliss", "dn2"],
+            "setting": ["cifar10-6", "cifar10-1", "cifar10-1"],
+            "mean": [97.25, 99.1, 96.0],
+            "std": [0.5, float("nan"), 1.0],
+        }
+    )
     t = report.cell_table(s)
     assert list(t.columns) == ["cifar10-1", "cifar10-6"]  # the paper's column order
     assert t.loc["bliss", "cifar10-6"] == "97.2 ± 0.5" and t.loc["bliss", "cifar10-1"] == "99.1"
@@ -48,8 +68,20 @@ def test_report_is_assembled_from_the_tables_the_notebooks_wrote(tmp_path: Path)
     report.save_table(pd.DataFrame({"x": ["1"]}), "paper_06_table3", tmp_path, index=False, caption="Table 3 here")
     report.save_table(pd.DataFrame({"x": ["2"]}), "paper_04_table1", tmp_path, index=False, caption="Table 1 here")
     report.save_table(pd.DataFrame({"x": ["3"]}), "other", tmp_path, index=False, caption="not for the report")
-    prov = pd.DataFrame([{"encoder": "toy-clip", "paper_backbone": "clip-vit-b16", "weights": "w", "preprocess": "p",
-                          "dataset": "cifar10", "train": 1, "test": 1, "smoke": True}])  # fmt: skip
+    prov = pd.DataFrame(
+        [
+            {
+                "encoder": "toy-clip",
+                "paper_backbone": "clip-vit-b16",
+                "weights": "w",
+                "preprocess": "p",
+                "dataset": "cifar10",
+                "train": 1,
+                "test": 1,
+                "smoke": True,
+            }
+        ]
+    )
     report.save_table(prov, "provenance_04", tmp_path, index=False)
     text = report.write_report(tmp_path, mode="smoke").read_text()
     assert text.index("Table 1 here") < text.index("Table 3 here")  # notebook order

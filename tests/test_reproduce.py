@@ -17,8 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_reproduce(*extra: str, env: dict | None = None, timeout: int = 180) -> subprocess.CompletedProcess:
     """`python -m bliss_utils reproduce` in a subprocess, as a user would run it."""
-    return subprocess.run([sys.executable, "-m", "bliss_utils", "reproduce", *extra], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=env, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "bliss_utils", "reproduce", *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
 
 
 def test_preflight_reads_what_the_notebooks_need_and_downloads_only_when_asked(tmp_path, monkeypatch) -> None:
@@ -26,10 +33,16 @@ def test_preflight_reads_what_the_notebooks_need_and_downloads_only_when_asked(t
     import bliss_utils.encoders as encoders_module
 
     calls = []
-    monkeypatch.setattr(datasets_module, "load_dataset",
-                        lambda name, split, root=None, download=False: calls.append(("data", name, download)))
-    monkeypatch.setattr(encoders_module, "load_encoder",
-                        lambda name, **kw: calls.append(("weights", name, os.environ.get(reproduce.OFFLINE_VAR))))
+    monkeypatch.setattr(
+        datasets_module,
+        "load_dataset",
+        lambda name, split, root=None, download=False: calls.append(("data", name, download)),
+    )
+    monkeypatch.setattr(
+        encoders_module,
+        "load_encoder",
+        lambda name, **kw: calls.append(("weights", name, os.environ.get(reproduce.OFFLINE_VAR))),
+    )
     from bliss_utils import anomalyclip
 
     monkeypatch.setattr(anomalyclip, "download_checkpoint", lambda dest=None: calls.append(("anomalyclip", dest, 1)))
@@ -76,8 +89,9 @@ def test_reproduce_names_missing_weights_without_downloading(tmp_path: Path) -> 
     synthetic.make_fake_cifar(data, "cifar100", 1, 1)
     synthetic.make_fake_tinyimagenet(data, 1, 1)
     env = {k: v for k, v in os.environ.items() if k not in ("BLISS_WEIGHTS_DIR", "BLISS_OFFLINE")}
-    env.update(BLISS_WEIGHTS_DIR=str(tmp_path / "no-weights"), TORCH_HOME=str(tmp_path / "torch"),
-               HF_HOME=str(tmp_path / "hf"))  # fmt: skip
+    env.update(
+        BLISS_WEIGHTS_DIR=str(tmp_path / "no-weights"), TORCH_HOME=str(tmp_path / "torch"), HF_HOME=str(tmp_path / "hf")
+    )
     proc = run_reproduce("--data-root", str(data), "--output-dir", str(tmp_path / "o"), env=env)
     assert proc.returncode == 1
     for name in ("clip-vit-b16", "blip", "slip-vit-b16", "vit-b16-in21k"):
@@ -92,29 +106,51 @@ def test_a_failing_notebook_is_reported_in_one_line(tmp_path: Path, monkeypatch,
     from nbformat.v4 import new_code_cell, new_notebook
 
     bar = "from bliss_utils._progress import progress\nlist(progress(range(3), desc='a bar in the terminal'))"
-    nb = new_notebook(cells=[new_code_cell("SMOKE: bool = False  # mode", metadata={"tags": ["parameters"]}),
-                             new_code_cell(bar),
-                             new_code_cell("raise RuntimeError('boom in cell three')")])  # fmt: skip
+    nb = new_notebook(
+        cells=[
+            new_code_cell("SMOKE: bool = False  # mode", metadata={"tags": ["parameters"]}),
+            new_code_cell(bar),
+            new_code_cell("raise RuntimeError('boom in cell three')"),
+        ]
+    )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     (tmp_path / "notebooks").mkdir()
     nbformat.write(nb, tmp_path / "notebooks" / "00_fails.ipynb")
     monkeypatch.setattr(reproduce, "notebook_paths", lambda root=None: [tmp_path / "notebooks" / "00_fails.ipynb"])
-    args = argparse.Namespace(smoke=False, rehearsal=False, data_root="", output_dir=str(tmp_path / "o"), device="",
-                              max_trials=0, set=[], only=None, kernel="python3", download=False,
-                              skip_preflight=True)  # fmt: skip
+    args = argparse.Namespace(
+        smoke=False,
+        rehearsal=False,
+        data_root="",
+        output_dir=str(tmp_path / "o"),
+        device="",
+        max_trials=0,
+        set=[],
+        only=None,
+        kernel="python3",
+        download=False,
+        skip_preflight=True,
+    )
     monkeypatch.setenv("BLISS_PROGRESS", "text")  # what run() sets for its kernels; monkeypatch unsets it afterwards
     assert reproduce.run(args) == 1
     err = capfd.readouterr().err
     assert "[1/1] 00_fails.ipynb ..." in err and "a bar in the terminal: 100%" in err  # the kernel's text bar, live
     assert "00_fails.ipynb failed in cell" in err and "RuntimeError: boom in cell three" in err
     assert "Traceback" not in err and (tmp_path / "o" / "results" / "executed" / "00_fails.ipynb").is_file()
-    assert not (tmp_path / "o" / "results" / "run_times.csv").is_file() or "00_fails" not in (
-        tmp_path / "o" / "results" / "run_times.csv").read_text()  # fmt: skip
+    assert (
+        not (tmp_path / "o" / "results" / "run_times.csv").is_file()
+        or "00_fails" not in (tmp_path / "o" / "results" / "run_times.csv").read_text()
+    )
 
 
 def test_set_overrides_are_json_and_refuse_bad_syntax(tmp_path) -> None:
-    args = argparse.Namespace(smoke=False, data_root="", output_dir="", device="", max_trials=3,
-                              set=["LAM=0.75", "DATASETS=[\"cifar10\"]", "ENCODER=blip"])  # fmt: skip
+    args = argparse.Namespace(
+        smoke=False,
+        data_root="",
+        output_dir="",
+        device="",
+        max_trials=3,
+        set=["LAM=0.75", 'DATASETS=["cifar10"]', "ENCODER=blip"],
+    )
     out = reproduce._overrides(args)
     assert out == {"LAM": 0.75, "DATASETS": ["cifar10"], "ENCODER": "blip", "MAX_TRIALS": 3}
     args.set = ["LAM"]
@@ -170,8 +206,15 @@ def test_rehearsal_stand_ins_have_the_real_backbones_dimensions_and_nothing_is_s
         assert ours.builder == "toy:load_toy", f"{stand_in} must be a cheap toy stand-in"
     # the paper's settings: nothing that cuts trials, the dictionary or a grid is injected
     injected = set().union(*(v for k, v in settings.items() if k not in ("_about", "data")))
-    assert injected <= {"SMOKE", "ENCODER", "BACKBONES", "IMAGE_ENCODER", "PAPER_BACKBONE", "PREPROCESS",
-                        "ANOMALYCLIP_ENCODER"}  # fmt: skip
+    assert injected <= {
+        "SMOKE",
+        "ENCODER",
+        "BACKBONES",
+        "IMAGE_ENCODER",
+        "PAPER_BACKBONE",
+        "PREPROCESS",
+        "ANOMALYCLIP_ENCODER",
+    }
 
 
 def test_run_times_merge_by_notebook_and_drop_a_failed_ones_row(tmp_path: Path) -> None:
@@ -195,8 +238,12 @@ def test_the_notebook_runner_measures_its_own_kernel(tmp_path: Path) -> None:
     from nbformat.v4 import new_code_cell, new_notebook
 
     # the kernel holds ~300 MiB at its peak; the runner itself (papermill) stays well below that
-    nb = new_notebook(cells=[new_code_cell("N: int = 1", metadata={"tags": ["parameters"]}),
-                             new_code_cell("import numpy as np\nx = np.ones(N * 2**25 * 9 // 8)\ndel x")])  # fmt: skip
+    nb = new_notebook(
+        cells=[
+            new_code_cell("N: int = 1", metadata={"tags": ["parameters"]}),
+            new_code_cell("import numpy as np\nx = np.ones(N * 2**25 * 9 // 8)\ndel x"),
+        ]
+    )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "big.ipynb")
     small = reproduce.run_notebook(tmp_path / "big.ipynb", tmp_path / "a.ipynb", {"N": 0}, "python3", ROOT)

@@ -26,7 +26,7 @@ def test_look_is_a_function_of_the_cleaned_name():
     assert look_key("Lawn_Mower") == "lawn mower"
     other = class_look("maple_tree")
     assert not np.allclose(colour, other[0])
-    assert 40 <= colour.min() and colour.max() <= 215 and 0 <= angle <= np.pi and 1 <= freq <= 4
+    assert colour.min() >= 40 and colour.max() <= 215 and 0 <= angle <= np.pi and 1 <= freq <= 4
 
 
 def test_mean_colour_of_a_class_is_its_look():
@@ -98,8 +98,9 @@ def test_chunked_generation_is_deterministic_and_each_chunk_draws_fresh_noise(tm
     assert np.bincount(val.labels).tolist() == [2] * 4
     # each file holds the image drawn for it: train images in label order, then val, chunk i with stream i
     y = np.tile(np.arange(4), 5)
-    drawn = np.concatenate([class_images(part, val.class_names, 64, 0, stream=i)
-                            for i, part in enumerate(np.array_split(y, [7, 14]))]).astype(float)  # fmt: skip
+    drawn = np.concatenate(
+        [class_images(part, val.class_names, 64, 0, stream=i) for i, part in enumerate(np.array_split(y, [7, 14]))]
+    ).astype(float)
     index = {p.name: i for i, p in enumerate(tiny.paths)}
     wnid = {c: p.parent.parent.name for c, p in zip(tiny.labels, tiny.paths)}
     read = [tiny.image(index[f"{wnid[c]}_{i // 4}.JPEG"]) for i, c in enumerate(y[:12])]

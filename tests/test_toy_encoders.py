@@ -95,10 +95,14 @@ def test_prompt_label_reads_the_label_out_of_known_templates():
 
 def test_texts_ignore_spacing_and_case_and_an_underscored_name_keeps_its_look(toys):
     enc = toys["toy-clip"]
-    a, b, raw, clean = enc.encode_texts([
-        "This is a photo of a  Tinca tinca", "This is a photo of a tinca Tinca", "This is a photo of a aquarium_fish",
-        "This is a photo of a aquarium fish",
-    ])  # fmt: skip
+    a, b, raw, clean = enc.encode_texts(
+        [
+            "This is a photo of a  Tinca tinca",
+            "This is a photo of a tinca Tinca",
+            "This is a photo of a aquarium_fish",
+            "This is a photo of a aquarium fish",
+        ]
+    )
     np.testing.assert_allclose(a, b, atol=1e-6)
     # like a tokenizer, "aquarium_fish" is another text than "aquarium fish", but it names the same look
     assert not np.allclose(raw, clean, atol=1e-3)

@@ -77,9 +77,16 @@ def _make(
     model = finish_model(model, device)
     dim = int(model.text_projection.shape[1])
     return AnomalyClipEncoder(
-        model, tokenizer, prompts, name=name, dim=dim, device=device, preprocess=recipe.build(),
-        preprocess_id=recipe.id, weights_id=weights_id,
-    )  # fmt: skip
+        model,
+        tokenizer,
+        prompts,
+        name=name,
+        dim=dim,
+        device=device,
+        preprocess=recipe.build(),
+        preprocess_id=recipe.id,
+        weights_id=weights_id,
+    )
 
 
 def anomalyclip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
@@ -92,12 +99,16 @@ def anomalyclip_weights(name: str, weights: str | Path | None, local_only: bool 
     return path, f"{backbone.weights_id}+anomalyclip-prompts:sha256={sha256_of(path)}+cls-no-ln-post"
 
 
-def tiny_anomalyclip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path | None, str]:
+def tiny_anomalyclip_weights(
+    name: str, weights: str | Path | None, local_only: bool = False
+) -> tuple[Path | None, str]:
     """(prompt checkpoint or None, identity) of tiny-anomalyclip: seeded random CLIP, generated or given prompts."""
     from ..anomalyclip import sha256_of
 
     prompts = f"generated-seed{TINY_SEED}" if weights is None else sha256_of(weights)
-    return (None if weights is None else Path(weights)), f"{name}:random-seed{TINY_SEED}+prompts:{prompts}+cls-no-ln-post"
+    return (
+        None if weights is None else Path(weights)
+    ), f"{name}:random-seed{TINY_SEED}+prompts:{prompts}+cls-no-ln-post"
 
 
 def load_anomalyclip_vit_l14_336(
@@ -111,8 +122,9 @@ def load_anomalyclip_vit_l14_336(
     width = int(backbone.model.token_embedding.weight.shape[1])
     prompts = load_prompt_checkpoint(path, width)
     weights_id = f"{backbone.weights_id}+anomalyclip-prompts:sha256={prompts.sha256}+cls-no-ln-post"
-    return _make(backbone.model, backbone.tokenizer, prompts, name, backbone.device, _recipe(518, preprocess),
-                 weights_id)  # fmt: skip
+    return _make(
+        backbone.model, backbone.tokenizer, prompts, name, backbone.device, _recipe(518, preprocess), weights_id
+    )
 
 
 def build_tiny_anomalyclip(seed: int = TINY_SEED) -> Any:
@@ -169,5 +181,12 @@ def load_tiny_anomalyclip(
     else:
         prompts = load_prompt_checkpoint(weights, width)
     weights_id = f"{name}:random-seed{TINY_SEED}+prompts:{prompts.sha256}+cls-no-ln-post"
-    return _make(build_tiny_anomalyclip(), open_clip.get_tokenizer("ViT-B-16"), prompts, name, select_device(device),
-                 _recipe(TINY_IMAGE_SIZE, preprocess), weights_id)  # fmt: skip
+    return _make(
+        build_tiny_anomalyclip(),
+        open_clip.get_tokenizer("ViT-B-16"),
+        prompts,
+        name,
+        select_device(device),
+        _recipe(TINY_IMAGE_SIZE, preprocess),
+        weights_id,
+    )

@@ -70,9 +70,16 @@ def save_random_weights(name: str, folder: Path) -> Path:
     return folder
 
 
-def throughput(name: str, n_images: int = 256, batch_size: int = 64, image_size: int = 32,
-               device: Any = None, repeats: int = 3, weights: Path | None = None,
-               n_texts: int = 0) -> dict[str, Any]:
+def throughput(
+    name: str,
+    n_images: int = 256,
+    batch_size: int = 64,
+    image_size: int = 32,
+    device: Any = None,
+    repeats: int = 3,
+    weights: Path | None = None,
+    n_texts: int = 0,
+) -> dict[str, Any]:
     """Images per second of ``encode_images`` on ``n_images`` random PIL images (best of ``repeats``, after a warm-up);
     with ``n_texts``, also prompts per second of ``encode_texts``."""
     from PIL import Image
@@ -80,8 +87,9 @@ def throughput(name: str, n_images: int = 256, batch_size: int = 64, image_size:
     from . import load_encoder
 
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8))
-              for _ in range(n_images)]
+    images = [
+        Image.fromarray(rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)) for _ in range(n_images)
+    ]
     start = time.perf_counter()
     encoder = load_encoder(name, device=device, weights=weights)
     load_s = time.perf_counter() - start
@@ -95,10 +103,19 @@ def throughput(name: str, n_images: int = 256, batch_size: int = 64, image_size:
     if n_texts and encoder.has_text:
         texts = [f"This is a photo of a word{i}" for i in range(n_texts)]
         texts_per_s = n_texts / min(_timed(encoder.encode_texts, texts) for _ in range(repeats))
-    return {"texts_per_s": texts_per_s, "encoder": name, "device": str(encoder.device), "precision": encoder.precision, "load_s": load_s,
-            "images_per_s": n_images / best, "preprocessed_images_per_s": n_images / best_tensor,
-            "n_images": n_images, "batch_size": batch_size, "image_size": image_size,
-            "threads": torch.get_num_threads()}
+    return {
+        "texts_per_s": texts_per_s,
+        "encoder": name,
+        "device": str(encoder.device),
+        "precision": encoder.precision,
+        "load_s": load_s,
+        "images_per_s": n_images / best,
+        "preprocessed_images_per_s": n_images / best_tensor,
+        "n_images": n_images,
+        "batch_size": batch_size,
+        "image_size": image_size,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def _timed(fn: Any, *args: Any) -> float:
@@ -110,17 +127,24 @@ def _timed(fn: Any, *args: Any) -> float:
 def main(argv: list[str] | None = None) -> None:
     """Print a throughput table for the named encoders (default: the tiny ones)."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", default=["tiny-clip", "tiny-blip", "tiny-slip", "tiny-vit"],
-                        help="encoder names (default: the four tiny encoders)")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        default=["tiny-clip", "tiny-blip", "tiny-slip", "tiny-vit"],
+        help="encoder names (default: the four tiny encoders)",
+    )
     parser.add_argument("--n-images", type=int, default=256, help="number of random images (default 256)")
     parser.add_argument("--batch-size", type=int, default=64, help="encode_images batch size (default 64)")
     parser.add_argument("--image-size", type=int, default=32, help="side of the square input images (default 32)")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: CUDA, then MPS, then CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per encoder; the best is reported")
-    parser.add_argument("--random-weights", action="store_true",
-                        help=f"time the real architectures ({', '.join(RANDOM_WEIGHTS)}) with random weights, "
-                             "saved and loaded through their real loaders")  # fmt: skip
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help=f"time the real architectures ({', '.join(RANDOM_WEIGHTS)}) with random weights, "
+        "saved and loaded through their real loaders",
+    )
     parser.add_argument("--n-texts", type=int, default=0, help="also time encode_texts on this many prompts")
     args = parser.parse_args(argv)
     import torch
@@ -133,12 +157,17 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.names:
             weights = save_random_weights(name, Path(tmp, name)) if args.random_weights else None
-            r = throughput(name, args.n_images, args.batch_size, args.image_size, args.device, args.repeats,
-                           weights, args.n_texts)  # fmt: skip
-            print(f"{r['encoder']:<14} {r['device']:<7} {r['precision']:<13} {r['load_s']:6.2f}   "
-                  f"{r['images_per_s']:14.1f}   {r['preprocessed_images_per_s']:17.1f}   {r['texts_per_s']:7.1f}")
-    print(f"({args.n_images} random {args.image_size}x{args.image_size} RGB images, batch {args.batch_size}, "
-          f"{r['threads']} torch threads{', random weights' if args.random_weights else ''})")
+            r = throughput(
+                name, args.n_images, args.batch_size, args.image_size, args.device, args.repeats, weights, args.n_texts
+            )
+            print(
+                f"{r['encoder']:<14} {r['device']:<7} {r['precision']:<13} {r['load_s']:6.2f}   "
+                f"{r['images_per_s']:14.1f}   {r['preprocessed_images_per_s']:17.1f}   {r['texts_per_s']:7.1f}"
+            )
+    print(
+        f"({args.n_images} random {args.image_size}x{args.image_size} RGB images, batch {args.batch_size}, "
+        f"{r['threads']} torch threads{', random weights' if args.random_weights else ''})"
+    )
 
 
 if __name__ == "__main__":

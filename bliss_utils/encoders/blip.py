@@ -41,20 +41,28 @@ class BlipITCEncoder(Encoder):
     def _text_features(self, texts: list[str]) -> Any:
         tok = self.tokenizer(texts, padding=True, truncation=True, max_length=BLIP_MAX_TOKENS, return_tensors="pt")
         hidden = self.model.text_encoder(
-            input_ids=tok["input_ids"].to(self.device), attention_mask=tok["attention_mask"].to(self.device),
+            input_ids=tok["input_ids"].to(self.device),
+            attention_mask=tok["attention_mask"].to(self.device),
         ).last_hidden_state
         return self.model.text_proj(hidden[:, 0, :])
 
 
-def _blip_encoder(model: Any, tokenizer: Any, name: str, device: Any, preprocess: str,
-                  weights_id: str) -> BlipITCEncoder:
+def _blip_encoder(
+    model: Any, tokenizer: Any, name: str, device: Any, preprocess: str, weights_id: str
+) -> BlipITCEncoder:
     from .registry import declared_recipe
 
     device = select_device(device)
     recipe = declared_recipe(name, preprocess)
     return BlipITCEncoder(
-        finish_model(model, device), tokenizer, name=name, dim=int(model.config.image_text_hidden_size),
-        device=device, preprocess=recipe.build(), preprocess_id=recipe.id, weights_id=weights_id,
+        finish_model(model, device),
+        tokenizer,
+        name=name,
+        dim=int(model.config.image_text_hidden_size),
+        device=device,
+        preprocess=recipe.build(),
+        preprocess_id=recipe.id,
+        weights_id=weights_id,
     )
 
 
@@ -74,8 +82,9 @@ def tiny_blip_weights(name: str, weights: str | Path | None, local_only: bool = 
     return None, weights_id + _eps_suffix()
 
 
-def load_blip(name: str, *, device: Any = None, weights: str | Path | None = None,
-              preprocess: str = "default") -> BlipITCEncoder:
+def load_blip(
+    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
+) -> BlipITCEncoder:
     """BLIP ViT-B retrieval model fine-tuned on COCO (Salesforce/blip-itm-base-coco), ITC embeddings."""
     transformers = import_transformers()
     folder, weights_id = blip_weights(name, weights)
@@ -89,8 +98,17 @@ def load_blip(name: str, *, device: Any = None, weights: str | Path | None = Non
 def tiny_vocab() -> list[str]:
     """A small generated WordPiece vocabulary: BERT's special tokens, characters, ``##`` continuations, a few words."""
     chars = string.ascii_lowercase + string.digits
-    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS, *chars, *string.punctuation,
-            *("##" + c for c in chars)]
+    return [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *TINY_WORDS,
+        *chars,
+        *string.punctuation,
+        *("##" + c for c in chars),
+    ]
 
 
 def tiny_tokenizer() -> Any:
@@ -105,21 +123,38 @@ def tiny_blip_config() -> Any:
     """A small BlipConfig with the real model's structure."""
     transformers = import_transformers()
     # BlipVisionConfig initialises with std 1e-10 (fine before loading weights, degenerate for a random model)
-    vision = {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "image_size": TINY_IMAGE_SIZE, "patch_size": 8, "initializer_range": 0.02,
-              "layer_norm_eps": BLIP_VISION_LN_EPS}
+    vision = {
+        "hidden_size": 48,
+        "intermediate_size": 96,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": TINY_IMAGE_SIZE,
+        "patch_size": 8,
+        "initializer_range": 0.02,
+        "layer_norm_eps": BLIP_VISION_LN_EPS,
+    }
     vocab = tiny_vocab()
-    text = {"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-            "num_attention_heads": 2, "encoder_hidden_size": 48, "max_position_embeddings": 64,
-            "pad_token_id": vocab.index("[PAD]"), "bos_token_id": vocab.index("[CLS]"),
-            "sep_token_id": vocab.index("[SEP]"), "eos_token_id": vocab.index("[SEP]"),
-            # at BERT's std 0.02 the residual stream keeps [CLS]'s own embedding: every text embeds alike (cos > 0.9999)
-            "initializer_range": 0.2}
+    text = {
+        "vocab_size": len(vocab),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "encoder_hidden_size": 48,
+        "max_position_embeddings": 64,
+        "pad_token_id": vocab.index("[PAD]"),
+        "bos_token_id": vocab.index("[CLS]"),
+        "sep_token_id": vocab.index("[SEP]"),
+        "eos_token_id": vocab.index("[SEP]"),
+        # at BERT's std 0.02 the residual stream keeps [CLS]'s own embedding: every text embeds alike (cos > 0.9999)
+        "initializer_range": 0.2,
+    }
     return transformers.BlipConfig(vision_config=vision, text_config=text, image_text_hidden_size=16)
 
 
-def load_tiny_blip(name: str, *, device: Any = None, weights: str | Path | None = None,
-                   preprocess: str = "default") -> BlipITCEncoder:
+def load_tiny_blip(
+    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
+) -> BlipITCEncoder:
     """tiny-blip: BlipForImageTextRetrieval at tiny sizes with seeded random weights and a generated vocabulary."""
     _, weights_id = tiny_blip_weights(name, weights)
     transformers = import_transformers()

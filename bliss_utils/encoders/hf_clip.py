@@ -46,17 +46,32 @@ def _parts(repo_id: str, weights: str | Path | None, preprocess: str, local_only
     folder, weights_id = model_folder(repo_id, name, weights, local_only)
     config = transformers.AutoConfig.from_pretrained(folder)
     generic = transformers.AutoImageProcessor.from_pretrained(folder)
-    processor = pil_processor_class(type(generic).__name__.removesuffix("Fast").removesuffix("Pil")).from_pretrained(folder)
+    processor = pil_processor_class(type(generic).__name__.removesuffix("Fast").removesuffix("Pil")).from_pretrained(
+        folder
+    )
     if preprocess == "cifar":
-        recipe = choose_recipe(ResizeCropNormalize(_processor_size(processor), "bicubic", tuple(processor.image_mean),
-                                                   tuple(processor.image_std)), "cifar")
+        recipe = choose_recipe(
+            ResizeCropNormalize(
+                _processor_size(processor), "bicubic", tuple(processor.image_mean), tuple(processor.image_std)
+            ),
+            "cifar",
+        )
         transform, preprocess_id = recipe.build, recipe.id
     else:
-        transform, preprocess_id = (lambda: hf_image_processor_transform(processor)[0]), \
-            hf_image_processor_transform(processor)[1]
+        transform, preprocess_id = (
+            (lambda: hf_image_processor_transform(processor)[0]),
+            hf_image_processor_transform(processor)[1],
+        )
     dim = int(getattr(config, "projection_dim", 0) or config.text_config.hidden_size)
-    return {"name": name, "folder": folder, "weights_id": weights_id, "transform": transform,
-            "preprocess_id": preprocess_id, "dim": dim, "config": config}
+    return {
+        "name": name,
+        "folder": folder,
+        "weights_id": weights_id,
+        "transform": transform,
+        "preprocess_id": preprocess_id,
+        "dim": dim,
+        "config": config,
+    }
 
 
 def describe_hf_clip(repo_id: str, *, weights: str | Path | None = None, preprocess: str = "default") -> Any:
@@ -67,8 +82,9 @@ def describe_hf_clip(repo_id: str, *, weights: str | Path | None = None, preproc
     return EncoderSpec(p["name"], p["weights_id"], p["preprocess_id"], p["dim"])
 
 
-def load_hf_clip(repo_id: str, *, device: Any = None, weights: str | Path | None = None,
-                 preprocess: str = "default") -> HFClipEncoder:
+def load_hf_clip(
+    repo_id: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
+) -> HFClipEncoder:
     """Build ``hf:REPO_ID`` (REPO_ID may also be a local folder saved with save_pretrained)."""
     transformers = import_transformers()
     p = _parts(repo_id, weights, preprocess, local_only=False)
@@ -81,9 +97,17 @@ def load_hf_clip(repo_id: str, *, device: Any = None, weights: str | Path | None
     text_cfg = getattr(model.config, "text_config", model.config)
     max_tokens = int(getattr(text_cfg, "max_position_embeddings", 77))
     device = select_device(device)
-    return HFClipEncoder(finish_model(model, device), tokenizer, max_tokens, name=p["name"], dim=p["dim"],
-                         device=device, preprocess=p["transform"](), preprocess_id=p["preprocess_id"],
-                         weights_id=p["weights_id"])
+    return HFClipEncoder(
+        finish_model(model, device),
+        tokenizer,
+        max_tokens,
+        name=p["name"],
+        dim=p["dim"],
+        device=device,
+        preprocess=p["transform"](),
+        preprocess_id=p["preprocess_id"],
+        weights_id=p["weights_id"],
+    )
 
 
 def _processor_size(processor: Any) -> int:

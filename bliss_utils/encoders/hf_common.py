@@ -28,14 +28,17 @@ def pil_processor_class(name: str) -> Any:
 
 def _has_weights(folder: Path) -> bool:
     return (folder / "config.json").is_file() and any(
-        (folder / f).is_file() for f in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-                                         "pytorch_model.bin.index.json")
+        (folder / f).is_file()
+        for f in (
+            "model.safetensors",
+            "pytorch_model.bin",
+            "model.safetensors.index.json",
+            "pytorch_model.bin.index.json",
+        )
     )
 
 
-def model_folder(
-    repo_id: str, encoder: str, weights: str | Path | None, local_only: bool = False
-) -> tuple[Path, str]:
+def model_folder(repo_id: str, encoder: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
     """Folder holding a transformers model (``weights``, ``$BLISS_WEIGHTS_DIR/<encoder>`` or the HF cache) and its id.
 
     The id fingerprints the folder's config and weight files, wherever the folder was found.
@@ -54,4 +57,3 @@ def model_folder(
         if not _has_weights(folder):
             raise missing(encoder, fetch, "", f"the cached copy of {repo_id} has no model weights")
     return folder, f"hf-folder@{fingerprint(folder)}"
-

@@ -33,6 +33,7 @@ TINY_CLIP_CFG: dict[str, Any] = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
 }
 
+
 def import_open_clip() -> Any:
     """Import open_clip, or raise an ImportError naming the pip command."""
     try:
@@ -63,8 +64,14 @@ def make_open_clip_encoder(
     """Wrap a built open_clip model: eval mode, device, transform and ids."""
     model = finish_model(model, device)
     return OpenClipEncoder(
-        model, tokenizer, name=name, dim=dim, device=device, preprocess=recipe.build(),
-        preprocess_id=recipe.id, weights_id=weights_id,
+        model,
+        tokenizer,
+        name=name,
+        dim=dim,
+        device=device,
+        preprocess=recipe.build(),
+        preprocess_id=recipe.id,
+        weights_id=weights_id,
     )
 
 
@@ -74,8 +81,11 @@ _STATE_DICT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin
 def openai_url(model_name: str) -> str:
     """The URL of OpenAI's own TorchScript file for ``model_name`` (as open_clip lists it), or ''."""
     open_clip = import_open_clip()
-    return open_clip.get_pretrained_cfg(model_name, CLIP_TAG).get("url", "") if CLIP_TAG in \
-        open_clip.list_pretrained_tags_by_model(model_name) else ""
+    return (
+        open_clip.get_pretrained_cfg(model_name, CLIP_TAG).get("url", "")
+        if CLIP_TAG in open_clip.list_pretrained_tags_by_model(model_name)
+        else ""
+    )
 
 
 def openai_sha256(model_name: str) -> str:
@@ -172,8 +182,9 @@ def _open_clip_file(spec: str, name: str, weights: str | Path | None, local_only
         return explicit_path(weights, name, f"the checkpoint for {spec}", "open_clip_model.safetensors"), cfg
     if pretrained in tags:
         return _tag_file(model_name, pretrained, name, local_only), cfg
-    path = explicit_path(pretrained, name, f"the checkpoint for {spec} (or a tag of {model_name}: {tags})",
-                         Path(pretrained).name)
+    path = explicit_path(
+        pretrained, name, f"the checkpoint for {spec} (or a tag of {model_name}: {tags})", Path(pretrained).name
+    )
     return path, cfg
 
 
@@ -181,8 +192,10 @@ def _open_clip_recipe(model_name: str, cfg: dict[str, Any]) -> ResizeCropNormali
     open_clip = import_open_clip()
     size = open_clip.get_model_config(model_name)["vision_cfg"].get("image_size", 224)
     return ResizeCropNormalize(
-        size=int(size[0] if isinstance(size, (tuple, list)) else size), interpolation=cfg.get("interpolation", "bicubic"),
-        mean=tuple(cfg.get("mean", OPENAI_MEAN)), std=tuple(cfg.get("std", OPENAI_STD)),
+        size=int(size[0] if isinstance(size, (tuple, list)) else size),
+        interpolation=cfg.get("interpolation", "bicubic"),
+        mean=tuple(cfg.get("mean", OPENAI_MEAN)),
+        std=tuple(cfg.get("std", OPENAI_STD)),
     )
 
 
@@ -207,7 +220,11 @@ def _build_open_clip(model_name: str, path: Path, cfg: dict[str, Any]) -> Any:
 
 
 def load_open_clip_spec(
-    spec: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default",
+    spec: str,
+    *,
+    device: Any = None,
+    weights: str | Path | None = None,
+    preprocess: str = "default",
     name: str | None = None,
 ) -> OpenClipEncoder:
     """Build ``open_clip:MODEL/PRETRAINED`` (PRETRAINED: a tag of MODEL, or a local checkpoint file)."""
@@ -217,8 +234,13 @@ def load_open_clip_spec(
     model_name = spec.partition("/")[0]
     model = _build_open_clip(model_name, path, cfg)
     return make_open_clip_encoder(
-        model, open_clip.get_tokenizer(model_name), name, int(open_clip.get_model_config(model_name)["embed_dim"]),
-        select_device(device), choose_recipe(_open_clip_recipe(model_name, cfg), preprocess), _weights_id(path),
+        model,
+        open_clip.get_tokenizer(model_name),
+        name,
+        int(open_clip.get_model_config(model_name)["embed_dim"]),
+        select_device(device),
+        choose_recipe(_open_clip_recipe(model_name, cfg), preprocess),
+        _weights_id(path),
     )
 
 
@@ -228,11 +250,13 @@ def clip_vit_b16_weights(name: str, weights: str | Path | None, local_only: bool
     return path, _weights_id(path)
 
 
-def load_clip_vit_b16(name: str, *, device: Any = None, weights: str | Path | None = None,
-                      preprocess: str = "default") -> OpenClipEncoder:
+def load_clip_vit_b16(
+    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
+) -> OpenClipEncoder:
     """OpenAI CLIP ViT-B/16 (the paper's default backbone) through open_clip, with QuickGELU."""
-    return load_open_clip_spec(f"{CLIP_MODEL}/{CLIP_TAG}", device=device, weights=weights,
-                               preprocess=preprocess, name=name)
+    return load_open_clip_spec(
+        f"{CLIP_MODEL}/{CLIP_TAG}", device=device, weights=weights, preprocess=preprocess, name=name
+    )
 
 
 def build_tiny_clip(seed: int = TINY_SEED) -> Any:
@@ -242,14 +266,20 @@ def build_tiny_clip(seed: int = TINY_SEED) -> Any:
         return open_clip.CLIP(**TINY_CLIP_CFG)
 
 
-def load_tiny_clip(name: str, *, device: Any = None, weights: str | Path | None = None,
-                   preprocess: str = "default") -> OpenClipEncoder:
+def load_tiny_clip(
+    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
+) -> OpenClipEncoder:
     """tiny-clip: open_clip's CLIP architecture at 32 px with seeded random weights; no download."""
     from .registry import declared_recipe
 
     _, weights_id = random_weights(name, weights)
     open_clip = import_open_clip()
     return make_open_clip_encoder(
-        build_tiny_clip(), open_clip.get_tokenizer("ViT-B-16"), name, TINY_CLIP_CFG["embed_dim"], select_device(device),
-        declared_recipe(name, preprocess), weights_id,
+        build_tiny_clip(),
+        open_clip.get_tokenizer("ViT-B-16"),
+        name,
+        TINY_CLIP_CFG["embed_dim"],
+        select_device(device),
+        declared_recipe(name, preprocess),
+        weights_id,
     )

@@ -44,8 +44,12 @@ class ResizeCropNormalize:
         import open_clip
 
         return open_clip.image_transform(
-            self.size, is_train=False, mean=self.mean, std=self.std,
-            interpolation=self.interpolation, resize_mode="shortest",
+            self.size,
+            is_train=False,
+            mean=self.mean,
+            std=self.std,
+            interpolation=self.interpolation,
+            resize_mode="shortest",
         )
 
 
@@ -74,8 +78,13 @@ class HFProcessorRecipe:
         from .hf_common import pil_processor_class
 
         return pil_processor_class(self.processor)(
-            size={"height": self.size, "width": self.size}, resample=Image.Resampling[self.resample],
-            image_mean=list(self.mean), image_std=list(self.std), do_resize=True, do_rescale=True, do_normalize=True,
+            size={"height": self.size, "width": self.size},
+            resample=Image.Resampling[self.resample],
+            image_mean=list(self.mean),
+            image_std=list(self.std),
+            do_resize=True,
+            do_rescale=True,
+            do_normalize=True,
         )
 
     def build(self) -> Callable[[Any], Any]:
@@ -104,9 +113,13 @@ class SquashNormalize:
         import open_clip
 
         return open_clip.image_transform(
-            self.size, is_train=False, mean=self.mean, std=self.std, interpolation=self.interpolation,
+            self.size,
+            is_train=False,
+            mean=self.mean,
+            std=self.std,
+            interpolation=self.interpolation,
             resize_mode="squash",
-        )  # fmt: skip
+        )
 
 
 Recipe = ResizeCropNormalize | HFProcessorRecipe | SquashNormalize

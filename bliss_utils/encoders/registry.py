@@ -81,37 +81,61 @@ _BACKBONES: dict[str, Backbone] = {
     "slip-vit-b16": Backbone("slip:load_slip_vit_b16", "slip:slip_weights", 512, recipes(_SLIP_224)),
     "vit-b16-in21k": Backbone("vit:load_vit_in21k", "vit:vit_weights", 768, recipes(_VIT_224), has_text=False),
     "tiny-clip": Backbone(
-        "openclip:load_tiny_clip", "weights:random_weights", 32,
+        "openclip:load_tiny_clip",
+        "weights:random_weights",
+        32,
         recipes(ResizeCropNormalize(TINY_SIZE, "bicubic", OPENAI_MEAN, OPENAI_STD)),
     ),
     "tiny-blip": Backbone(
-        "blip:load_tiny_blip", "blip:tiny_blip_weights", 16,
+        "blip:load_tiny_blip",
+        "blip:tiny_blip_weights",
+        16,
         recipes(HFProcessorRecipe("BlipImageProcessor", TINY_SIZE, "BICUBIC", OPENAI_MEAN, OPENAI_STD)),
     ),
     "tiny-slip": Backbone(
-        "slip:load_tiny_slip", "weights:random_weights", 24,
+        "slip:load_tiny_slip",
+        "weights:random_weights",
+        24,
         recipes(ResizeCropNormalize(TINY_SIZE, "bilinear", IMAGENET_MEAN, IMAGENET_STD)),
     ),
     "tiny-vit": Backbone(
-        "vit:load_tiny_vit", "weights:random_weights", 48,
+        "vit:load_tiny_vit",
+        "weights:random_weights",
+        48,
         recipes(HFProcessorRecipe("ViTImageProcessor", TINY_SIZE, "BILINEAR", (0.5,) * 3, (0.5,) * 3)),
         has_text=False,
     ),
     # AnomalyCLIP's backbone with the authors' learned prompts (docs/related_methods.md): a 518 px squash, no crop
     "anomalyclip-vit-l14-336": Backbone(
-        "anomalyclip:load_anomalyclip_vit_l14_336", "anomalyclip:anomalyclip_weights", 768,
-        {"default": SquashNormalize(518, "bicubic", OPENAI_MEAN, OPENAI_STD),
-         "cifar": SquashNormalize(518, "bicubic", CIFAR_MEAN, CIFAR_STD)},
+        "anomalyclip:load_anomalyclip_vit_l14_336",
+        "anomalyclip:anomalyclip_weights",
+        768,
+        {
+            "default": SquashNormalize(518, "bicubic", OPENAI_MEAN, OPENAI_STD),
+            "cifar": SquashNormalize(518, "bicubic", CIFAR_MEAN, CIFAR_STD),
+        },
     ),
     "tiny-anomalyclip": Backbone(
-        "anomalyclip:load_tiny_anomalyclip", "anomalyclip:tiny_anomalyclip_weights", 32,
-        {"default": SquashNormalize(48, "bicubic", OPENAI_MEAN, OPENAI_STD),
-         "cifar": SquashNormalize(48, "bicubic", CIFAR_MEAN, CIFAR_STD)},
+        "anomalyclip:load_tiny_anomalyclip",
+        "anomalyclip:tiny_anomalyclip_weights",
+        32,
+        {
+            "default": SquashNormalize(48, "bicubic", OPENAI_MEAN, OPENAI_STD),
+            "cifar": SquashNormalize(48, "bicubic", CIFAR_MEAN, CIFAR_STD),
+        },
     ),
     # smoke and rehearsal stand-ins whose towers agree (encoders/toy.py): one fixed preprocessing whatever the option
-    **{n: Backbone("toy:load_toy", "toy:toy_weights", s.dim, {"default": ToyRecipe(), "cifar": ToyRecipe()},
-                   has_text=s.has_text, precision=ToyEncoder.PRECISION)
-       for n, s in TOY_ENCODERS.items()},
+    **{
+        n: Backbone(
+            "toy:load_toy",
+            "toy:toy_weights",
+            s.dim,
+            {"default": ToyRecipe(), "cifar": ToyRecipe()},
+            has_text=s.has_text,
+            precision=ToyEncoder.PRECISION,
+        )
+        for n, s in TOY_ENCODERS.items()
+    },
 }
 
 # encoders added at run time by register_encoder: only a builder, nothing declared
@@ -213,16 +237,18 @@ def describe_encoder(
     _check_name(name)
     for prefix, (_, describer) in _OPEN_FORMS.items():
         if name.startswith(prefix):
-            spec = _resolve(describer)(name[len(prefix):], weights=weights, preprocess=preprocess)
+            spec = _resolve(describer)(name[len(prefix) :], weights=weights, preprocess=preprocess)
             return EncoderSpec(**{**asdict(spec), "precision": precision_for(device), "preprocess": preprocess})
     info = backbone(name)
     if info is None:
         enc = load_encoder(name, device=device, weights=weights, preprocess=preprocess)
-        return EncoderSpec(enc.name, enc.weights_id, enc.preprocess_id, enc.dim, enc.has_text, enc.precision,
-                           preprocess)
+        return EncoderSpec(
+            enc.name, enc.weights_id, enc.preprocess_id, enc.dim, enc.has_text, enc.precision, preprocess
+        )
     weights_id = _resolve(info.weights)(name, weights, local_only=True)[1]
-    return EncoderSpec(name, weights_id, info.recipes[preprocess].id, info.dim, info.has_text,
-                       precision_for(device, info), preprocess)  # fmt: skip
+    return EncoderSpec(
+        name, weights_id, info.recipes[preprocess].id, info.dim, info.has_text, precision_for(device, info), preprocess
+    )
 
 
 def load_encoder(
@@ -241,7 +267,7 @@ def load_encoder(
     kwargs = {"device": device, "weights": weights, "preprocess": preprocess}
     for prefix, (builder, _) in _OPEN_FORMS.items():
         if name.startswith(prefix):
-            return _resolve(builder)(name[len(prefix):], **kwargs)
+            return _resolve(builder)(name[len(prefix) :], **kwargs)
     info = backbone(name)
     encoder = _resolve(_CUSTOM[name] if info is None else info.builder)(name, **kwargs)
     if not isinstance(encoder, Encoder):

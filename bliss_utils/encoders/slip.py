@@ -39,8 +39,12 @@ TINY_SSL_DIMS = (64, 16)  # SimCLR head widths of the tiny checkpoint (the real 
 _PATH_GLOBALS = [
     (pure, f"{module}.{cls}")
     for module in ("pathlib", "pathlib._local")
-    for cls, pure in (("PosixPath", pathlib.PurePosixPath), ("PurePosixPath", pathlib.PurePosixPath),
-                      ("WindowsPath", pathlib.PureWindowsPath), ("PureWindowsPath", pathlib.PureWindowsPath))
+    for cls, pure in (
+        ("PosixPath", pathlib.PurePosixPath),
+        ("PurePosixPath", pathlib.PurePosixPath),
+        ("WindowsPath", pathlib.PureWindowsPath),
+        ("PureWindowsPath", pathlib.PureWindowsPath),
+    )
 ]
 
 
@@ -88,7 +92,7 @@ def slip_to_open_clip(sd: dict[str, Any]) -> dict[str, Any]:
         if key == "image_projection":
             out["visual.head.proj.weight"] = value.t().contiguous()  # x @ P == Linear(weight=P.T, bias=None)
         elif key.startswith("visual."):
-            out["visual.trunk." + key[len("visual."):]] = value
+            out["visual.trunk." + key[len("visual.") :]] = value
         else:
             out[key] = value
     return out
@@ -101,7 +105,7 @@ def open_clip_to_slip(sd: dict[str, Any]) -> dict[str, Any]:
         if key == "visual.head.proj.weight":
             out["image_projection"] = value.t().contiguous()
         elif key.startswith("visual.trunk."):
-            out["visual." + key[len("visual.trunk."):]] = value
+            out["visual." + key[len("visual.trunk.") :]] = value
         else:
             out[key] = value
     return out
@@ -115,8 +119,12 @@ def slip_config(sd: dict[str, Any], timm_model_name: str) -> dict[str, Any]:
         "embed_dim": int(sd["text_projection"].shape[1]),
         "quick_gelu": True,  # reaches the text tower only: open_clip's timm towers keep timm's exact GELU, as SLIP
         "vision_cfg": {
-            "timm_model_name": timm_model_name, "timm_model_pretrained": False, "timm_pool": "token",
-            "timm_proj": "linear", "timm_proj_bias": False, "image_size": _vision_image_size(sd),
+            "timm_model_name": timm_model_name,
+            "timm_model_pretrained": False,
+            "timm_pool": "token",
+            "timm_proj": "linear",
+            "timm_proj_bias": False,
+            "image_size": _vision_image_size(sd),
         },
         "text_cfg": {
             "context_length": int(sd["positional_embedding"].shape[0]),
@@ -131,7 +139,7 @@ def slip_config(sd: dict[str, Any], timm_model_name: str) -> dict[str, Any]:
 def _vision_image_size(sd: dict[str, Any]) -> int:
     patch = int(sd["visual.patch_embed.proj.weight"].shape[-1])
     n_patches = int(sd["visual.pos_embed"].shape[1]) - 1
-    return round(n_patches ** 0.5) * patch
+    return round(n_patches**0.5) * patch
 
 
 def build_slip_model(sd: dict[str, Any], timm_model_name: str) -> Any:
@@ -175,9 +183,16 @@ def make_tiny_slip_checkpoint(seed: int = TINY_SEED) -> dict[str, Any]:
     open_clip = import_open_clip()
     _register_tiny_timm_model()
     cfg = {
-        "embed_dim": TINY_EMBED_DIM, "quick_gelu": True,
-        "vision_cfg": {"timm_model_name": TINY_TIMM_MODEL, "timm_model_pretrained": False, "timm_pool": "token",
-                       "timm_proj": "linear", "timm_proj_bias": False, "image_size": TINY_VISION["img_size"]},
+        "embed_dim": TINY_EMBED_DIM,
+        "quick_gelu": True,
+        "vision_cfg": {
+            "timm_model_name": TINY_TIMM_MODEL,
+            "timm_model_pretrained": False,
+            "timm_pool": "token",
+            "timm_proj": "linear",
+            "timm_proj_bias": False,
+            "image_size": TINY_VISION["img_size"],
+        },
         "text_cfg": {**TINY_TEXT, "heads": max(1, TINY_TEXT["width"] // 64)},
     }
     with seeded(seed):
@@ -198,15 +213,21 @@ def make_tiny_slip_checkpoint(seed: int = TINY_SEED) -> dict[str, Any]:
 
 
 # -- encoders ----------------------------------------------------------------------------------------------------------
-def _slip_encoder(ckpt: dict[str, Any], timm_model_name: str, recipe: Recipe, name: str,
-                  device: Any, weights_id: str) -> OpenClipEncoder:
+def _slip_encoder(
+    ckpt: dict[str, Any], timm_model_name: str, recipe: Recipe, name: str, device: Any, weights_id: str
+) -> OpenClipEncoder:
     open_clip = import_open_clip()
     sd = checkpoint_state_dict(ckpt)
     model = build_slip_model(sd, timm_model_name)
     # SLIP's tokenizer is OpenAI CLIP's BPE, byte-identical to open_clip's (prompts over 77 tokens end differently)
     return make_open_clip_encoder(
-        model, open_clip.get_tokenizer("ViT-B-16"), name, int(sd["text_projection"].shape[1]),
-        select_device(device), recipe, weights_id,
+        model,
+        open_clip.get_tokenizer("ViT-B-16"),
+        name,
+        int(sd["text_projection"].shape[1]),
+        select_device(device),
+        recipe,
+        weights_id,
     )
 
 
@@ -222,8 +243,9 @@ def slip_weights(name: str, weights: str | Path | None, local_only: bool = False
     return path, f"slip-checkpoint@{fingerprint(path)}"
 
 
-def load_slip_vit_b16(name: str, *, device: Any = None, weights: str | Path | None = None,
-                      preprocess: str = "default") -> OpenClipEncoder:
+def load_slip_vit_b16(
+    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
+) -> OpenClipEncoder:
     """SLIP ViT-B/16 from its released checkpoint (``weights``, $BLISS_SLIP_CHECKPOINT, $BLISS_WEIGHTS_DIR or download)."""
     from .registry import declared_recipe
 
@@ -232,11 +254,13 @@ def load_slip_vit_b16(name: str, *, device: Any = None, weights: str | Path | No
     return _slip_encoder(ckpt, SLIP_TIMM_MODEL, declared_recipe(name, preprocess), name, device, weights_id)
 
 
-def load_tiny_slip(name: str, *, device: Any = None, weights: str | Path | None = None,
-                   preprocess: str = "default") -> OpenClipEncoder:
+def load_tiny_slip(
+    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
+) -> OpenClipEncoder:
     """tiny-slip: a seeded random SLIP-layout checkpoint through the same mapping as slip-vit-b16; no download."""
     from .registry import declared_recipe
 
     _, weights_id = random_weights(name, weights)
-    return _slip_encoder(make_tiny_slip_checkpoint(), TINY_TIMM_MODEL, declared_recipe(name, preprocess), name,
-                         device, weights_id)
+    return _slip_encoder(
+        make_tiny_slip_checkpoint(), TINY_TIMM_MODEL, declared_recipe(name, preprocess), name, device, weights_id
+    )

@@ -135,9 +135,14 @@ class ToyEncoder(Encoder):
 
     def __init__(self, name: str, spec: ToySpec, device: Any) -> None:
         super().__init__(
-            name=name, dim=spec.dim, device=device, preprocess=to_pixels,
-            preprocess_id=ToyRecipe().id, weights_id=toy_weights(name, None)[1], has_text=spec.has_text,
-        )  # fmt: skip
+            name=name,
+            dim=spec.dim,
+            device=device,
+            preprocess=to_pixels,
+            preprocess_id=ToyRecipe().id,
+            weights_id=toy_weights(name, None)[1],
+            has_text=spec.has_text,
+        )
         self.precision = self.PRECISION
         self.seed = spec.seed
         rng = np.random.default_rng(spec.seed)

@@ -33,8 +33,15 @@ def _vit_encoder(model: Any, name: str, device: Any, preprocess: str, weights_id
 
     device = select_device(device)
     recipe = declared_recipe(name, preprocess)
-    return ViTImageEncoder(finish_model(model, device), name=name, dim=int(model.config.hidden_size), device=device,
-                           preprocess=recipe.build(), preprocess_id=recipe.id, weights_id=weights_id)
+    return ViTImageEncoder(
+        finish_model(model, device),
+        name=name,
+        dim=int(model.config.hidden_size),
+        device=device,
+        preprocess=recipe.build(),
+        preprocess_id=recipe.id,
+        weights_id=weights_id,
+    )
 
 
 def vit_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
@@ -42,8 +49,9 @@ def vit_weights(name: str, weights: str | Path | None, local_only: bool = False)
     return model_folder(VIT_REPO, name, weights, local_only)
 
 
-def load_vit_in21k(name: str, *, device: Any = None, weights: str | Path | None = None,
-                   preprocess: str = "default") -> ViTImageEncoder:
+def load_vit_in21k(
+    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
+) -> ViTImageEncoder:
     """ViT-B/16 ImageNet-21k (Hugging Face google/vit-base-patch16-224-in21k), image-only."""
     transformers = import_transformers()
     folder, weights_id = vit_weights(name, weights)
@@ -51,13 +59,20 @@ def load_vit_in21k(name: str, *, device: Any = None, weights: str | Path | None 
     return _vit_encoder(model, name, device, preprocess, weights_id)
 
 
-def load_tiny_vit(name: str, *, device: Any = None, weights: str | Path | None = None,
-                  preprocess: str = "default") -> ViTImageEncoder:
+def load_tiny_vit(
+    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
+) -> ViTImageEncoder:
     """tiny-vit: a transformers ViTModel at tiny sizes with seeded random weights; image-only, no download."""
     _, weights_id = random_weights(name, weights)
     transformers = import_transformers()
-    config = transformers.ViTConfig(hidden_size=48, num_hidden_layers=2, num_attention_heads=2, intermediate_size=96,
-                                    image_size=TINY_IMAGE_SIZE, patch_size=8)
+    config = transformers.ViTConfig(
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=96,
+        image_size=TINY_IMAGE_SIZE,
+        patch_size=8,
+    )
     with seeded(TINY_SEED):
         model = transformers.ViTModel(config, add_pooling_layer=False)
     return _vit_encoder(model, name, device, preprocess, weights_id)

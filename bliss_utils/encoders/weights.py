@@ -97,7 +97,10 @@ def hf_snapshot(repo_id: str, patterns: Sequence[str], encoder: str, local_only:
 
     try:
         folder = snapshot_download(
-            repo_id, allow_patterns=list(patterns), cache_dir=_hf_cache_dir(), local_files_only=local_only or is_offline()
+            repo_id,
+            allow_patterns=list(patterns),
+            cache_dir=_hf_cache_dir(),
+            local_files_only=local_only or is_offline(),
         )
     except _hub_errors() as err:
         raise missing(
@@ -173,7 +176,8 @@ def fingerprint(path: Path) -> str:
     if path.is_file():
         return file_fingerprint(path)
     names = sorted(
-        str(p.relative_to(path)) for p in path.rglob("*")
+        str(p.relative_to(path))
+        for p in path.rglob("*")
         if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name == "config.json")
     )
     return folder_fingerprint(path, names)
