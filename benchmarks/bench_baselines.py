@@ -3,7 +3,7 @@
 Data: generated clustered unit vectors (9 normal classes x 5,000 training images, 10,000 test images of 10 classes,
 dim 768), each class a random centre plus isotropic noise, so that classes overlap as real embeddings do.
 Library: PyOD's LUNAR (scikit-learn neighbour search) and scikit-learn's GaussianMixture from the same class
-initialisation. Ours: bliss_utils.baselines.LUNAR and GMM. Prints each time, the ratio and the largest score
+initialisation. Ours: bliss_utils.scores.baselines.LUNAR and GMM. Prints each time, the ratio and the largest score
 difference, and the machine.
 
     python benchmarks/bench_baselines.py                     # full scale (PyOD's LUNAR takes many minutes)
@@ -55,7 +55,7 @@ def bench_lunar(train, labels, test, skip_library: bool) -> None:
     from pyod.models.lunar import LUNAR as PyODLUNAR
     from sklearn.preprocessing import MinMaxScaler
 
-    from bliss_utils.baselines import LUNAR
+    from bliss_utils.scores.baselines import LUNAR
 
     scorer = LUNAR().fit(train, labels)
     model, t_fit = timed(lambda: scorer._model(scorer._normal(None)))  # the fit itself (the grid fits lazily too)
@@ -85,8 +85,8 @@ def lunar_ties(train, test) -> None:
     from sklearn.neighbors import NearestNeighbors
     from sklearn.preprocessing import MinMaxScaler
 
-    from bliss_utils import lunar
     from bliss_utils._checks import l2_normalize
+    from bliss_utils.scores import lunar
 
     # our fit with scikit-learn's search is PyOD's fit bit for bit (tests/test_baselines.py checks it), and it
     # records the validation AUROC of every epoch, which PyOD keeps to itself
@@ -151,7 +151,7 @@ def lunar_epochs(scale: float, n_epochs: int = 10) -> None:
 def bench_gmm(train, labels, test, skip_library: bool) -> None:
     from sklearn.mixture import GaussianMixture
 
-    from bliss_utils.baselines import GMM
+    from bliss_utils.scores.baselines import GMM
 
     scorer = GMM()
     ours, t_ours = timed(lambda: scorer.fit(train, labels).score_samples(test))
@@ -191,7 +191,7 @@ def bench_gmm(train, labels, test, skip_library: bool) -> None:
 def bench_dn2(train, labels, test, skip_library: bool) -> None:
     from pyod.models.knn import KNN
 
-    from bliss_utils.baselines import DN2
+    from bliss_utils.scores.baselines import DN2
 
     scorer = DN2()
     ours, t_ours = timed(lambda: scorer.fit(train, labels).score_samples(test))

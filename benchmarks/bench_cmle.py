@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bliss_utils.cmle import SSDCMLE
 from bliss_utils.encoders.benchmark import cpu_name
+from bliss_utils.scores.cmle import SSDCMLE
 
 
 def unit(a: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from bliss_utils.grid import EmbeddingSet, evaluate_grid
+from bliss_utils.evaluation.grid import EmbeddingSet, evaluate_grid
 
 
 def unit(a: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Time the CIFAR-10 9-normal-class protocol (10 trials) on random embeddings of CIFAR shapes.
 
-Compares bliss_utils.grid.evaluate_grid against a plain per-class loop written straight from the paper's
+Compares bliss_utils.evaluation.grid.evaluate_grid against a plain per-class loop written straight from the paper's
 equations (bliss_utils._reference), in one run, and prints the ratio and the largest AUROC difference.
 
     python benchmarks/bench_protocol.py [--repeats 3] [--threads N]
@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
-from bliss_utils._reference import reference_bliss_scores
-from bliss_utils.grid import EmbeddingSet, evaluate_grid
-from bliss_utils.metrics import auroc
-from bliss_utils.splits import class_splits
+from bliss_utils.datasets.splits import class_splits
+from bliss_utils.evaluation.grid import EmbeddingSet, evaluate_grid
+from bliss_utils.evaluation.metrics import auroc
+from bliss_utils.scores._reference import reference_bliss_scores
 
 
 def cifar_shaped_embeddings(

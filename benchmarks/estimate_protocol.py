@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bliss_utils import splits
+from bliss_utils.datasets import splits
 
 
 def estimate(trials: pd.DataFrame, wall_seconds: float) -> tuple[pd.DataFrame, float, float]:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 try:  # the reproduce subcommand lives in its own module (owned by the notebooks part); absent until it exists
-    from . import reproduce as _reproduce
+    from bliss_utils.running import reproduce as _reproduce
 except ModuleNotFoundError as err:
     if err.name != f"{__package__}.reproduce":
         raise
@@ -125,16 +125,16 @@ def parse_preprocess(values: Sequence[str] | None) -> str | dict[str, str] | Non
 
 
 def _load_encoder(args: argparse.Namespace) -> Any:
-    from .encoders import load_encoder, preprocess_for
+    from bliss_utils.encoders import load_encoder, preprocess_for
 
     preprocess = preprocess_for(args.encoder, parse_preprocess(args.preprocess))
     return load_encoder(args.encoder, device=args.device, weights=args.weights, preprocess=preprocess)
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    from .datasets import load_dataset
-    from .embeddings import image_cache_path, image_embeddings, text_embeddings
-    from .prompts import PAPER_TEMPLATE
+    from bliss_utils.datasets.images import load_dataset
+    from bliss_utils.datasets.prompts import PAPER_TEMPLATE
+    from bliss_utils.embeddings import image_cache_path, image_embeddings, text_embeddings
 
     encoder = _load_encoder(args)
     splits = ("train", "test") if args.split == "both" else (args.split,)
@@ -154,7 +154,7 @@ def _run_embed(args: argparse.Namespace) -> int:
         path = image_cache_path(encoder, ds, args.cache_dir)
         print(f"{encoder.name} {ds.name}/{split}: {emb.shape[0]} images x {emb.shape[1]} dims -> {path}")
     if args.texts:
-        from .dictionaries import load_dictionary
+        from bliss_utils.datasets.dictionaries import load_dictionary
 
         template = args.template or PAPER_TEMPLATE
         classes = text_embeddings(encoder, class_names, template, cache_dir=args.cache_dir)

@@ -12,8 +12,8 @@ import logging
 import threading
 from pathlib import Path
 
-from . import config
-from ._io import atomic_write_text
+from bliss_utils import config
+from bliss_utils._io import atomic_write_text
 
 log = logging.getLogger(__name__)
 

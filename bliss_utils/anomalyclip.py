@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_path, download
-from .encoders.errors import WeightsNotFoundError
-from .encoders.weights import ENV_WEIGHTS_DIR, folder_name
+from bliss_utils._io import atomic_path, download
+from bliss_utils.encoders.errors import WeightsNotFoundError
+from bliss_utils.encoders.weights import ENV_WEIGHTS_DIR, folder_name
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class LearnedPrompts:
 def checkpoint_location() -> Path:
     """Where the checkpoint is looked for: ``<weights>/anomalyclip-vit-l14-336/epoch_15.pth``, with ``<weights>``
     ``$BLISS_WEIGHTS_DIR`` or else ``<data>/weights``."""
-    from .config import data_dir
+    from bliss_utils.config import data_dir
 
     root = os.environ.get(ENV_WEIGHTS_DIR)
     base = Path(root).expanduser() if root else data_dir() / "weights"
@@ -131,7 +131,7 @@ def download_checkpoint(
 
 def sha256_of(path: str | Path) -> str:
     """Hex sha256 of a file (computed once per file version: bliss_utils._filehash)."""
-    from ._filehash import file_sha256
+    from bliss_utils._filehash import file_sha256
 
     return file_sha256(path)
 

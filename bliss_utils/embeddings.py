@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, _progress, config
-from ._checks import check_positive_int, to_numpy
-from ._io import atomic_path, atomic_write_text
-from .datasets import (
+from bliss_utils import __version__, _progress, config
+from bliss_utils._checks import check_positive_int, to_numpy
+from bliss_utils._io import atomic_path, atomic_write_text
+from bliss_utils.datasets.images import (
     SPLITS,
     DatasetNotFoundError,
     ImageDataset,
@@ -46,7 +46,7 @@ from .datasets import (
     load_dataset,
     safe_name,
 )
-from .prompts import PAPER_TEMPLATE, as_templates, make_prompts
+from bliss_utils.datasets.prompts import PAPER_TEMPLATE, as_templates, make_prompts
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def _meta(kind: str, key: str, identity: dict[str, Any], arrays: dict[str, np.nd
 
 
 def _normalised(x: Any, n: int, dim: int, what: str) -> np.ndarray:
-    from ._checks import l2_normalize, to_numpy
+    from bliss_utils._checks import l2_normalize, to_numpy
 
     arr = np.asarray(to_numpy(x), dtype=np.float32)
     if arr.shape != (n, dim):
@@ -223,7 +223,7 @@ class _Handle:
     """An encoder request: its identity (as far as known without the model) and the model, loaded only when needed."""
 
     def __init__(self, encoder: Any, weights: Any = None, preprocess: Any = "default", device: Any = None) -> None:
-        from .encoders import preprocess_for
+        from bliss_utils.encoders import preprocess_for
 
         self.loaded: Any = None
         # one option for all encoders, or {encoder name: option} as the notebooks' PREPROCESS parameter holds it
@@ -237,7 +237,7 @@ class _Handle:
             self.name, self.spec, self.exact, self.loaded = str(encoder.name), encoder, True, encoder
             self.has_text = bool(getattr(encoder, "has_text", False))
             return
-        from . import encoders
+        from bliss_utils import encoders
 
         self.name = encoder
         try:
@@ -260,7 +260,7 @@ class _Handle:
             want["preprocess_id"] = self.spec.recipes[self.preprocess].id
             want["dim"] = self.spec.dim
         if self.device is not None:
-            from .encoders.registry import precision_for
+            from bliss_utils.encoders.registry import precision_for
 
             want["precision"] = precision_for(self.device, self.spec)
         return want
@@ -284,7 +284,7 @@ class _Handle:
     def model(self) -> Any:
         """The encoder, loaded once per process per (name, weights, preprocess, device) and weights file version."""
         if self.loaded is None:
-            from . import encoders
+            from bliss_utils import encoders
 
             # the described weights id is in the key: a replaced weights file must not be served by the old model
             version = self.spec.weights_id if self.exact else ""
@@ -737,15 +737,15 @@ def load_embedding_set(
     """Train and test image embeddings, class-text and dictionary embeddings of one encoder as a ``grid.EmbeddingSet``.
 
     ``encoder`` is a name (see :func:`bliss_utils.encoders.describe_encoder`: a cache hit needs neither the model nor
-    the dataset files) or an encoder object; ``dictionary`` a name for :func:`bliss_utils.dictionaries.load_dictionary`,
+    the dataset files) or an encoder object; ``dictionary`` a name for :func:`bliss_utils.datasets.dictionaries.load_dictionary`,
     a list of entries, or None; ``names`` the style of the class names in the prompts (``"paper"``: as the authors
     wrote them, e.g. CIFAR-100's ``aquarium_fish``; ``"clean"``: underscores as spaces). Image-only encoders give no
     texts.
     """
-    from .datasets import NAME_STYLES
-    from .dictionaries import load_dictionary
-    from .grid import EmbeddingSet
-    from .prompts import clean_label
+    from bliss_utils.datasets.dictionaries import load_dictionary
+    from bliss_utils.datasets.images import NAME_STYLES
+    from bliss_utils.datasets.prompts import clean_label
+    from bliss_utils.evaluation.grid import EmbeddingSet
 
     if names not in NAME_STYLES:
         raise ValueError(f"names must be one of {list(NAME_STYLES)}; got {names!r}")

@@ -58,7 +58,7 @@ def fake_encoder():
 @pytest.fixture(scope="session")
 def fake_data(tmp_path_factory):
     """A data folder with a small fake CIFAR-10, CIFAR-100 (1 image a class) and 10-class TinyImageNet."""
-    from bliss_utils.synthetic import make_fake_cifar, make_fake_tinyimagenet
+    from bliss_utils.datasets.synthetic import make_fake_cifar, make_fake_tinyimagenet
 
     root = tmp_path_factory.mktemp("data")
     make_fake_cifar(root, "cifar10", n_train_per_class=6, n_test_per_class=3)

@@ -8,7 +8,7 @@ import pytest
 def test_errors_by_quantile_counts_by_hand() -> None:
     import numpy as np
 
-    from bliss_utils.analysis import errors_by_quantile
+    from bliss_utils.evaluation.analysis import errors_by_quantile
 
     sim = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
     anomaly = np.array([False, True, False, True, False, True])
@@ -23,7 +23,7 @@ def test_errors_by_quantile_counts_by_hand() -> None:
 def test_components_at_min_follow_the_class_bliss_uses() -> None:
     import numpy as np
 
-    from bliss_utils.analysis import components_at_min
+    from bliss_utils.evaluation.analysis import components_at_min
 
     ic = np.array([[1.0, 5.0, 0.0], [4.0, 0.0, 9.0]])
     et = np.array([[1.0, -6.0, 0.0], [0.0, 2.0, -9.0]])
@@ -34,7 +34,7 @@ def test_components_at_min_follow_the_class_bliss_uses() -> None:
 def test_mean_cosines_on_orthogonal_vectors() -> None:
     import numpy as np
 
-    from bliss_utils.analysis import mean_cosine_similarities
+    from bliss_utils.evaluation.analysis import mean_cosine_similarities
 
     texts = np.eye(4)[:2]  # two class texts, orthogonal
     images = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]], float)

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bliss_utils.baselines import DN2, GMM, LUNAR, MCM, BiasedCLIP, RawSimilarity
-from bliss_utils.bliss import BLISS
-from bliss_utils.metrics import auroc
+from bliss_utils.evaluation.metrics import auroc
+from bliss_utils.scores.baselines import DN2, GMM, LUNAR, MCM, BiasedCLIP, RawSimilarity
+from bliss_utils.scores.bliss import BLISS
 
 TINY_LUNAR = {"n_epochs": 5, "torch_threads": 1}  # one thread: far faster for tiny fits on a busy machine
 ALL_SCORERS = [
@@ -280,7 +280,7 @@ def test_gmm_one_component_is_the_normal_gaussian(data):
 
 
 def test_gmm_cache_keeps_recent_models_and_refits_identically(data):
-    from bliss_utils.baselines import MAX_CACHED_MODELS
+    from bliss_utils.scores.baselines import MAX_CACHED_MODELS
 
     scorer = _fit(GMM(), data)
     subsets = [[0], [1], [2], [3], [0, 1], [2, 3]][: MAX_CACHED_MODELS + 2]
@@ -358,7 +358,7 @@ def test_lunar_fit_is_pyods_bit_for_bit_with_pyods_search(lunar_case, monkeypatc
     import torch
     from sklearn.neighbors import NearestNeighbors
 
-    from bliss_utils import lunar
+    from bliss_utils.scores import lunar
 
     z, labels, test, reference, expected = lunar_case
     monkeypatch.setattr(lunar, "_neighbour_index", lambda k, device: NearestNeighbors(n_neighbors=k))
@@ -486,7 +486,7 @@ def _check_shapes(rng, labels, n_train, n_test, dim, n_cls):
 
 def test_import_stays_light():
     code = (
-        "import sys, bliss_utils, bliss_utils.baselines, bliss_utils.metrics, bliss_utils.splits, bliss_utils.reported;"
+        "import sys, bliss_utils, bliss_utils.scores.baselines, bliss_utils.evaluation.metrics, bliss_utils.datasets.splits, bliss_utils.evaluation.reported;"
         "heavy = [m for m in ('torch', 'pyod', 'open_clip', 'transformers') if m in sys.modules];"
         "assert not heavy, heavy"
     )

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bliss_utils import bliss as bliss_module
-from bliss_utils._reference import reference_bliss_scores
-from bliss_utils.bliss import BLISS
+from bliss_utils.scores import bliss as bliss_module
+from bliss_utils.scores._reference import reference_bliss_scores
+from bliss_utils.scores.bliss import BLISS
 
 EPS = 1e-8
 
@@ -101,7 +101,7 @@ def test_chunking_changes_nothing(monkeypatch):
 
 
 def test_lam_zero_is_biased_clip():
-    from bliss_utils.baselines import BiasedCLIP
+    from bliss_utils.scores.baselines import BiasedCLIP
 
     train, labels, texts, dic, test = random_problem(seed=3)
     labels = labels.astype(int)

@@ -11,7 +11,7 @@ import pytest
 from conftest import FakeEncoder
 
 from bliss_utils import __main__ as cli
-from bliss_utils.datasets import load_dataset
+from bliss_utils.datasets.images import load_dataset
 from bliss_utils.embeddings import image_cache_path, image_embeddings
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bliss_utils import datasets
-from bliss_utils.datasets import DatasetNotFoundError, class_names, load_dataset
-from bliss_utils.prompts import ENSEMBLE_TEMPLATES, PAPER_TEMPLATE, clean_label, make_prompts
-from bliss_utils.synthetic import make_fake_cifar, make_fake_imagefolder, make_fake_tinyimagenet
+from bliss_utils.datasets import images as datasets
+from bliss_utils.datasets.images import DatasetNotFoundError, class_names, load_dataset
+from bliss_utils.datasets.prompts import ENSEMBLE_TEMPLATES, PAPER_TEMPLATE, clean_label, make_prompts
+from bliss_utils.datasets.synthetic import make_fake_cifar, make_fake_imagefolder, make_fake_tinyimagenet
 
 
 def test_prompts_follow_the_spec():
@@ -75,7 +75,7 @@ def test_cifar_file_layout_is_torchvisions(fake_data):
         assert list(ours.train) == [f for f, _ in real.train_list] and list(ours.test) == [f for f, _ in real.test_list]
     # so fingerprinting a dataset on disk, as every cached load does, needs no torchvision (3 s to import)
     code = (
-        f"import sys; from bliss_utils import datasets; datasets.dataset_identity('cifar10', 'test', {str(fake_data)!r}); "
+        f"import sys; from bliss_utils.datasets import images; images.dataset_identity('cifar10', 'test', {str(fake_data)!r}); "
         "assert 'torchvision' not in sys.modules, 'torchvision was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,10 +8,10 @@ import pytest
 from conftest import FakeEncoder
 
 from bliss_utils import config
-from bliss_utils.datasets import class_names
-from bliss_utils.dictionaries import load_dictionary
+from bliss_utils.datasets.dictionaries import load_dictionary
+from bliss_utils.datasets.images import class_names
+from bliss_utils.datasets.prompts import make_prompts
 from bliss_utils.embeddings import load_embedding_set
-from bliss_utils.prompts import make_prompts
 
 # the names that two ImageNet classes share (after stripping), each listed twice in the authors' dictionary
 REPEATED = {
@@ -97,7 +97,7 @@ def test_bad_input():
 
 
 def test_imagenet_synonyms_drop_whole_classes():
-    from bliss_utils.dictionaries import imagenet_synonyms, load_dictionary
+    from bliss_utils.datasets.dictionaries import imagenet_synonyms, load_dictionary
 
     names = imagenet_synonyms(["goldfish", "tailed_frog"])
     assert {"goldfish", "Carassius auratus", "tailed frog", "bell toad", "ribbed toad"} <= set(names)

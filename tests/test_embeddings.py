@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import FakeEncoder
 
-from bliss_utils.datasets import load_dataset
+from bliss_utils.datasets.images import load_dataset
+from bliss_utils.datasets.prompts import ENSEMBLE_TEMPLATES, make_prompts
 from bliss_utils.embeddings import (
     CacheMismatchError,
     image_cache_path,
@@ -17,7 +18,6 @@ from bliss_utils.embeddings import (
     text_cache_path,
     text_embeddings,
 )
-from bliss_utils.prompts import ENSEMBLE_TEMPLATES, make_prompts
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_other_encoder_preprocessing_or_dataset_never_mixed_in(fake_data, cifar_
     image_embeddings(other_prep, cifar_train, cache_dir=tmp_path, progress=False)
     assert other_prep.images_encoded == 60
     # another copy of "cifar10" (other images, same name and size) gets its own file too
-    make_fake = pytest.importorskip("bliss_utils.synthetic").make_fake_cifar
+    make_fake = pytest.importorskip("bliss_utils.datasets.synthetic").make_fake_cifar
     make_fake(tmp_path / "other", "cifar10", 6, 3, seed=5)
     other_data = load_dataset("cifar10", "train", root=tmp_path / "other")
     enc = FakeEncoder()
@@ -210,7 +210,7 @@ def test_copied_cache_needs_neither_model_nor_dataset(tmp_path, monkeypatch):
     import shutil
 
     from bliss_utils import encoders
-    from bliss_utils.synthetic import make_fake_cifar
+    from bliss_utils.datasets.synthetic import make_fake_cifar
 
     monkeypatch.setenv("BLISS_DATA_DIR", str(tmp_path / "memo"))
     data = tmp_path / "data"
@@ -244,7 +244,7 @@ def test_copied_cache_needs_neither_model_nor_dataset(tmp_path, monkeypatch):
         np.testing.assert_array_equal(getattr(again, field), getattr(first, field))
     assert again.meta["class_names"] == first.meta["class_names"] and again.meta["encoder"] == first.meta["encoder"]
     # with nothing cached for another dataset, the dataset's own clear error appears
-    from bliss_utils.datasets import DatasetNotFoundError
+    from bliss_utils.datasets.images import DatasetNotFoundError
 
     with pytest.raises(DatasetNotFoundError, match="cifar100 not found"):
         load_embedding_set("tiny-clip", "cifar100", root=data, cache_dir=tmp_path / "copy", progress=False)
@@ -317,7 +317,7 @@ def test_weights_file_fingerprint_keys_the_cache_and_missing_weights_fall_back(f
 
 
 def test_preprocessing_enters_the_key_per_encoder(fake_data, tmp_path):
-    from bliss_utils.datasets import load_dataset as load
+    from bliss_utils.datasets.images import load_dataset as load
     from bliss_utils.encoders import describe_encoder, preprocess_for
 
     ds = load("cifar10", "test", root=fake_data)

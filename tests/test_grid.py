@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bliss_utils.baselines import MCM, RawSimilarity
-from bliss_utils.bliss import BLISS
-from bliss_utils.grid import COLUMNS, EmbeddingSet, evaluate_grid, few_shot_indices, summarize
-from bliss_utils.metrics import auroc, fpr95
+from bliss_utils.evaluation.grid import COLUMNS, EmbeddingSet, evaluate_grid, few_shot_indices, summarize
+from bliss_utils.evaluation.metrics import auroc, fpr95
+from bliss_utils.scores.baselines import MCM, RawSimilarity
+from bliss_utils.scores.bliss import BLISS
 
 
 def unit(a):
@@ -87,7 +87,7 @@ def test_image_only_methods_use_image_data(data):
     # each row names the encoder its method ran on
     encoders = frame.groupby("method")["encoder"].unique().map(list).to_dict()
     assert encoders == {"dn2": ["toy-image"], "biased-clip": ["toy"]}
-    from bliss_utils.baselines import DN2
+    from bliss_utils.scores.baselines import DN2
 
     normal = SPLITS["toy-3"][1]
     expected = DN2().fit(image.train, image.train_labels).score_samples(image.test, normal)
@@ -162,7 +162,7 @@ def test_summarize_by_extra_columns(data):
 def test_one_normal_class_normalisation_cannot_change_the_auroc() -> None:
     """Table 3's first row: with one normal class, IC = (sim_mean - sim) / sigma is a positive affine map of the raw
     score -sim, so w/o (5) and w (5) must have the same AUROC in every trial (the paper's CLIP cell differs)."""
-    from bliss_utils.splits import class_splits
+    from bliss_utils.datasets.splits import class_splits
 
     rng = np.random.default_rng(3)
     texts = rng.normal(size=(10, 16))
@@ -180,7 +180,7 @@ def test_one_normal_class_normalisation_cannot_change_the_auroc() -> None:
 def test_seconds_hold_each_trials_own_fit(data, monkeypatch):
     import time
 
-    from bliss_utils import baselines
+    from bliss_utils.scores import baselines
 
     fit = baselines.GMM._fit_model
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from bliss_utils import knn
-from bliss_utils.knn import BlockedKNN
+from bliss_utils.scores import knn
+from bliss_utils.scores.knn import BlockedKNN
 
 
 @pytest.fixture

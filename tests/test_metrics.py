@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from bliss_utils.metrics import auroc, fpr95, fpr_at_tpr, one_sided_ttest, one_sided_ttest_from_stats
-from bliss_utils.reported import COLUMNS, reported_cell, reported_results
+from bliss_utils.evaluation.metrics import auroc, fpr95, fpr_at_tpr, one_sided_ttest, one_sided_ttest_from_stats
+from bliss_utils.evaluation.reported import COLUMNS, reported_cell, reported_results
 
 # ---------------------------------------------------------------- AUROC
 

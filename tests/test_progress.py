@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bliss_utils import _progress
-from bliss_utils.grid import EmbeddingSet, evaluate_grid
+from bliss_utils.evaluation.grid import EmbeddingSet, evaluate_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
@@ -95,8 +95,8 @@ def test_evaluate_grid_is_the_same_with_and_without_bars(monkeypatch) -> None:
 
 
 def test_text_embeddings_in_batches_equal_one_call(fake_encoder, tmp_path, monkeypatch) -> None:
+    from bliss_utils.datasets.prompts import make_prompts
     from bliss_utils.embeddings import text_embeddings
-    from bliss_utils.prompts import make_prompts
 
     monkeypatch.setenv(_progress.MODE_VAR, "text")
     texts, templates = [f"thing {i}" for i in range(7)], ["a photo of a {}.", "a drawing of a {}."]

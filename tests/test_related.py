@@ -12,9 +12,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
 from bliss_utils import anomalyclip
-from bliss_utils.cmle import SSDCMLE, lle_weights, pseudo_captions, supcon_loss
-from bliss_utils.grid import EmbeddingSet, evaluate_grid
-from bliss_utils.prompt_scores import (
+from bliss_utils.datasets.splits import class_splits
+from bliss_utils.evaluation.grid import EmbeddingSet, evaluate_grid
+from bliss_utils.scores.cmle import SSDCMLE, lle_weights, pseudo_captions, supcon_loss
+from bliss_utils.scores.prompt_pairs import (
     CPE_TEMPLATES,
     PromptPairScore,
     agnostic_pair_texts,
@@ -22,8 +23,7 @@ from bliss_utils.prompt_scores import (
     object_aware_texts,
     pool_prompt_ensemble,
 )
-from bliss_utils.splits import class_splits
-from bliss_utils.ssd import SSD
+from bliss_utils.scores.ssd import SSD
 
 
 def _clusters(n_classes=4, per_class=60, dim=16, spread=0.35, seed=0):
@@ -382,7 +382,7 @@ def test_related_methods_run_through_the_grid():
 
 
 def test_reported_related_block_is_labelled_and_leaves_the_paper_tables_alone():
-    from bliss_utils.reported import load_reported, reported_results
+    from bliss_utils.evaluation.reported import load_reported, reported_results
 
     related = load_reported()["related"]
     assert "REPORTED" in related["_about"]

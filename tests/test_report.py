@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bliss_utils import report
+from bliss_utils.evaluation import report
 
 
 def test_save_table_writes_csv_markdown_latex(tmp_path: Path) -> None:

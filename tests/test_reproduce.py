@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bliss_utils import reproduce
+from bliss_utils.running import reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def run_reproduce(*extra: str, env: dict | None = None, timeout: int = 180) -> s
 
 
 def test_preflight_reads_what_the_notebooks_need_and_downloads_only_when_asked(tmp_path, monkeypatch) -> None:
-    import bliss_utils.datasets as datasets_module
+    import bliss_utils.datasets.images as datasets_module
     import bliss_utils.encoders as encoders_module
 
     calls = []
@@ -59,7 +59,7 @@ def test_preflight_reads_what_the_notebooks_need_and_downloads_only_when_asked(t
 def test_a_failed_download_is_one_clear_message(tmp_path, monkeypatch) -> None:
     import urllib.error
 
-    import bliss_utils.datasets as datasets_module
+    import bliss_utils.datasets.images as datasets_module
 
     def offline(name, split, root=None, download=False):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
@@ -82,7 +82,7 @@ def test_reproduce_stops_at_once_without_data(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_reproduce_names_missing_weights_without_downloading(tmp_path: Path) -> None:
-    from bliss_utils import synthetic
+    from bliss_utils.datasets import synthetic
 
     data = tmp_path / "data"
     synthetic.make_fake_cifar(data, "cifar10", 1, 1)
@@ -183,7 +183,7 @@ def test_smoke_and_rehearsal_exclude_each_other_on_the_command_line() -> None:
 
 
 def test_rehearsal_generates_the_real_datasets_sizes() -> None:
-    from bliss_utils.datasets import PER_CLASS, class_names
+    from bliss_utils.datasets.images import PER_CLASS, class_names
 
     data = reproduce.mode_settings("rehearsal", ROOT)["data"]
     assert {name: tuple(data[name]) for name in PER_CLASS} == PER_CLASS

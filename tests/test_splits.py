@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from bliss_utils.config import PACKAGE_DATA
-from bliss_utils.splits import PAPER_SETTINGS, class_splits, n_classes, paper_splits, setting_name
+from bliss_utils.datasets.splits import PAPER_SETTINGS, class_splits, n_classes, paper_splits, setting_name
 
 
 def _json_splits():

@@ -7,8 +7,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from bliss_utils.datasets import load_dataset
-from bliss_utils.synthetic import (
+from bliss_utils.datasets.images import load_dataset
+from bliss_utils.datasets.synthetic import (
     GENERATOR_VERSION,
     class_images,
     class_look,

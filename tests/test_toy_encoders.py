@@ -11,14 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from bliss_utils.datasets import class_names
+from bliss_utils.datasets.images import class_names
+from bliss_utils.datasets.prompts import make_prompts
+from bliss_utils.datasets.splits import class_splits
+from bliss_utils.datasets.synthetic import class_images, make_fake_cifar
 from bliss_utils.embeddings import load_embedding_set
 from bliss_utils.encoders import load_encoder
 from bliss_utils.encoders.toy import TOY_ENCODERS, prompt_label
-from bliss_utils.grid import evaluate_grid
-from bliss_utils.prompts import make_prompts
-from bliss_utils.splits import class_splits
-from bliss_utils.synthetic import class_images, make_fake_cifar
+from bliss_utils.evaluation.grid import evaluate_grid
 
 TOYS = list(TOY_ENCODERS)
 TEXT_TOYS = [n for n in TOYS if TOY_ENCODERS[n].has_text]

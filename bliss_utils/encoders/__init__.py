@@ -6,9 +6,16 @@ when an encoder of theirs is loaded. :func:`describe_encoder` gives an encoder's
 
 from __future__ import annotations
 
-from .base import Encoder
-from .errors import WeightsNotFoundError
-from .registry import EncoderSpec, describe_encoder, list_encoders, load_encoder, preprocess_for, register_encoder
+from bliss_utils.encoders.base import Encoder
+from bliss_utils.encoders.errors import WeightsNotFoundError
+from bliss_utils.encoders.registry import (
+    EncoderSpec,
+    describe_encoder,
+    list_encoders,
+    load_encoder,
+    preprocess_for,
+    register_encoder,
+)
 
 __all__ = [
     "Encoder",

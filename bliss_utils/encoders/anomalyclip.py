@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_path
-from .base import finish_model, seeded, select_device
-from .openclip import TINY_CLIP_CFG, OpenClipEncoder, import_open_clip, load_open_clip_spec
-from .preprocessing import CIFAR_MEAN, CIFAR_STD, OPENAI_MEAN, OPENAI_STD, SquashNormalize
+from bliss_utils._io import atomic_path
+from bliss_utils.encoders.base import finish_model, seeded, select_device
+from bliss_utils.encoders.openclip import TINY_CLIP_CFG, OpenClipEncoder, import_open_clip, load_open_clip_spec
+from bliss_utils.encoders.preprocessing import CIFAR_MEAN, CIFAR_STD, OPENAI_MEAN, OPENAI_STD, SquashNormalize
 
 BACKBONE_SPEC = "ViT-L-14-336-quickgelu/openai"
 TINY_SEED = 0
@@ -47,7 +47,7 @@ class AnomalyClipEncoder(OpenClipEncoder):
         self.prompts = prompts
 
     def _image_features(self, pixels: Any) -> Any:
-        from ..anomalyclip import global_image_features
+        from bliss_utils.anomalyclip import global_image_features
 
         return global_image_features(self.model.visual, pixels, apply_ln_post=False)
 
@@ -64,7 +64,7 @@ class AnomalyClipEncoder(OpenClipEncoder):
         """(2, dim) float32 unit rows [g_n, g_a]: the learned normal and abnormal prompts through the text tower."""
         import torch
 
-        from ..anomalyclip import learned_text_features
+        from bliss_utils.anomalyclip import learned_text_features
 
         with torch.inference_mode():
             feats = learned_text_features(self.model, self.tokenizer, self.prompts).float().cpu().numpy()
@@ -91,8 +91,8 @@ def _make(
 
 def anomalyclip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
     """(prompt checkpoint, identity): the ViT-L/14@336 weights' identity, the checkpoint's sha256 and the image path."""
-    from ..anomalyclip import find_checkpoint, sha256_of
-    from .openclip import describe_open_clip_spec
+    from bliss_utils.anomalyclip import find_checkpoint, sha256_of
+    from bliss_utils.encoders.openclip import describe_open_clip_spec
 
     path = find_checkpoint(weights)
     backbone = describe_open_clip_spec(BACKBONE_SPEC)
@@ -103,7 +103,7 @@ def tiny_anomalyclip_weights(
     name: str, weights: str | Path | None, local_only: bool = False
 ) -> tuple[Path | None, str]:
     """(prompt checkpoint or None, identity) of tiny-anomalyclip: seeded random CLIP, generated or given prompts."""
-    from ..anomalyclip import sha256_of
+    from bliss_utils.anomalyclip import sha256_of
 
     prompts = f"generated-seed{TINY_SEED}" if weights is None else sha256_of(weights)
     return (
@@ -115,7 +115,7 @@ def load_anomalyclip_vit_l14_336(
     name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
 ) -> AnomalyClipEncoder:
     """OpenAI ViT-L/14@336 (open_clip, QuickGELU) with AnomalyCLIP's released prompts; ``weights``: the checkpoint."""
-    from ..anomalyclip import find_checkpoint, load_prompt_checkpoint
+    from bliss_utils.anomalyclip import find_checkpoint, load_prompt_checkpoint
 
     path = find_checkpoint(weights)
     backbone = load_open_clip_spec(BACKBONE_SPEC, device=device)
@@ -138,7 +138,7 @@ def generated_checkpoint_state(width: int, seed: int = TINY_SEED, dtype: str = "
     """A seeded random checkpoint in the authors' layout ``{"prompt_learner": {...}}`` (fp16 as they save it)."""
     import torch
 
-    from ..anomalyclip import N_CTX, N_DEEP_LAYERS, N_DEEP_TOKENS
+    from bliss_utils.anomalyclip import N_CTX, N_DEEP_LAYERS, N_DEEP_TOKENS
 
     g = torch.Generator().manual_seed(seed)
     cast = getattr(torch, dtype)
@@ -172,7 +172,7 @@ def load_tiny_anomalyclip(
     name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
 ) -> AnomalyClipEncoder:
     """tiny-anomalyclip: tiny random CLIP at 48 px; prompts from ``weights`` or a generated seeded checkpoint."""
-    from ..anomalyclip import load_prompt_checkpoint, prompts_from_state
+    from bliss_utils.anomalyclip import load_prompt_checkpoint, prompts_from_state
 
     open_clip = import_open_clip()
     width = TINY_ANOMALYCLIP_CFG["text_cfg"]["width"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import as_embeddings, check_positive_int, l2_normalize
+from bliss_utils._checks import as_embeddings, check_positive_int, l2_normalize
 
 logger = logging.getLogger(__name__)
 

@@ -46,9 +46,9 @@ def save_random_weights(name: str, folder: Path) -> Path:
     """Save ``name``'s real architecture with random weights under ``folder`` in its loader's layout; return the path."""
     import torch
 
-    from .blip import tiny_tokenizer
-    from .hf_common import import_transformers, pil_processor_class
-    from .openclip import CLIP_MODEL, import_open_clip
+    from bliss_utils.encoders.blip import tiny_tokenizer
+    from bliss_utils.encoders.hf_common import import_transformers, pil_processor_class
+    from bliss_utils.encoders.openclip import CLIP_MODEL, import_open_clip
 
     folder.mkdir(parents=True, exist_ok=True)
     if name == "clip-vit-b16":
@@ -84,7 +84,7 @@ def throughput(
     with ``n_texts``, also prompts per second of ``encode_texts``."""
     from PIL import Image
 
-    from . import load_encoder
+    from bliss_utils.encoders import load_encoder
 
     rng = np.random.default_rng(0)
     images = [

@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .base import Encoder, finish_model, seeded, select_device
-from .hf_common import import_transformers, model_folder
-from .weights import TINY_SEED, random_weights
+from bliss_utils.encoders.base import Encoder, finish_model, seeded, select_device
+from bliss_utils.encoders.hf_common import import_transformers, model_folder
+from bliss_utils.encoders.weights import TINY_SEED, random_weights
 
 BLIP_REPO = "Salesforce/blip-itm-base-coco"
 BLIP_MAX_TOKENS = 35  # the original BLIP's text length for retrieval
@@ -50,7 +50,7 @@ class BlipITCEncoder(Encoder):
 def _blip_encoder(
     model: Any, tokenizer: Any, name: str, device: Any, preprocess: str, weights_id: str
 ) -> BlipITCEncoder:
-    from .registry import declared_recipe
+    from bliss_utils.encoders.registry import declared_recipe
 
     device = select_device(device)
     recipe = declared_recipe(name, preprocess)

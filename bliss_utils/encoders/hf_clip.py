@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .base import Encoder, finish_model, select_device
-from .hf_common import import_transformers, model_folder, pil_processor_class
-from .preprocessing import ResizeCropNormalize, choose_recipe, hf_image_processor_transform
+from bliss_utils.encoders.base import Encoder, finish_model, select_device
+from bliss_utils.encoders.hf_common import import_transformers, model_folder, pil_processor_class
+from bliss_utils.encoders.preprocessing import ResizeCropNormalize, choose_recipe, hf_image_processor_transform
 
 
 def _features(out: Any) -> Any:
@@ -76,7 +76,7 @@ def _parts(repo_id: str, weights: str | Path | None, preprocess: str, local_only
 
 def describe_hf_clip(repo_id: str, *, weights: str | Path | None = None, preprocess: str = "default") -> Any:
     """The identity of ``hf:REPO_ID`` from its config and processor files, without loading the model weights."""
-    from .registry import EncoderSpec
+    from bliss_utils.encoders.registry import EncoderSpec
 
     p = _parts(repo_id, weights, preprocess, local_only=True)
     return EncoderSpec(p["name"], p["weights_id"], p["preprocess_id"], p["dim"])

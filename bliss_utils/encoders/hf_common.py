@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .weights import explicit_path, fingerprint, hf_snapshot, missing, weights_dir_entry
+from bliss_utils.encoders.weights import explicit_path, fingerprint, hf_snapshot, missing, weights_dir_entry
 
 _CONFIG_AND_TOKENIZER = ["*.json", "*.txt", "*.model", "merges.txt"]
 

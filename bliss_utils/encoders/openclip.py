@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .base import Encoder, finish_model, seeded, select_device
-from .preprocessing import OPENAI_MEAN, OPENAI_STD, ResizeCropNormalize, choose_recipe
-from .weights import (
+from bliss_utils.encoders.base import Encoder, finish_model, seeded, select_device
+from bliss_utils.encoders.preprocessing import OPENAI_MEAN, OPENAI_STD, ResizeCropNormalize, choose_recipe
+from bliss_utils.encoders.weights import (
     TINY_SEED,
     explicit_path,
     fingerprint,
@@ -111,7 +111,7 @@ def is_torchscript(path: Path) -> bool:
 
 def check_sha256(path: Path, expected: str) -> None:
     """Raise ValueError unless ``path``'s sha256 equals ``expected`` (checked before a TorchScript file is loaded)."""
-    from .._filehash import file_sha256
+    from bliss_utils._filehash import file_sha256
 
     actual = file_sha256(path)
     if not expected or actual != expected.lower():
@@ -201,7 +201,7 @@ def _open_clip_recipe(model_name: str, cfg: dict[str, Any]) -> ResizeCropNormali
 
 def describe_open_clip_spec(spec: str, *, weights: str | Path | None = None, preprocess: str = "default") -> Any:
     """The identity of ``open_clip:MODEL/PRETRAINED`` without building it (its weights file is found, not downloaded)."""
-    from .registry import EncoderSpec
+    from bliss_utils.encoders.registry import EncoderSpec
 
     open_clip = import_open_clip()
     name = f"open_clip:{spec}"
@@ -270,7 +270,7 @@ def load_tiny_clip(
     name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
 ) -> OpenClipEncoder:
     """tiny-clip: open_clip's CLIP architecture at 32 px with seeded random weights; no download."""
-    from .registry import declared_recipe
+    from bliss_utils.encoders.registry import declared_recipe
 
     _, weights_id = random_weights(name, weights)
     open_clip = import_open_clip()

@@ -75,7 +75,7 @@ class HFProcessorRecipe:
         """The transformers processor with these settings (``<processor>Pil`` in transformers 5)."""
         from PIL import Image
 
-        from .hf_common import pil_processor_class
+        from bliss_utils.encoders.hf_common import pil_processor_class
 
         return pil_processor_class(self.processor)(
             size={"height": self.size, "width": self.size},

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .base import Encoder
-from .preprocessing import (
+from bliss_utils.encoders.base import Encoder
+from bliss_utils.encoders.preprocessing import (
     CIFAR_MEAN,
     CIFAR_STD,
     IMAGENET_MEAN,
@@ -28,7 +28,7 @@ from .preprocessing import (
     SquashNormalize,
     recipes,
 )
-from .toy import TOY_ENCODERS, ToyEncoder, ToyRecipe
+from bliss_utils.encoders.toy import TOY_ENCODERS, ToyEncoder, ToyRecipe
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def preprocess_for(encoder: str, mapping: Mapping[str, str] | str | None) -> str
 def precision_for(device: Any = None, info: Backbone | None = None) -> str:
     """The numeric precision an encoder runs at on ``device``: its backbone's fixed one, else fp16 autocast on CUDA
     and fp32 elsewhere."""
-    from .base import select_device
+    from bliss_utils.encoders.base import select_device
 
     if info is not None and info.precision is not None:
         return info.precision

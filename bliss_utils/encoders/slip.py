@@ -15,10 +15,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .base import seeded, select_device
-from .openclip import OpenClipEncoder, import_open_clip, make_open_clip_encoder
-from .preprocessing import Recipe
-from .weights import TINY_SEED, explicit_path, fingerprint, random_weights, url_file, weights_dir_entry
+from bliss_utils.encoders.base import seeded, select_device
+from bliss_utils.encoders.openclip import OpenClipEncoder, import_open_clip, make_open_clip_encoder
+from bliss_utils.encoders.preprocessing import Recipe
+from bliss_utils.encoders.weights import (
+    TINY_SEED,
+    explicit_path,
+    fingerprint,
+    random_weights,
+    url_file,
+    weights_dir_entry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +254,7 @@ def load_slip_vit_b16(
     name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
 ) -> OpenClipEncoder:
     """SLIP ViT-B/16 from its released checkpoint (``weights``, $BLISS_SLIP_CHECKPOINT, $BLISS_WEIGHTS_DIR or download)."""
-    from .registry import declared_recipe
+    from bliss_utils.encoders.registry import declared_recipe
 
     path, weights_id = slip_weights(name, weights)
     ckpt = load_slip_checkpoint(path)
@@ -258,7 +265,7 @@ def load_tiny_slip(
     name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
 ) -> OpenClipEncoder:
     """tiny-slip: a seeded random SLIP-layout checkpoint through the same mapping as slip-vit-b16; no download."""
-    from .registry import declared_recipe
+    from bliss_utils.encoders.registry import declared_recipe
 
     _, weights_id = random_weights(name, weights)
     return _slip_encoder(

@@ -3,7 +3,7 @@
 The rehearsal's stand-ins (toy-clip-512, toy-blip-256, toy-slip-512 and the image-only toy-vit-768) are the same maps
 at the real backbones' output dimensions, so every cost after embedding is the real one.
 
-The generated datasets (:mod:`bliss_utils.synthetic`) draw every class with a look that is a fixed function of its
+The generated datasets (:mod:`bliss_utils.datasets.synthetic`) draw every class with a look that is a fixed function of its
 name. A toy encoder's image tower is a fixed seeded map of pixel statistics (mean colour and the phase-free magnitude
 of the low spatial frequencies, through two random layers). Its text tower reads the label out of the prompt, renders
 that label's look, and returns the unit mean image embedding of the renders plus a shared "modality gap" direction
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..prompts import ENSEMBLE_TEMPLATES
-from .base import Encoder, select_device
+from bliss_utils.datasets.prompts import ENSEMBLE_TEMPLATES
+from bliss_utils.encoders.base import Encoder, select_device
 
 IMAGE_SIZE = 32
 MAX_FREQ = 5  # spatial frequencies |k| <= 5 cycles per image: the generated stripes have 1 to 4
@@ -183,7 +183,7 @@ class ToyEncoder(Encoder):
         """Unit mean image embedding of ``label``'s generated look (float64, cached)."""
         import torch
 
-        from ..synthetic import class_images, look_key
+        from bliss_utils.datasets.synthetic import class_images, look_key
 
         key = look_key(label)
         if key not in self._looks:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .base import Encoder, finish_model, seeded, select_device
-from .hf_common import import_transformers, model_folder
-from .weights import TINY_SEED, random_weights
+from bliss_utils.encoders.base import Encoder, finish_model, seeded, select_device
+from bliss_utils.encoders.hf_common import import_transformers, model_folder
+from bliss_utils.encoders.weights import TINY_SEED, random_weights
 
 VIT_REPO = "google/vit-base-patch16-224-in21k"
 TINY_IMAGE_SIZE = 32
@@ -29,7 +29,7 @@ class ViTImageEncoder(Encoder):
 
 
 def _vit_encoder(model: Any, name: str, device: Any, preprocess: str, weights_id: str) -> ViTImageEncoder:
-    from .registry import declared_recipe
+    from bliss_utils.encoders.registry import declared_recipe
 
     device = select_device(device)
     recipe = declared_recipe(name, preprocess)

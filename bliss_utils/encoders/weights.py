@@ -13,9 +13,9 @@ import urllib.error
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._filehash import file_fingerprint, folder_fingerprint
-from .._io import download
-from .errors import WeightsNotFoundError
+from bliss_utils._filehash import file_fingerprint, folder_fingerprint
+from bliss_utils._io import download
+from bliss_utils.encoders.errors import WeightsNotFoundError
 
 logger = logging.getLogger(__name__)
 

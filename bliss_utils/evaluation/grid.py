@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _progress
-from ._checks import check_same_dim
+from bliss_utils import _progress
+from bliss_utils._checks import check_same_dim
 
 TEXT_METHODS = ("bliss", "biased-clip", "raw-similarity", "mcm")
 IMAGE_METHODS = ("dn2", "gmm", "lunar", "ssd")
@@ -92,7 +92,8 @@ def _check_splits(splits: Mapping[str, Sequence[Sequence[int]]], n_classes: int)
 
 
 def _make_baseline(method: str, baseline_params: Mapping[str, Mapping[str, Any]]) -> Any:
-    from . import baselines, cmle, prompt_scores, ssd
+    from bliss_utils.scores import baselines, cmle, ssd
+    from bliss_utils.scores import prompt_pairs as prompt_scores
 
     factory = {
         **dict.fromkeys(PROMPT_METHODS, prompt_scores.PromptPairScore),
@@ -131,8 +132,8 @@ def evaluate_grid(
     """
     import pandas as pd
 
-    from .bliss import BLISS
-    from .metrics import auroc, fpr95
+    from bliss_utils.evaluation.metrics import auroc, fpr95
+    from bliss_utils.scores.bliss import BLISS
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

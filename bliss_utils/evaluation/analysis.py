@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ._checks import as_embeddings, check_same_dim, l2_normalize
-from .grid import few_shot_indices
+from bliss_utils._checks import as_embeddings, check_same_dim, l2_normalize
+from bliss_utils.evaluation.grid import few_shot_indices
 
 
 def _unit(x: np.ndarray, name: str) -> np.ndarray:

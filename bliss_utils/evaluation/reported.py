@@ -7,8 +7,8 @@ import math
 from functools import lru_cache
 from typing import Any
 
-from .config import PACKAGE_DATA
-from .splits import class_splits
+from bliss_utils.config import PACKAGE_DATA
+from bliss_utils.datasets.splits import class_splits
 
 REPORTED_FILE = PACKAGE_DATA / "reported.json"
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _progress
-from ._checks import as_embeddings, l2_normalize, torch_device
-from ._scorer import _ImageScorer, _require
-from .ssd import MahalanobisModel, fit_mahalanobis
+from bliss_utils import _progress
+from bliss_utils._checks import as_embeddings, l2_normalize, torch_device
+from bliss_utils.scores.base import _ImageScorer, _require
+from bliss_utils.scores.ssd import MahalanobisModel, fit_mahalanobis
 
 CAPTION_SOURCES = ("dictionary", "class_text")
 # rows per batched LLE solve: bounds the (rows, k, d) difference block to a few tens of MB at d = 768

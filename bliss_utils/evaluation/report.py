@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._io import atomic_write_text
-from .config import results_dir
+from bliss_utils._io import atomic_write_text
+from bliss_utils.config import results_dir
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def write_report(out_dir: str | Path | None = None, mode: str | None = None) -> 
     lines = [
         "# BLISS reproduction: measured beside reported",
         "",
-        "Assembled by `bliss_utils.report.write_report` from the tables the notebooks wrote (`results/paper_*.md`);",
+        "Assembled by `bliss_utils.evaluation.report.write_report` from the tables the notebooks wrote (`results/paper_*.md`);",
         "do not edit by hand. AUROC in percent, mean ± population std over trials; difference = measured - paper.",
         "",
     ]

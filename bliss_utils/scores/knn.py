@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_embeddings, check_positive_int, torch_device
+from bliss_utils._checks import as_embeddings, check_positive_int, torch_device
 
 # Extra float32 candidates per row whose distances are recomputed in float64 (absorbs float32 rounding at the k-th).
 MARGIN = 8

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import to_numpy
+from bliss_utils._checks import to_numpy
 
 
 def _check_scores_labels(scores: Any, is_anomaly: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ For a test embedding z and a normal class c (every vector L2-normalised, ``sim``
   (``aggregate="max"`` gives Eq. 9 as printed; the prose's mean is the default, docs/method.md).
 - Eq. 10, s(x, c) = IC(x, c) + lam * ET(x, c);  Eq. 11, s(x) = min over the normal classes of s(x, c).
 
-Higher = more anomalous. ``bliss_utils._reference`` holds a plain loop over classes written straight from the
+Higher = more anomalous. ``bliss_utils.scores._reference`` holds a plain loop over classes written straight from the
 equations; the tests check that this vectorised version agrees with it to 1e-10 in float64.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ._checks import as_class_list, as_labels, as_test_embeddings, as_unit_embeddings, check_positive_int
+from bliss_utils._checks import as_class_list, as_labels, as_test_embeddings, as_unit_embeddings, check_positive_int
 
 AGGREGATES = ("mean", "max")
 # Bytes one working array of a test chunk may take; keeps memory bounded whatever the test set and dictionary size.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from . import config
-from ._checks import check_positive_int
-from .datasets import class_names
-from .prompts import clean_label
+from bliss_utils import config
+from bliss_utils._checks import check_positive_int
+from bliss_utils.datasets.images import class_names
+from bliss_utils.datasets.prompts import clean_label
 
 DEFAULT_ENGLISH_SIZE = 10_000
 

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ._checks import as_class_list, as_embeddings, as_labels, as_test_embeddings, l2_normalize
+from bliss_utils._checks import as_class_list, as_embeddings, as_labels, as_test_embeddings, l2_normalize
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ._checks import as_class_list, as_embeddings, as_test_embeddings, l2_normalize
+from bliss_utils._checks import as_class_list, as_embeddings, as_test_embeddings, l2_normalize
 
 AGNOSTIC_OBJECT = "object"
 AGNOSTIC_PAIR = ("a photo of an object.", "a photo of a damaged object.")

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _progress
-from ._checks import check_positive_int, torch_device
-from ._scorer import _ImageScorer, _require
+from bliss_utils import _progress
+from bliss_utils._checks import check_positive_int, torch_device
+from bliss_utils.scores.base import _ImageScorer, _require
 
 COMPONENTS = ("per-class", "one")
 

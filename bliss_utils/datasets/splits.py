@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from functools import lru_cache
 
-from .config import PACKAGE_DATA
+from bliss_utils.config import PACKAGE_DATA
 
 SPLITS_FILE = PACKAGE_DATA / "splits.json"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_path
-from .datasets import (
+from bliss_utils._io import atomic_path
+from bliss_utils.datasets.images import (
     CIFAR_FILES,
     SYNTHETIC_MARKER,
     TINYIMAGENET_FOLDER,
@@ -26,7 +26,7 @@ from .datasets import (
     _names_cifar100,
     tinyimagenet_classes,
 )
-from .prompts import clean_label
+from bliss_utils.datasets.prompts import clean_label
 
 # Bump when the images change for the same arguments, so that generated data from an older version is regenerated.
 GENERATOR_VERSION = 2
@@ -120,7 +120,7 @@ def _write_pickle(path: Path, obj: dict) -> None:
 
 
 def _mark(folder: Path, **info: object) -> None:
-    info = {"generator": "bliss_utils.synthetic", "version": GENERATOR_VERSION, **info}
+    info = {"generator": "bliss_utils.datasets.synthetic", "version": GENERATOR_VERSION, **info}
     (folder / SYNTHETIC_MARKER).write_text(json.dumps(info, indent=1))
 
 

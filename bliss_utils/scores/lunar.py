@@ -23,14 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from . import _malloc, _progress
-from ._checks import check_positive_int
-from ._scorer import _ImageScorer, _require
+from bliss_utils import _malloc, _progress
+from bliss_utils._checks import check_positive_int
+from bliss_utils.scores.base import _ImageScorer, _require
 
 
 def _neighbour_index(n_neighbors: int, device: str | None) -> Any:
     """The exact Euclidean neighbour index LUNAR searches (PyOD's is scikit-learn's NearestNeighbors)."""
-    from .knn import BlockedKNN
+    from bliss_utils.scores.knn import BlockedKNN
 
     return BlockedKNN(n_neighbors=n_neighbors, device=device)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import l2_normalize
-from ._scorer import _ImageScorer
+from bliss_utils._checks import l2_normalize
+from bliss_utils.scores.base import _ImageScorer
 
 # SSD's own guard against a zero std in a constant dimension
 STD_EPS = 1e-10

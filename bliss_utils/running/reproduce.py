@@ -5,7 +5,7 @@ The notebooks' ``parameters`` cells hold the paper's settings; ``--smoke`` injec
 ``--rehearsal`` does the same with ``notebooks/rehearsal.json``: the paper's settings on generated data of the real
 sizes, with cheap stand-ins at the real encoders' dimensions, to measure time and memory. Before any notebook runs, a
 preflight checks that the datasets and weights the notebooks name are there. Each notebook runs in its own short-lived
-process (``bliss_utils._run_notebook``), so its kernel's peak memory is measured alone; ``results/run_times.csv``
+process (``bliss_utils.running.notebook``), so its kernel's peak memory is measured alone; ``results/run_times.csv``
 records each notebook's wall time and peak as it finishes.
 """
 
@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_text
-from .config import data_dir, find_project_root, output_dirs
+from bliss_utils._io import atomic_write_text
+from bliss_utils.config import data_dir, find_project_root, output_dirs
 
 EPILOG = """\
 examples:
@@ -76,7 +76,7 @@ def make_generated_data(root: Path, sizes: Mapping[str, Any]) -> Path:
 
     ``sizes`` maps cifar10, cifar100 and tinyimagenet to [train, test] images per class, plus a ``seed``.
     """
-    from . import synthetic
+    from bliss_utils.datasets import synthetic
 
     marker = root / "BLISS_GENERATED_DATA.json"
     wanted = json.dumps({**sizes, "generator": synthetic.GENERATOR_VERSION}, sort_keys=True)
@@ -117,8 +117,8 @@ def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bo
 
     With ``download`` the missing ones are fetched instead; a failed download (no network) is reported the same way.
     """
-    from .datasets import DatasetNotFoundError, load_dataset
-    from .encoders import WeightsNotFoundError, load_encoder
+    from bliss_utils.datasets.images import DatasetNotFoundError, load_dataset
+    from bliss_utils.encoders import WeightsNotFoundError, load_encoder
 
     datasets, encoders = _needs(params)
     offline_hint = (
@@ -141,7 +141,7 @@ def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bo
             "missing datasets; fetch them, then run again:\n" + "\n".join(problems) + f"\n{offline_hint}"
         )
     if download and any("anomalyclip" in (p.get("RELATED") or []) for p in params):
-        from . import anomalyclip
+        from bliss_utils import anomalyclip
 
         try:  # optional: without it the AnomalyCLIP row says "not run: checkpoint missing"
             if anomalyclip.checkpoint_or_none() is None:
@@ -253,7 +253,7 @@ def record_run_time(results: Path, notebook: str, seconds: float | None, peak_gi
     """
     import pandas as pd
 
-    from .report import RUN_TIMES
+    from bliss_utils.evaluation.report import RUN_TIMES
 
     path = results / RUN_TIMES
     columns = ["notebook", "seconds", "peak_rss_gib", "mode"]
@@ -266,7 +266,7 @@ def record_run_time(results: Path, notebook: str, seconds: float | None, peak_gi
 
 
 def run_notebook(path: Path, out: Path, parameters: Mapping[str, Any], kernel: str, cwd: Path) -> dict[str, Any]:
-    """Execute one notebook in a short-lived process (``bliss_utils._run_notebook``); return its result record."""
+    """Execute one notebook in a short-lived process (``bliss_utils.running.notebook``); return its result record."""
     with tempfile.TemporaryDirectory(prefix="bliss-run-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job.write_text(
@@ -281,7 +281,7 @@ def run_notebook(path: Path, out: Path, parameters: Mapping[str, Any], kernel: s
                 }
             )
         )
-        proc = subprocess.run([sys.executable, "-m", "bliss_utils._run_notebook", str(job)], cwd=cwd, check=False)
+        proc = subprocess.run([sys.executable, "-m", "bliss_utils.running.notebook", str(job)], cwd=cwd, check=False)
         if result.is_file():
             return json.loads(result.read_text(encoding="utf-8"))
     return {"failed": f"its runner exited with status {proc.returncode} (the error is printed above)"}
@@ -289,7 +289,7 @@ def run_notebook(path: Path, out: Path, parameters: Mapping[str, Any], kernel: s
 
 def run(args: argparse.Namespace) -> int:
     """Run the notebooks as ``args`` says; return 0 on success, 1 with a one-line message on failure."""
-    from .report import write_report
+    from bliss_utils.evaluation.report import write_report
 
     root = find_project_root()
     paths = notebook_paths(root)

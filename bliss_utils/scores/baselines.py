@@ -2,8 +2,8 @@
 
 Text-based (need class text embeddings): RawSimilarity ("w/o (5)" of Table 3), BiasedCLIP (IC alone, Eq. 5),
 MCM (Ming et al. 2022, zero-shot). Image-only (use training image embeddings only): DN2 (mean distance to the k
-nearest normal training images), GMM (EM of scikit-learn's GaussianMixture, in torch: bliss_utils.gmm), LUNAR
-(PyOD's, with an exact blocked neighbour search: bliss_utils.lunar). Every input is L2-normalised
+nearest normal training images), GMM (EM of scikit-learn's GaussianMixture, in torch: bliss_utils.scores.gmm), LUNAR
+(PyOD's, with an exact blocked neighbour search: bliss_utils.scores.lunar). Every input is L2-normalised
 inside, so all scorers see the same unit-sphere geometry as BLISS.
 
 Image-only scorers fit lazily: ``fit`` validates and stores the labelled training set; the first
@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_labels, as_unit_embeddings, check_positive_int
-from ._scorer import MAX_CACHED_MODELS, _ImageScorer, _Scorer
-from .gmm import GMM
-from .lunar import LUNAR
+from bliss_utils._checks import as_labels, as_unit_embeddings, check_positive_int
+from bliss_utils.scores.base import MAX_CACHED_MODELS, _ImageScorer, _Scorer
+from bliss_utils.scores.gmm import GMM
+from bliss_utils.scores.lunar import LUNAR
 
 # Bytes a (test chunk x class images) similarity block may take; bounds DN2's memory whatever the data size.
 CHUNK_BYTES = 64 * 2**20
@@ -78,7 +78,7 @@ class RawSimilarity(_Scorer):
 class BiasedCLIP(_Scorer):
     """Internal class score alone (Eq. 4-5, population std): BLISS with lam = 0, min over the normal classes.
 
-    Delegates to bliss_utils.bliss.BLISS(lam=0) so there is one implementation of IC; needs no dictionary.
+    Delegates to bliss_utils.scores.bliss.BLISS(lam=0) so there is one implementation of IC; needs no dictionary.
     """
 
     def __init__(self, eps: float = 1e-8) -> None:
@@ -92,7 +92,7 @@ class BiasedCLIP(_Scorer):
         dictionary_embeddings: Any | None = None,
     ) -> BiasedCLIP:
         """Fit mu_c and sigma_c of sim(Z_c, C_c) for every class with training images; the dictionary is ignored."""
-        from .bliss import BLISS
+        from bliss_utils.scores.bliss import BLISS
 
         if class_text_embeddings is None:
             raise ValueError("class_text_embeddings is required: Biased-CLIP compares images with the class texts")

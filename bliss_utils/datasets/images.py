@@ -18,15 +18,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import config
-from .prompts import clean_label
+from bliss_utils import config
+from bliss_utils.datasets.prompts import clean_label
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
 TINYIMAGENET_FOLDER = "tiny-imagenet-200"
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-# Written by bliss_utils.synthetic next to generated data: such files cannot match torchvision's md5 sums.
+# Written by bliss_utils.datasets.synthetic next to generated data: such files cannot match torchvision's md5 sums.
 SYNTHETIC_MARKER = "BLISS_SYNTHETIC.json"
 # images per class in the released (train, test) splits; TinyImageNet's test split is its labelled val
 PER_CLASS = {"cifar10": (5000, 1000), "cifar100": (500, 100), "tinyimagenet": (500, 50)}
@@ -238,7 +238,7 @@ def _cifar_class(name: str, synthetic: bool) -> Any:
 
 def _cifar_identity(name: str, split: str, folder: Path) -> str:
     """The split's batch files and the meta file, by sha256: what the arrays are read from."""
-    from ._filehash import file_sha256
+    from bliss_utils._filehash import file_sha256
 
     layout = CIFAR_FILES[name]
     files = [*(layout.train if split == "train" else layout.test), layout.meta]

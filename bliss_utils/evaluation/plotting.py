@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_path
-from .config import figures_dir
+from bliss_utils._io import atomic_path
+from bliss_utils.config import figures_dir
 
 logger = logging.getLogger(__name__)
 
