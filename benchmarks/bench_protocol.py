@@ -1,7 +1,7 @@
 """Time the CIFAR-10 9-normal-class protocol (10 trials) on random embeddings of CIFAR shapes.
 
 Compares bliss_utils.evaluation.grid.evaluate_grid against a plain per-class loop written straight from the paper's
-equations (bliss_utils._reference), in one run, and prints the ratio and the largest AUROC difference.
+equations (bliss_utils.scores._reference), in one run, and prints the ratio and the largest AUROC difference.
 
     python benchmarks/bench_protocol.py [--repeats 3] [--threads N]
 """

@@ -1,4 +1,4 @@
-"""The numbers behind the figures (bliss_utils.analysis), on hand-computed toys."""
+"""The numbers behind the figures (bliss_utils.evaluation.analysis), on hand-computed toys."""
 
 from __future__ import annotations
 

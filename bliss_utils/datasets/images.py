@@ -173,7 +173,7 @@ def class_names(dataset: str, names: str = "paper") -> list[str]:
 
     ``names="paper"``: the authors' strings. CIFAR-10/100 keep torchvision's raw names ("aquarium_fish",
     "maple_tree": 9 CIFAR-100 names keep their underscore); TinyImageNet's have underscores replaced by spaces, as
-    the authors' loader does. ``names="clean"``: every name through :func:`~bliss_utils.prompts.clean_label`
+    the authors' loader does. ``names="clean"``: every name through :func:`~bliss_utils.datasets.prompts.clean_label`
     (underscores become spaces). ImageFolder class names are the cleaned folder names in both styles.
     """
     if names not in NAME_STYLES:

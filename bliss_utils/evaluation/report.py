@@ -146,7 +146,7 @@ def beside_paper(
     """Measured mean ± std beside the paper's, with the difference (measured - reported), one row per reported cell.
 
     ``measured`` has the ``on`` columns plus ``mean``, ``std``, ``n_trials``; ``reported`` the ``on`` columns plus
-    ``auroc_mean``, ``auroc_std`` and ``note`` (bliss_utils.reported). Reported cells not measured are kept, blank.
+    ``auroc_mean``, ``auroc_std`` and ``note`` (bliss_utils.evaluation.reported). Reported cells not measured are kept, blank.
     """
     on = list(on)
     for name, df, cols in (("measured", measured, ["mean", "std"]), ("reported", reported, ["auroc_mean"])):
