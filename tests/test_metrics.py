@@ -3,12 +3,21 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from bliss_utils.evaluation.metrics import auroc, fpr95, fpr_at_tpr, one_sided_ttest, one_sided_ttest_from_stats
+from bliss_utils.evaluation.metrics import (
+    auroc,
+    beats_next_best,
+    fpr95,
+    fpr_at_tpr,
+    one_sided_ttest,
+    one_sided_ttest_from_stats,
+    significance_stars,
+)
 from bliss_utils.evaluation.reported import COLUMNS, reported_cell, reported_results
 
 # ---------------------------------------------------------------- AUROC
@@ -147,6 +156,143 @@ def test_ttest_errors():
         one_sided_ttest_from_stats(1, -1, 5, 0, 1, 5)
     with pytest.raises(ValueError, match="both standard deviations are 0"):
         one_sided_ttest_from_stats(1, 0, 5, 0, 0, 5)
+
+
+# ---------------------------------------------------------------- Table 1's stars (BLISS vs the next best row)
+
+OURS = [0.95, 0.97, 0.96, 0.98]
+RIVAL = [0.90, 0.93, 0.91, 0.94]
+
+
+def _trials(cells):
+    """Per-trial results like evaluate_grid's (plus "group") from {(setting, group, method): [auroc, ...]}."""
+    return pd.DataFrame(
+        [
+            {"dataset": setting.rsplit("-", 1)[0], "encoder": "enc", "setting": setting, "trial": t, "method": method,
+             "lam": np.nan, "k": np.nan, "n_shots": 0, "auroc": a, "fpr95": 0.5, "seconds": 0.0, "group": group}
+            for (setting, group, method), aurocs in cells.items()
+            for t, a in enumerate(aurocs)
+        ]
+    )  # fmt: skip
+
+
+def _rows(trials, reported=()):
+    """Table 1's rows: measured means and population stds of ``trials``, then reported (group, method, setting,
+    mean, std, n_trials) rows."""
+    g = trials.groupby(["group", "method", "setting"], sort=False)["auroc"]
+    measured = g.agg(mean="mean", std=lambda x: float(np.std(x)), n_trials="count").reset_index()
+    cols = ["group", "method", "setting", "mean", "std", "n_trials"]
+    copied = pd.DataFrame(list(reported), columns=cols)
+    return pd.concat([measured.assign(source="measured"), copied.assign(source="reported")], ignore_index=True)
+
+
+def _welch(a, b):
+    return stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue
+
+
+def _assert_star_at(p, trials, rows, setting="s-1", **kw):
+    """The star flips exactly at the t-test's p-value: set below p -> no star, above p -> star."""
+    assert 0 < p < 1
+    assert beats_next_best(trials, rows, setting, alpha=p * (1 + 1e-6), **kw) is True
+    assert beats_next_best(trials, rows, setting, alpha=p * (1 - 1e-6), **kw) is False
+
+
+def test_star_against_the_best_measured_row_is_welchs_test():
+    trials = _trials(
+        {
+            ("s-1", "clip-based", "bliss"): OURS,
+            ("s-1", "clip-based", "mcm"): RIVAL,
+            ("s-1", "clip-based", "dn2"): [0.5, 0.6, 0.55, 0.52],  # lower mean: not the one tested against
+        }
+    )
+    rows = _rows(trials)
+    _assert_star_at(_welch(OURS, RIVAL), trials, rows)
+    assert significance_stars(trials, rows, alpha=0.05) == {"s-1": _welch(OURS, RIVAL) < 0.05}
+
+
+def test_star_against_the_rival_of_the_right_group():
+    # the same method in the other group is a separate row with its own trials
+    weak = [0.80, 0.85, 0.70, 0.88]
+    trials = _trials(
+        {
+            ("s-1", "clip-based", "bliss"): OURS,
+            ("s-1", "clip-based", "dn2"): weak,
+            ("s-1", "image-only", "dn2"): RIVAL,
+        }
+    )
+    _assert_star_at(_welch(OURS, RIVAL), trials, _rows(trials))
+
+
+def test_star_against_a_reported_row_uses_its_mean_and_population_std():
+    trials = _trials({("s-1", "clip-based", "bliss"): OURS, ("s-1", "clip-based", "mcm"): RIVAL})
+    mean, std, n = 0.955, 0.01, 5  # reported above mcm's measured mean: the reported row is the one to beat
+    rows = _rows(trials, [("image-only", "csi", "s-1", mean, std, n)])
+    ours = np.asarray(OURS)
+    p = stats.ttest_ind_from_stats(
+        ours.mean(), ours.std(ddof=1), ours.size, mean, std * np.sqrt(n / (n - 1)), n,
+        equal_var=False, alternative="greater",
+    ).pvalue  # fmt: skip
+    _assert_star_at(p, trials, rows)
+
+
+def test_star_ignores_excluded_rows_and_ours():
+    trials = _trials(
+        {
+            ("s-1", "clip-based", "bliss"): OURS,
+            ("s-1", "clip-based", "ssd"): [0.99, 0.995, 0.99, 0.999],  # excluded (a † row), though highest
+            ("s-1", "clip-based", "mcm"): RIVAL,
+        }
+    )
+    rows = _rows(trials)
+    _assert_star_at(_welch(OURS, RIVAL), trials, rows, exclude=["ssd"])
+    # not excluded, ssd is the row to beat and BLISS does not beat it
+    assert beats_next_best(trials, rows, "s-1", alpha=0.5) is False
+    assert _welch(OURS, [0.99, 0.995, 0.99, 0.999]) > 0.5
+
+
+def test_star_on_a_tie_tests_against_the_first_row_with_the_highest_mean():
+    first = [0.8125, 0.875, 0.84375, 0.84375]  # binary fractions: both means are exactly 0.84375
+    second = [0.75, 0.9375, 0.78125, 0.90625]  # same mean, larger spread: a larger p-value
+    assert np.mean(first) == np.mean(second)
+    trials = _trials(
+        {
+            ("s-1", "clip-based", "bliss"): OURS,
+            ("s-1", "clip-based", "mcm"): first,
+            ("s-1", "image-only", "dn2"): second,
+        }
+    )
+    rows = _rows(trials)
+    p_first, p_second = _welch(OURS, first), _welch(OURS, second)
+    assert p_first < p_second
+    _assert_star_at(p_first, trials, rows)
+
+
+def test_star_with_equal_means_is_never_significant():
+    trials = _trials({("s-1", "clip-based", "bliss"): RIVAL, ("s-1", "clip-based", "mcm"): RIVAL})
+    assert _welch(RIVAL, RIVAL) == pytest.approx(0.5)
+    _assert_star_at(0.5, trials, _rows(trials))
+
+
+def test_no_star_with_a_single_trial_or_nothing_to_beat():
+    one = _trials({("s-1", "clip-based", "bliss"): [0.99], ("s-1", "clip-based", "mcm"): RIVAL})
+    assert beats_next_best(one, _rows(one), "s-1", alpha=1.0) is False  # one trial: no variance to test
+    alone = _trials({("s-1", "clip-based", "bliss"): OURS, ("s-2", "clip-based", "mcm"): RIVAL})
+    assert significance_stars(alone, _rows(alone), alpha=1.0) == {"s-1": False, "s-2": False}
+
+
+def test_stars_per_setting_in_row_order():
+    trials = _trials(
+        {
+            ("s-2", "clip-based", "bliss"): RIVAL,
+            ("s-2", "clip-based", "mcm"): OURS,  # BLISS loses here
+            ("s-1", "clip-based", "bliss"): OURS,
+            ("s-1", "clip-based", "mcm"): RIVAL,
+        }
+    )
+    stars = significance_stars(trials, _rows(trials), alpha=0.05)
+    assert list(stars) == ["s-2", "s-1"]
+    assert stars == {"s-2": _welch(RIVAL, OURS) < 0.05, "s-1": _welch(OURS, RIVAL) < 0.05}
+    assert stars == {"s-2": False, "s-1": True}
 
 
 # ---------------------------------------------------------------- the paper's reported numbers

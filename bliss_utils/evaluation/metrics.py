@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bliss_utils._checks import to_numpy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _check_scores_labels(scores: Any, is_anomaly: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +60,7 @@ def fpr_at_tpr(scores: Any, is_anomaly: Any, tpr: float = 0.95) -> float:
 
 
 def fpr95(scores: Any, is_anomaly: Any) -> float:
-    """FPR at 95% TPR: share of normals flagged at the threshold that catches 95% of the anomalies (anomaly = positive)."""
+    """FPR at 95% TPR: share of normals flagged at the threshold catching 95% of the anomalies (anomaly = positive)."""
     return fpr_at_tpr(scores, is_anomaly, tpr=0.95)
 
 
@@ -108,3 +112,54 @@ def one_sided_ttest_from_stats(
         mean_a, std_a, int(n_a), mean_b, std_b, int(n_b), equal_var=False, alternative="greater"
     )
     return float(res.pvalue)
+
+
+def beats_next_best(
+    trials: pd.DataFrame,
+    rows: pd.DataFrame,
+    setting: str,
+    alpha: float = 0.05,
+    *,
+    method: str = "bliss",
+    group: str = "clip-based",
+    exclude: Iterable[str] = (),
+) -> bool:
+    """Whether ``method`` beats the highest-mean other row of ``setting`` by a one-sided Welch t-test at ``alpha``."""
+    # trials: per-trial results (evaluate_grid's columns plus "group"); rows: one row per (group, method, setting)
+    # with "mean", "std", "n_trials" and "source" ("measured": its trials are in ``trials``; else mean ± std only)
+    ours = trials.loc[(trials["setting"] == setting) & (trials["method"] == method), "auroc"].to_numpy()
+    others = rows[
+        (rows["setting"] == setting)
+        & ~((rows["method"] == method) & (rows["group"] == group))
+        & ~rows["method"].isin(list(exclude))
+    ]
+    if len(ours) < 2 or others.empty:  # a single trial has no variance to test; nothing to beat
+        return False
+    best = others.loc[others["mean"].idxmax()]  # ties: the first row with the highest mean
+    if best["source"] == "measured":
+        mask = (
+            (trials["setting"] == setting) & (trials["method"] == best["method"]) & (trials["group"] == best["group"])
+        )
+        p = one_sided_ttest(ours, trials.loc[mask, "auroc"].to_numpy())
+    else:  # a reported row: its mean ± std (population std) over the protocol's trial count
+        p = one_sided_ttest_from_stats(
+            ours.mean(), ours.std(), len(ours), best["mean"], best["std"], int(best["n_trials"])
+        )
+    return bool(p < alpha)
+
+
+def significance_stars(
+    trials: pd.DataFrame,
+    rows: pd.DataFrame,
+    alpha: float = 0.05,
+    *,
+    method: str = "bliss",
+    group: str = "clip-based",
+    exclude: Iterable[str] = (),
+) -> dict[str, bool]:
+    """Table 1's stars: setting -> whether ``method`` significantly beats the next best row (``beats_next_best``)."""
+    exclude = list(exclude)
+    return {
+        s: beats_next_best(trials, rows, s, alpha, method=method, group=group, exclude=exclude)
+        for s in rows["setting"].unique()
+    }
