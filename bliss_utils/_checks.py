@@ -96,7 +96,8 @@ def as_labels(y: Any, n: int, n_classes: int, name: str = "train_labels") -> np.
     bad = arr[(arr < 0) | (arr >= n_classes)]
     if bad.size:
         raise ValueError(
-            f"{name} has label(s) {sorted(set(bad.tolist()))[:5]} outside the {n_classes} class texts (0..{n_classes - 1})"
+            f"{name} has label(s) {sorted(set(bad.tolist()))[:5]} outside the {n_classes} class texts "
+            f"(0..{n_classes - 1})"
         )
     return arr.astype(np.int64, copy=False)
 
@@ -117,13 +118,33 @@ def as_class_list(normal_classes: Any, available: np.ndarray, n_classes: int) ->
     return np.unique(arr)
 
 
-def torch_device(device: str | None) -> Any:
-    """``device`` as a torch.device; None: CUDA when available, else the CPU. A name torch does not know: ValueError."""
+def require(module: str, pip_name: str, needed_for: str = "this") -> Any:
+    """Import an optional dependency, or raise an ImportError naming what needs it and the pip command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"{needed_for} needs {module}: pip install {pip_name}") from err
+
+
+def torch_device(device: Any = None, float64: bool = False) -> Any:
+    """``device`` as a torch.device; None: CUDA, then MPS (not for ``float64`` work: MPS has no float64), then the
+    CPU. An unknown device, or one this machine lacks: ValueError."""
     import torch
 
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps is not None and mps.is_available())
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps and not float64 else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must be None or a torch device such as 'cpu' or 'cuda'; got {device!r}") from err
+        raise ValueError(
+            f"device must be None or a torch device such as 'cpu', 'cuda', 'cuda:1' or 'mps'; got {device!r}"
+        ) from err
+    if (dev.type == "cuda" and not torch.cuda.is_available()) or (dev.type == "mps" and not has_mps):
+        raise ValueError(f"device {device!r} was requested but {dev.type.upper()} is not available here")
+    if dev.type == "mps" and float64:
+        raise ValueError(f"device {device!r}: this computation runs in float64, which MPS does not support")
+    return dev

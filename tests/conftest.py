@@ -65,3 +65,15 @@ def fake_data(tmp_path_factory):
     make_fake_cifar(root, "cifar100", n_train_per_class=1, n_test_per_class=1)
     make_fake_tinyimagenet(root, n_train_per_class=3, n_val_per_class=2, n_classes=10)
     return root
+
+
+@pytest.fixture
+def plugin_file(tmp_path):
+    """docs/extending.md's worked example (a method defined outside the package), saved as a user would save it."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
+    path = tmp_path / "my_methods.py"
+    path.write_text(re.search(r"```python\n(.*?)```", text, re.S).group(1))
+    return path

@@ -20,17 +20,6 @@ def test_errors_by_quantile_counts_by_hand() -> None:
         errors_by_quantile(sim, flagged.astype(int), anomaly)
 
 
-def test_components_at_min_follow_the_class_bliss_uses() -> None:
-    import numpy as np
-
-    from bliss_utils.evaluation.analysis import components_at_min
-
-    ic = np.array([[1.0, 5.0, 0.0], [4.0, 0.0, 9.0]])
-    et = np.array([[1.0, -6.0, 0.0], [0.0, 2.0, -9.0]])
-    got_ic, got_et = components_at_min(ic, et, normal_classes=[0, 1], lam=1.0)
-    assert got_ic.tolist() == [5.0, 0.0] and got_et.tolist() == [-6.0, 2.0]  # class 2 is not normal: ignored
-
-
 def test_mean_cosines_on_orthogonal_vectors() -> None:
     import numpy as np
 

@@ -491,3 +491,12 @@ def test_import_stays_light():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fitted_lunar_pickles_and_scores_the_same(data):
+    import pickle
+
+    scorer = _fit(LUNAR(**TINY_LUNAR), data)
+    before = scorer.score_samples(data["test"], [0, 1])
+    again = pickle.loads(pickle.dumps(scorer))
+    np.testing.assert_array_equal(again.score_samples(data["test"], [0, 1]), before)

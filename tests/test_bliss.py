@@ -342,3 +342,37 @@ def test_non_finite_anywhere_is_refused_property(row, col, value, which):
     target[row, col] = value
     with pytest.raises(ValueError, match="NaN or infinite"):
         BLISS().fit(train, labels, texts, dic).score_samples(test)
+
+
+def test_score_grid_equals_one_fit_per_variant_against_the_plain_loop():
+    # BLISS's shared path (one fit at the largest K, one dictionary search) against the plain reference per variant
+    train, labels, texts, dic, test = random_problem(seed=5)
+    labels = labels.astype(int)
+    variants = [{"lam": lam, "k": k} for lam in (0.0, 0.5, 2.0) for k in (1, 7, 60)]
+    sets = [[1], [0, 2, 5]]
+    got = list(BLISS(aggregate="max").score_grid((train, labels, texts, dic), test, sets, variants))
+    assert [(v, s) for v, s, _ in got] == [(v, s) for v in range(len(variants)) for s in range(len(sets))]
+    for v, s, scores in got:
+        p = variants[v]
+        expected = reference_bliss_scores(train, labels, texts, dic, test, sets[s], p["k"], p["lam"], EPS, "max")
+        np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-10)
+
+
+def test_score_grid_without_dictionary_refuses_lam():
+    train, labels, texts, _, test = random_problem(seed=6)
+    with pytest.raises(ValueError, match="lam != 0 needs dictionary_embeddings"):
+        BLISS(lam=0.0).score_grid((train, labels.astype(int), texts, None), test, [[0]], [{"lam": 0.5}])
+
+
+def test_components_at_min_are_those_of_the_class_attaining_the_min():
+    train, labels, texts, dic, test = random_problem(seed=4)
+    model = BLISS(k=5, lam=0.7).fit(train, labels.astype(int), texts, dic)
+    normal = [1, 3, 4]
+    ic, et = model.components_at_min(test, normal)
+    cols = model.class_scores(test)[:, normal]
+    best = np.asarray(normal)[cols.argmin(axis=1)]
+    rows = np.arange(len(test))
+    np.testing.assert_allclose(ic, model.ic_scores(test)[rows, best], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(et, model.et_scores(test)[rows, best], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ic + 0.7 * et, model.score_samples(test, normal), rtol=0, atol=1e-12)
+    assert len(set(best.tolist())) > 1  # the min moves between classes, so the pairing is exercised

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from bliss_utils.running import reproduce
+from bliss_utils.scores import methods
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -162,7 +163,7 @@ def test_smoke_run_bliss_beats_chance_and_baselines_their_floors(smoke_run: Path
 @pytest.mark.notebooks
 @pytest.mark.slow
 def test_notebooks_run_from_a_copied_cache_without_models_or_data(
-    smoke_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    smoke_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugin_file: Path
 ) -> None:
     cache = tmp_path / "copied-embeddings"
     shutil.copytree(smoke_run / "data" / "embeddings", cache)
@@ -173,8 +174,10 @@ def test_notebooks_run_from_a_copied_cache_without_models_or_data(
     monkeypatch.setattr(reproduce, "make_generated_data", lambda root, sizes: root)  # nor may data be generated
     # what is under test is reading embeddings; the slow baseline fits are left to the first run. Without CIFAR-10
     # in DATASETS, 04's Fig. 4 and 05's timing and object-aware sections still load their CIFAR-10 sets
+    # and a method defined outside the package reaches the kernels through $BLISS_PLUGINS (docs/extending.md)
+    monkeypatch.setenv(methods.PLUGINS_VAR, str(plugin_file))
     light = {
-        "IMAGE_BASELINES": ["dn2"],
+        "IMAGE_BASELINES": ["dn2", "centroid"],
         "RELATED": ["agnostic-pair", "anomalyclip"],
         "SHOT_METHODS": ["bliss", "dn2"],
         "GMM_VARIANTS": {"one per class": {}},
@@ -185,8 +188,9 @@ def test_notebooks_run_from_a_copied_cache_without_models_or_data(
     ours = pd.read_csv(tmp_path / "out" / "results" / "table1_trials.csv")
     first = pd.read_csv(smoke_run / "out" / "results" / "table1_trials.csv")
     first = first[first["method"].isin(ours["method"]) & first["dataset"].isin(ours["dataset"])]
-    assert set(ours["method"]) >= {"bliss", "biased-clip", "mcm", "dn2", "agnostic-pair", "anomalyclip"}
+    assert set(ours["method"]) >= {"bliss", "biased-clip", "mcm", "dn2", "centroid", "agnostic-pair", "anomalyclip"}
     assert set(ours["dataset"]) == {"cifar100", "tinyimagenet"}
+    ours = ours[ours["method"].isin(first["method"])]  # the plugin's rows are new
     key = ["group", "dataset", "setting", "trial", "method"]
     ours, first = (f.drop(columns="seconds").sort_values(key, ignore_index=True) for f in (ours, first))  # wall times
     pd.testing.assert_frame_equal(ours, first)

@@ -241,22 +241,3 @@ def error_similarity_correlation(table: pd.DataFrame) -> dict[str, float]:
     fn = spearmanr(table["quantile"], table["fn_share"]).statistic
     fp = spearmanr(table["quantile"], table["fp_share"]).statistic
     return {"spearman_fn": float(fn), "spearman_fp": float(fp)}
-
-
-def components_at_min(
-    ic: np.ndarray, et: np.ndarray, normal_classes: Sequence[int], lam: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fig. 4: each sample's (IC, ET) pair for the normal class that attains min_c IC + lam * ET (the class BLISS uses)."""
-    ic = np.asarray(ic, float)
-    et = np.asarray(et, float)
-    if ic.shape != et.shape or ic.ndim != 2:
-        raise ValueError(f"ic and et must be (n_test, n_classes) arrays of the same shape; got {ic.shape}, {et.shape}")
-    cols = np.asarray(list(normal_classes), dtype=np.int64)
-    if cols.size == 0:
-        raise ValueError("normal_classes is empty")
-    total = ic[:, cols] + lam * et[:, cols]
-    if np.isnan(total).all(axis=0).any():
-        raise ValueError("some normal classes have NaN scores: were they fitted (do they have training images)?")
-    best = cols[np.nanargmin(total, axis=1)]
-    rows = np.arange(len(ic))
-    return ic[rows, best], et[rows, best]

@@ -7,25 +7,25 @@ every K. The baselines are fitted once too and scored per trial with their ``nor
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bliss_utils import _progress
 from bliss_utils._checks import check_same_dim
+from bliss_utils.evaluation.metrics import auroc, fpr95
+from bliss_utils.scores.methods import make_method
 
-TEXT_METHODS = ("bliss", "biased-clip", "raw-similarity", "mcm")
-IMAGE_METHODS = ("dn2", "gmm", "lunar", "ssd")
-# related methods (docs/related_methods.md): prompt pairs come in baseline_params[method]["pairs"]; SSD+CMLE needs
-# data's dictionary (pseudo-captions), so it runs on data, not image_data
-PROMPT_METHODS = ("anomalyclip", "agnostic-pair", "agnostic-cpe", "object-aware-cpe")
-METHODS = TEXT_METHODS + IMAGE_METHODS + PROMPT_METHODS + ("ssd-cmle",)
+if TYPE_CHECKING:
+    import pandas
+
 DEFAULT_METHODS = ("bliss", "biased-clip", "raw-similarity", "mcm")
-# seconds: wall time of one method on one trial, fitting its per-trial model included (image baselines, SSD+CMLE);
-# what all trials share (BLISS's per-class statistics, the text scorers' fit) is not in it
+# seconds: the time one row's scores took, its per-trial fit included (image baselines, SSD+CMLE); the work a
+# method does before its first row (its fit; BLISS's per-class statistics and one dictionary search) is not in it
 COLUMNS = ["dataset", "encoder", "setting", "trial", "method", "lam", "k", "n_shots", "auroc", "fpr95", "seconds"]
 
 
@@ -91,21 +91,49 @@ def _check_splits(splits: Mapping[str, Sequence[Sequence[int]]], n_classes: int)
                 raise ValueError(f"setting {name!r} names unknown class(es) {bad}: the dataset has {n_classes}")
 
 
-def _make_baseline(method: str, baseline_params: Mapping[str, Mapping[str, Any]]) -> Any:
-    from bliss_utils.scores import baselines, cmle, ssd
-    from bliss_utils.scores import prompt_pairs as prompt_scores
+def _sweeps(lams: Sequence[float], ks: Sequence[int], eps: float, aggregate: str) -> dict[str, list]:
+    """The values the grid gives each parameter a method lists in ``grid_params`` (lams in order, Ks sorted)."""
+    return {"lam": list(dict.fromkeys(lams)), "k": sorted({int(k) for k in ks}), "eps": [eps], "aggregate": [aggregate]}
 
-    factory = {
-        **dict.fromkeys(PROMPT_METHODS, prompt_scores.PromptPairScore),
-        "ssd": ssd.SSD,
-        "ssd-cmle": cmle.SSDCMLE,
-        "raw-similarity": baselines.RawSimilarity,
-        "mcm": baselines.MCM,
-        "dn2": baselines.DN2,
-        "gmm": baselines.GMM,
-        "lunar": baselines.LUNAR,
-    }[method]
-    return factory(**baseline_params.get(method, {}))
+
+def _plan(method: str, data: EmbeddingSet, image: EmbeddingSet, sweeps: dict, params: Mapping) -> tuple:
+    """(scorer, its variants, the embeddings it reads): image-only methods read ``image``, the others ``data``."""
+    scorer = make_method(method, **params.get(method, {}))
+    source = image if tuple(scorer.inputs) == ("images",) else data
+    for needed in ("class_texts", "dictionary"):
+        if needed in scorer.inputs and getattr(source, needed) is None:
+            kind = "class text" if needed == "class_texts" else "dictionary"
+            raise ValueError(f"method {method!r} needs {kind} embeddings, but data.{needed} is None")
+    swept = [p for p in scorer.grid_params if p in sweeps]
+    variants = [dict(zip(swept, values)) for values in itertools.product(*(sweeps[p] for p in swept))]
+    return scorer, variants, source
+
+
+def _fit_args(scorer: Any, source: EmbeddingSet, n_shots: int | None, seed: int) -> tuple:
+    """The four fit arguments, None where the scorer does not read them."""
+    train, labels = _subset(source, n_shots, seed) if "images" in scorer.inputs else (None, None)
+    texts = source.class_texts if "class_texts" in scorer.inputs else None
+    dictionary = source.dictionary if "dictionary" in scorer.inputs else None
+    return train, labels, texts, dictionary
+
+
+def _method_rows(method: str, plan: tuple, jobs: list, fit_args: tuple, bar: Any) -> list[tuple[tuple, dict]]:
+    """(trial index, variant index) and row for every variant and trial of ``method`` (trials with too few normal
+    classes left out); the seconds of a row are the time the scorer took to yield it."""
+    scorer, variants, source = plan
+    kept = [j for j in jobs if len(j[2]) >= scorer.min_normal_classes]
+    stream = scorer.score_grid(fit_args, source.test, [j[2] for j in kept], variants)
+    rows, started = [], time.perf_counter()
+    for v, s, scores in stream:
+        (setting, trial, normal), variant = kept[s], variants[v]
+        anomaly = ~np.isin(np.asarray(source.test_labels), normal)
+        row = {"encoder": source.encoder, "setting": setting, "trial": trial, "method": method}
+        row.update(lam=variant.get("lam", np.nan), k=variant.get("k", np.nan))
+        row.update(auroc=100 * auroc(scores, anomaly), fpr95=100 * fpr95(scores, anomaly))
+        rows.append(((jobs.index(kept[s]), v), {**row, "seconds": time.perf_counter() - started}))
+        bar.update(1)
+        started = time.perf_counter()
+    return rows
 
 
 def evaluate_grid(
@@ -121,115 +149,45 @@ def evaluate_grid(
     progress: bool = True,
     eps: float = 1e-8,
     baseline_params: Mapping[str, Mapping[str, Any]] | None = None,
-) -> pandas.DataFrame:  # noqa: F821
-    """AUROC and FPR95 (in %) of every method, setting, trial, lam and K, as a tidy DataFrame (see ``COLUMNS``).
+) -> pandas.DataFrame:
+    """AUROC and FPR95 (in %) of every method, setting, trial and variant (lam, K), as a tidy DataFrame (``COLUMNS``).
 
-    ``splits`` maps a setting name to its trials, each a list of normal class indices; every other test image is
-    anomalous. ``image_data`` supplies the image-only baselines (dn2, gmm, lunar, ssd) with other embeddings (e.g. ViT-21k)
-    of the same dataset; without it they use ``data``'s. ``n_shots`` keeps that many training images per class
-    (one draw from ``seed``, shared by every trial). MCM has no rows for settings with a single normal class.
-    ``progress`` shows a bar over the trials (with two or more), where the image baselines' models are fitted.
+    ``methods`` are names in the method table (``bliss_utils.scores.methods``; ``register_method`` adds one), each
+    built with ``baseline_params[method]`` and swept over the grid's ``lams``, ``ks``, ``eps`` and ``aggregate`` where
+    it lists them in ``grid_params``. ``splits`` maps a setting name to its trials, each a list of normal class
+    indices; every other test image is anomalous. ``image_data`` supplies the image-only methods (dn2, gmm, lunar,
+    ssd) with other embeddings (e.g. ViT-21k) of the same dataset; without it they use ``data``'s. ``n_shots`` keeps
+    that many training images per class (one draw from ``seed``, shared by every trial). A method has no rows for
+    trials with fewer normal classes than it needs (MCM: 2). ``progress`` shows one bar over the rows.
     """
     import pandas as pd
 
-    from bliss_utils.evaluation.metrics import auroc, fpr95
-    from bliss_utils.scores.bliss import BLISS
-
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     if not methods:
         raise ValueError("methods is empty")
-    baseline_params = baseline_params or {}
-    text_methods = [m for m in methods if m in TEXT_METHODS]
-    if text_methods and data.class_texts is None:
-        raise ValueError(f"methods {text_methods} need class text embeddings, but data.class_texts is None")
-    if "bliss" in methods and data.dictionary is None:
-        raise ValueError("BLISS needs dictionary embeddings, but data.dictionary is None")
     n_classes = int(max(np.max(data.train_labels), np.max(data.test_labels))) + 1
     if data.class_texts is not None:
         n_classes = data.class_texts.shape[0]
     _check_splits(splits, n_classes)
-
-    train, train_labels = _subset(data, n_shots, seed)
-    scorers: dict[str, Any] = {}
-    class_cols: dict[tuple[float, int], np.ndarray] = {}
-    ic = None
-    if "bliss" in methods or "biased-clip" in methods:
-        use_dictionary = "bliss" in methods
-        model = BLISS(k=max(ks) if use_dictionary else 1, lam=0.0, eps=eps, aggregate=aggregate)
-        model.fit(train, train_labels, data.class_texts, data.dictionary if use_dictionary else None)
-        ic, et = model.components(data.test, ks if use_dictionary else ())
-        class_cols = {(lam, k): ic + lam * et[k] for lam in lams for k in et}
-    for m in ("raw-similarity", "mcm"):
-        if m in methods:
-            scorers[m] = _make_baseline(m, baseline_params).fit(train, train_labels, data.class_texts)
+    if n_shots is not None and n_shots < 1:
+        raise ValueError(f"n_shots must be >= 1; got {n_shots}")
     image = image_data if image_data is not None else data
-    image_train, image_labels = _subset(image, n_shots, seed)
-    for m in IMAGE_METHODS:
-        if m in methods:
-            scorers[m] = _make_baseline(m, baseline_params).fit(image_train, image_labels)
-    for m in PROMPT_METHODS:
-        if m in methods:
-            scorers[m] = _make_baseline(m, baseline_params).fit(None)
-    if "ssd-cmle" in methods:
-        scorers["ssd-cmle"] = _make_baseline("ssd-cmle", baseline_params).fit(
-            train, train_labels, data.class_texts, data.dictionary
-        )
-
-    started = time.perf_counter()
+    sweeps, params = _sweeps(lams, ks, eps, aggregate), baseline_params or {}
+    plans = {m: _plan(m, data, image, sweeps, params) for m in dict.fromkeys(methods)}
     jobs = [(name, t, list(map(int, normal))) for name, trials in splits.items() for t, normal in enumerate(trials)]
-    # image baselines fit each trial's model when first scoring it: the bar's pace is theirs
+    total = sum(len(p[1]) * sum(len(j[2]) >= p[0].min_normal_classes for j in jobs) for p in plans.values())
     name = " ".join(n for n in (data.dataset, data.encoder) if n) or "grid"
-    bar = _progress.progress(jobs, desc=f"{name}: trials", unit="trial", disable=not progress or len(jobs) < 2)
-    base = {"dataset": data.dataset, "n_shots": n_shots}
-    rows = []
-    for setting, trial, normal in bar:
-        is_anomaly = ~np.isin(np.asarray(data.test_labels), normal)
-        image_anomaly = ~np.isin(np.asarray(image.test_labels), normal)
-
-        def record(
-            method: str,
-            scores: np.ndarray,
-            anomaly: np.ndarray,
-            lam: float = np.nan,
-            k: float = np.nan,
-            encoder: str = data.encoder,
-        ) -> None:
-            nonlocal started
-            rows.append(
-                {
-                    **base,
-                    "encoder": encoder,
-                    "setting": setting,
-                    "trial": trial,
-                    "method": method,
-                    "lam": lam,
-                    "k": k,
-                    "auroc": 100 * auroc(scores, anomaly),
-                    "fpr95": 100 * fpr95(scores, anomaly),
-                    "seconds": time.perf_counter() - started,
-                }
-            )
-            started = time.perf_counter()  # each (lam, K) row of one method counts only its own scoring
-
-        for method in methods:
-            started = time.perf_counter()
-            if method == "bliss":
-                for (lam, k), cols in class_cols.items():
-                    record(method, cols[:, normal].min(axis=1), is_anomaly, lam, k)
-            elif method == "biased-clip":
-                record(method, ic[:, normal].min(axis=1), is_anomaly)
-            elif method == "mcm" and len(normal) < 2:
-                continue
-            elif method in TEXT_METHODS or method in PROMPT_METHODS or method == "ssd-cmle":
-                record(method, scorers[method].score_samples(data.test, normal), is_anomaly)
-            else:
-                record(method, scorers[method].score_samples(image.test, normal), image_anomaly, encoder=image.encoder)
+    keyed = []  # rows in the order of trials, then methods, then variants
+    with _progress.progress(
+        total=total, desc=f"{name}: rows", unit="row", disable=not progress or len(jobs) < 2
+    ) as bar:
+        for m, (method, plan) in enumerate(plans.items()):
+            fit_args = _fit_args(plan[0], plan[2], n_shots, seed)
+            keyed += [((job, m, v), row) for (job, v), row in _method_rows(method, plan, jobs, fit_args, bar)]
+    rows = [{"dataset": data.dataset, "n_shots": n_shots, **row} for _, row in sorted(keyed, key=lambda kr: kr[0])]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def summarize(results: pandas.DataFrame, metric: str = "auroc", by: Sequence[str] = ()) -> pandas.DataFrame:  # noqa: F821
+def summarize(results: pandas.DataFrame, metric: str = "auroc", by: Sequence[str] = ()) -> pandas.DataFrame:
     """Mean and population std over trials of ``metric`` for every (dataset, encoder, setting, method, lam, k, n_shots)
     and every value of the extra columns ``by`` (e.g. a dictionary label an ablation added)."""
     keys = [c for c in COLUMNS if c not in ("trial", "auroc", "fpr95", "seconds")] + list(by)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from bliss_utils._checks import as_class_list, as_embeddings, as_labels, as_test_embeddings, l2_normalize
@@ -19,18 +20,52 @@ logger = logging.getLogger(__name__)
 MAX_CACHED_MODELS = 3
 
 
-def _require(module: str, pip_name: str) -> Any:
-    """Import an optional dependency or raise an ImportError naming the pip command."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:  # pragma: no cover - exercised only without the package
-        raise ImportError(f"{module} is needed here: pip install {pip_name}") from err
+INPUTS = ("images", "class_texts", "dictionary")
 
 
-class _Scorer(BaseEstimator):
-    """Shared plumbing: scikit-learn estimator (params, clone, check_is_fitted), input checks, normal classes."""
+class Scorer(BaseEstimator):
+    """One interface for every method: ``fit`` on a training part, ``score_samples(X, normal_classes)``; higher =
+    more anomalous.
+
+    A subclass declares the embeddings it reads (``inputs``, a subset of ``INPUTS``: "images" are labelled training
+    images, "class_texts" one text embedding per class, "dictionary" the external text list), the smallest set of
+    normal classes it can score (``min_normal_classes``) and the parameters an experiment grid sweeps
+    (``grid_params``, e.g. BLISS's lam and K).
+    """
+
+    inputs: ClassVar[tuple[str, ...]] = ("images",)
+    min_normal_classes: ClassVar[int] = 1
+    grid_params: ClassVar[tuple[str, ...]] = ()
+
+    def fit(
+        self,
+        train_embeddings: Any,
+        train_labels: Any,
+        class_text_embeddings: Any | None = None,
+        dictionary_embeddings: Any | None = None,
+    ) -> Scorer:  # pragma: no cover - every scorer defines it
+        """Fit on the training part; the arguments a scorer does not declare in ``inputs`` may be None."""
+        raise NotImplementedError
+
+    def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:  # pragma: no cover
+        """Anomaly score of each row of ``X`` for one set of normal classes; higher = more anomalous."""
+        raise NotImplementedError
+
+    def score_grid(
+        self, fit_args: Sequence[Any], X: Any, normal_sets: Sequence[Any], variants: Sequence[dict] = ({},)
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Fit every variant (``self``'s parameters updated by it) on ``fit_args`` now; return an iterator of
+        (variant index, set index, scores of ``X``) over variants x sets of normal classes. Override to share a fit."""
+        fitted = [clone(self).set_params(**params).fit(*fit_args) for params in variants]
+        return (
+            (v, s, model.score_samples(X, normal))
+            for v, model in enumerate(fitted)
+            for s, normal in enumerate(normal_sets)
+        )
+
+
+class _Scorer(Scorer):
+    """Shared plumbing of a fitted scorer: input checks against the fitted state, normal classes."""
 
     def _check_fitted(self) -> None:
         check_is_fitted(self, "classes_")
@@ -47,7 +82,7 @@ class _Scorer(BaseEstimator):
         return as_class_list(normal_classes, self.classes_, self.n_classes_)
 
 
-class _ImageScorer(_Scorer):
+class ImageScorer(_Scorer):
     """Image-only scorers: store the labelled training images; models are fitted per set of normal classes."""
 
     def fit(
@@ -56,7 +91,7 @@ class _ImageScorer(_Scorer):
         train_labels: Any,
         class_text_embeddings: Any | None = None,
         dictionary_embeddings: Any | None = None,
-    ) -> _ImageScorer:
+    ) -> ImageScorer:
         """Validate and store the L2-normalised training images; texts (if given) only fix the number of classes."""
         self._check_params()
         if train_embeddings is None or train_labels is None:

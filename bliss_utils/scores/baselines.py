@@ -1,6 +1,7 @@
 """Baseline anomaly scorers with BLISS's interface: fit(...), score_samples(X, normal_classes); higher = more anomalous.
 
-Text-based (need class text embeddings): RawSimilarity ("w/o (5)" of Table 3), BiasedCLIP (IC alone, Eq. 5),
+Text-based (need class text embeddings): RawSimilarity ("w/o (5)" of Table 3), BiasedCLIP (IC alone, Eq. 5;
+in bliss.py, as BLISS with lam = 0),
 MCM (Ming et al. 2022, zero-shot). Image-only (use training image embeddings only): DN2 (mean distance to the k
 nearest normal training images), GMM (EM of scikit-learn's GaussianMixture, in torch: bliss_utils.scores.gmm), LUNAR
 (PyOD's, with an exact blocked neighbour search: bliss_utils.scores.lunar). Every input is L2-normalised
@@ -15,12 +16,13 @@ every trial of a protocol.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from bliss_utils._checks import as_labels, as_unit_embeddings, check_positive_int
-from bliss_utils.scores.base import MAX_CACHED_MODELS, _ImageScorer, _Scorer
+from bliss_utils.scores.base import MAX_CACHED_MODELS, ImageScorer, _Scorer
+from bliss_utils.scores.bliss import BiasedCLIP
 from bliss_utils.scores.gmm import GMM
 from bliss_utils.scores.lunar import LUNAR
 
@@ -52,6 +54,8 @@ class RawSimilarity(_Scorer):
     so that the comparison with BiasedCLIP and BLISS runs on the same classes.
     """
 
+    inputs: ClassVar[tuple[str, ...]] = ("images", "class_texts")
+
     def fit(
         self,
         train_embeddings: Any | None,
@@ -75,54 +79,15 @@ class RawSimilarity(_Scorer):
         return -(x @ self.class_texts_[classes].T).max(axis=1)
 
 
-class BiasedCLIP(_Scorer):
-    """Internal class score alone (Eq. 4-5, population std): BLISS with lam = 0, min over the normal classes.
-
-    Delegates to bliss_utils.scores.bliss.BLISS(lam=0) so there is one implementation of IC; needs no dictionary.
-    """
-
-    def __init__(self, eps: float = 1e-8) -> None:
-        self.eps = eps
-
-    def fit(
-        self,
-        train_embeddings: Any,
-        train_labels: Any,
-        class_text_embeddings: Any | None = None,
-        dictionary_embeddings: Any | None = None,
-    ) -> BiasedCLIP:
-        """Fit mu_c and sigma_c of sim(Z_c, C_c) for every class with training images; the dictionary is ignored."""
-        from bliss_utils.scores.bliss import BLISS
-
-        if class_text_embeddings is None:
-            raise ValueError("class_text_embeddings is required: Biased-CLIP compares images with the class texts")
-        if train_embeddings is None or train_labels is None:
-            raise ValueError("train_embeddings and train_labels are required: Biased-CLIP standardises by them")
-        # k is unused when lam = 0 and no dictionary is given
-        self.bliss_ = BLISS(k=1, lam=0.0, eps=self.eps).fit(train_embeddings, train_labels, class_text_embeddings, None)
-        self.classes_ = self.bliss_.classes_
-        self.n_classes_ = self.bliss_.n_classes_
-        self.dim_ = self.bliss_.dim_
-        self.dtype_ = self.bliss_.dtype_
-        return self
-
-    def ic_scores(self, X: Any) -> np.ndarray:
-        """IC(x, c) for every class, shape (n_test, n_classes); NaN columns for classes without training images."""
-        self._check_fitted()
-        return self.bliss_.ic_scores(X)
-
-    def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
-        """min over the normal classes of IC(x, c); higher = more anomalous."""
-        self._check_fitted()
-        return self.bliss_.score_samples(X, normal_classes)
-
-
 class MCM(_Scorer):
     """Maximum Concept Matching (Ming et al. 2022): -max_c softmax(cos(z, C_c) / T) over the normal class texts.
 
     Zero-shot: training images are not used (``train_embeddings`` may be None; when given they are only checked).
     Needs at least two normal classes: with one, the softmax is identically 1.
     """
+
+    inputs: ClassVar[tuple[str, ...]] = ("images", "class_texts")
+    min_normal_classes: ClassVar[int] = 2
 
     def __init__(self, temperature: float = 1.0) -> None:
         self.temperature = temperature
@@ -159,7 +124,7 @@ class MCM(_Scorer):
         return -1.0 / np.exp(logits).sum(axis=1)
 
 
-class DN2(_ImageScorer):
+class DN2(ImageScorer):
     """DN2 (Bergman et al. 2020): mean Euclidean distance to the k nearest normal training images.
 
     On unit vectors ||a - b||^2 = 2 - 2 a.b, so neighbours come from one matrix product. Per test set, the k nearest

@@ -16,14 +16,15 @@ equations; the tests check that this vectorised version agrees with it to 1e-10 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
 from bliss_utils._checks import as_class_list, as_labels, as_test_embeddings, as_unit_embeddings, check_positive_int
+from bliss_utils.scores.base import INPUTS, Scorer
 
 AGGREGATES = ("mean", "max")
 # Bytes one working array of a test chunk may take; keeps memory bounded whatever the test set and dictionary size.
@@ -61,7 +62,7 @@ def top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return values.numpy(), indices.numpy()
 
 
-class BLISS(BaseEstimator):
+class BLISS(Scorer):
     """Bias-corrected language-image similarity score; higher = more anomalous.
 
     Parameters
@@ -71,6 +72,9 @@ class BLISS(BaseEstimator):
     eps : added to every std (Eq. 5, 9); it is what makes a class with one training image usable.
     aggregate : "mean" (the paper's prose, the default) or "max" (Eq. 9 as printed).
     """
+
+    inputs: ClassVar[tuple[str, ...]] = INPUTS
+    grid_params: ClassVar[tuple[str, ...]] = ("lam", "k", "eps", "aggregate")
 
     def __init__(self, k: int = 10, lam: float = 0.5, eps: float = 1e-8, aggregate: str = "mean") -> None:
         self.k = k
@@ -100,25 +104,9 @@ class BLISS(BaseEstimator):
         (they are L2-normalised here), float32 or float64, numpy or torch; any float64 input makes scoring float64.
         ``dictionary_embeddings`` may be None only for lam = 0 (the internal class score alone).
         """
-        self._check_params()
-        if dictionary_embeddings is None and self.lam != 0:
-            raise ValueError(
-                f"dictionary_embeddings is None: only lam = 0 (IC alone) works without one; lam={self.lam}"
-            )
-        checked = as_unit_embeddings(
-            train_embeddings=train_embeddings,
-            class_text_embeddings=class_text_embeddings,
-            dictionary_embeddings=dictionary_embeddings,
+        z, labels, texts, dictionary = self._check_inputs(
+            train_embeddings, train_labels, class_text_embeddings, dictionary_embeddings
         )
-        dtype = checked["train_embeddings"].dtype
-        z = checked["train_embeddings"]
-        texts = checked["class_text_embeddings"]
-        dictionary = checked.get("dictionary_embeddings")
-        if dictionary is not None and self.k > dictionary.shape[0]:
-            raise ValueError(f"k={self.k} is larger than the dictionary ({dictionary.shape[0]} entries)")
-        labels = as_labels(train_labels, z.shape[0], texts.shape[0])
-
-        n_classes = texts.shape[0]
         classes, counts = np.unique(labels, return_counts=True)
         single = classes[counts == 1]
         if single.size:
@@ -127,31 +115,44 @@ class BLISS(BaseEstimator):
                 "alone scales their scores",
                 stacklevel=2,
             )
-        t = 0 if dictionary is None else dictionary.shape[0]
-        self.ic_mean_ = np.full(n_classes, np.nan, dtype=dtype)
-        self.ic_std_ = np.full(n_classes, np.nan, dtype=dtype)
-        self.dict_mean_ = np.full((n_classes, t), np.nan, dtype=dtype)
-        self.dict_std_ = np.full((n_classes, t), np.nan, dtype=dtype)
+        n_classes, t = texts.shape[0], 0 if dictionary is None else dictionary.shape[0]
+        self.ic_mean_, self.ic_std_ = (np.full(n_classes, np.nan, dtype=z.dtype) for _ in range(2))
+        self.dict_mean_, self.dict_std_ = (np.full((n_classes, t), np.nan, dtype=z.dtype) for _ in range(2))
         for c in classes:
             own_text = texts[c : c + 1]
             targets = own_text if dictionary is None else np.vstack([own_text, dictionary])
             mean, std = class_moments(z[labels == c], targets)
             self.ic_mean_[c], self.ic_std_[c] = mean[0], std[0]
             self.dict_mean_[c], self.dict_std_[c] = mean[1:], std[1:]
-
-        self.classes_ = classes
-        self.n_classes_ = n_classes
-        self.class_counts_ = counts
-        self.dim_ = z.shape[1]
-        self.dtype_ = dtype
-        self.class_texts_ = texts
-        self.dictionary_ = dictionary
+        self.classes_, self.n_classes_, self.class_counts_ = classes, n_classes, counts
+        self.dim_, self.dtype_ = z.shape[1], z.dtype
+        self.class_texts_, self.dictionary_ = texts, dictionary
         return self
+
+    def _check_inputs(self, train: Any, labels: Any, texts: Any, dictionary: Any) -> tuple:
+        """Parameters and inputs checked; the embeddings L2-normalised in one dtype, the labels as integers."""
+        self._check_params()
+        if dictionary is None and self.lam != 0:
+            raise ValueError(
+                f"dictionary_embeddings is None: only lam = 0 (IC alone) works without one; lam={self.lam}"
+            )
+        for arg, value in (("train_embeddings", train), ("class_text_embeddings", texts)):
+            if value is None:
+                raise ValueError(f"{arg} is required: {type(self).__name__} standardises image-text similarities")
+        checked = as_unit_embeddings(
+            train_embeddings=train, class_text_embeddings=texts, dictionary_embeddings=dictionary
+        )
+        z, texts, dictionary = (
+            checked.get(n) for n in ("train_embeddings", "class_text_embeddings", "dictionary_embeddings")
+        )
+        if dictionary is not None and self.k > dictionary.shape[0]:
+            raise ValueError(f"k={self.k} is larger than the dictionary ({dictionary.shape[0]} entries)")
+        return z, as_labels(labels, z.shape[0], texts.shape[0]), texts, dictionary
 
     # ------------------------------------------------------------------ scoring
     def _prepare(self, x: Any) -> np.ndarray:
         check_is_fitted(self, "classes_")
-        return as_test_embeddings(x, self.dim_, self.dtype_, "BLISS")
+        return as_test_embeddings(x, self.dim_, self.dtype_, type(self).__name__)
 
     def _full(self, fitted_cols: np.ndarray) -> np.ndarray:
         """Scatter (n, n_fitted) columns into (n, n_classes), NaN for classes without statistics."""
@@ -215,9 +216,66 @@ class BLISS(BaseEstimator):
         return self._full(self._class_scores(x, self.classes_))
 
     def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
-        """s(x) = min over the normal classes of s(x, c) (Eq. 11); all fitted classes when None. Higher = more anomalous."""
+        """s(x) = min over the normal classes of s(x, c) (Eq. 11), all fitted classes when None; higher = anomalous."""
         x = self._prepare(X)
-        classes = (
-            self.classes_ if normal_classes is None else as_class_list(normal_classes, self.classes_, self.n_classes_)
-        )
-        return self._class_scores(x, classes).min(axis=1)
+        return self._class_scores(x, self._normal(normal_classes)).min(axis=1)
+
+    def _normal(self, normal_classes: Any | None) -> np.ndarray:
+        if normal_classes is None:
+            return self.classes_
+        return as_class_list(normal_classes, self.classes_, self.n_classes_)
+
+    def components_at_min(self, X: Any, normal_classes: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(IC, ET) of each row of ``X`` at the normal class where Eq. 11's min is attained (Fig. 4)."""
+        x = self._prepare(X)
+        classes = self._normal(normal_classes)
+        ic = self._ic(x, classes)
+        et = self._et(x, classes, [self.k])[self.k]
+        best = (ic + self.lam * et).argmin(axis=1)[:, None]
+        return np.take_along_axis(ic, best, axis=1)[:, 0], np.take_along_axis(et, best, axis=1)[:, 0]
+
+    def score_grid(
+        self, fit_args: Sequence[Any], X: Any, normal_sets: Sequence[Any], variants: Sequence[dict] = ({},)
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Every (lam, K) variant and set of normal classes from one fit (at the largest K) and one dictionary
+        search: Eq. 10's columns per variant, Eq. 11's min over each set (see :meth:`Scorer.score_grid`)."""
+        own = {"lam": self.lam, "k": self.k, "eps": self.eps, "aggregate": self.aggregate}
+        params = [{**own, **v} for v in variants]
+        if len({(p["eps"], p["aggregate"]) for p in params}) > 1:
+            return super().score_grid(fit_args, X, normal_sets, variants)
+        ks = sorted({int(p["k"]) for p in params})
+        shared = {name: value for name, value in params[0].items() if name in self.get_params()}
+        if "lam" in shared:  # one fit at the largest K; lam only weighs the columns below
+            shared.update(k=ks[-1], lam=0.0)
+        model = clone(self).set_params(**shared)
+        model.fit(*fit_args)
+        if model.dictionary_ is None and any(p["lam"] != 0 for p in params):
+            raise ValueError("lam != 0 needs dictionary_embeddings: the external text score is computed from them")
+        ic, et = model.components(X, ks if model.dictionary_ is not None else ())
+        cols = [ic + p["lam"] * et[int(p["k"])] if et else ic for p in params]
+        sets = [model._normal(normal) for normal in normal_sets]
+        return ((v, s, c[:, cls].min(axis=1)) for v, c in enumerate(cols) for s, cls in enumerate(sets))
+
+
+class BiasedCLIP(BLISS):
+    """Internal class score alone (Eq. 4-5), min over the normal classes: BLISS with lam = 0 and no dictionary."""
+
+    inputs: ClassVar[tuple[str, ...]] = ("images", "class_texts")
+    grid_params: ClassVar[tuple[str, ...]] = ("eps",)
+    # fixed, not parameters: with lam = 0 the dictionary, K and the aggregate play no part
+    k: ClassVar[int] = 1
+    lam: ClassVar[float] = 0.0
+    aggregate: ClassVar[str] = "mean"
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        self.eps = eps
+
+    def fit(
+        self,
+        train_embeddings: Any,
+        train_labels: Any,
+        class_text_embeddings: Any,
+        dictionary_embeddings: Any | None = None,
+    ) -> BiasedCLIP:
+        """Fit mu_c and sigma_c of sim(Z_c, C_c) for every class with training images; a dictionary is ignored."""
+        return super().fit(train_embeddings, train_labels, class_text_embeddings, None)

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from bliss_utils import _progress
-from bliss_utils._checks import as_embeddings, l2_normalize, torch_device
-from bliss_utils.scores.base import _ImageScorer, _require
+from bliss_utils._checks import as_embeddings, l2_normalize, require, torch_device
+from bliss_utils.scores.base import INPUTS, ImageScorer
 from bliss_utils.scores.ssd import MahalanobisModel, fit_mahalanobis
 
 CAPTION_SOURCES = ("dictionary", "class_text")
@@ -149,14 +149,16 @@ def _apply(adapter: Any, x: np.ndarray) -> np.ndarray:
         return adapter(torch.as_tensor(np.asarray(x, dtype=np.float32))).double().numpy()
 
 
-class SSDCMLE(_ImageScorer):
+class SSDCMLE(ImageScorer):
     """SSD on frozen embeddings passed through a residual adapter trained with CMG's CMLE (see the module docstring).
 
     Needs the dictionary (pseudo-captions) or, with ``captions="class_text"``, the class texts; fitted per set of
     normal classes (one adapter per trial), seeded from ``random_state`` with a local torch.Generator. ``device``
-    (None: CUDA when available, else the CPU) trains the adapter; the weights are drawn and the batches shuffled on
+    (None: CUDA, then MPS, then the CPU) trains the adapter; the weights are drawn and the batches shuffled on
     the CPU whatever the device, and scoring runs on the CPU.
     """
+
+    inputs: ClassVar[tuple[str, ...]] = INPUTS  # the dictionary, or the class texts, give the captions
 
     def __init__(
         self,
@@ -249,8 +251,8 @@ class SSDCMLE(_ImageScorer):
         return pseudo_captions(z.astype(np.float64), self.caption_source_, self.n_caption_words)
 
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> AdaptedSSD:
-        torch = _require("torch", "torch")
-        mixture = _require("sklearn.mixture", "scikit-learn")
+        torch = require("torch", "torch", "SSD+CMLE")
+        mixture = require("sklearn.mixture", "scikit-learn", "SSD+CMLE")
         own = labels[np.isin(labels, classes)]
         y = self._captions(z, own)
         n_distinct = np.unique(np.round(y, 12), axis=0).shape[0]

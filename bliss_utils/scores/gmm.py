@@ -6,8 +6,8 @@ component masses, same stopping rule on the change of the mean log-likelihood), 
 in torch: scikit-learn's per-component numpy loop runs at about a third of the machine's matrix-product speed on
 45,000 x 768 inputs, and torch can use the GPU. Each component's covariance sums over the rows whose responsibility
 is not exactly zero (the others add exact zeros): with 768-d components almost every responsibility is 0 or 1, so
-the M-step costs about one pass over the data instead of one per component. The tests check the log-likelihoods against scikit-learn's from the
-same initialisation.
+the M-step costs about one pass over the data instead of one per component. The tests check the log-likelihoods
+against scikit-learn's from the same initialisation.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from bliss_utils import _progress
-from bliss_utils._checks import check_positive_int, torch_device
-from bliss_utils.scores.base import _ImageScorer, _require
+from bliss_utils._checks import check_positive_int, require, torch_device
+from bliss_utils.scores.base import ImageScorer
 
 COMPONENTS = ("per-class", "one")
 
@@ -42,14 +42,14 @@ def _weighted_log_prob(torch: Any, x: Any, weights: Any, means: Any, prec_chol: 
     return out
 
 
-class GMM(_ImageScorer):
+class GMM(ImageScorer):
     """Full-covariance Gaussian mixture (scikit-learn's EM, in torch) on the normal classes; higher = more anomalous.
 
     components="per-class" fits one component per normal class, initialised from the labelled classes (their
     proportions, means and covariances + reg_covar); "one" fits a single Gaussian (the mean and covariance of all
     normal images, which EM leaves unchanged). At most ``max_iter`` EM steps follow (stopping when the mean
-    log-likelihood changes by less than ``tol``). device None: CUDA when available, else the CPU. ``progress`` shows a
-    bar over each fit's EM steps.
+    log-likelihood changes by less than ``tol``). device None: CUDA when available, else the CPU (float64: never MPS).
+    ``progress`` shows a bar over each fit's EM steps.
     """
 
     def __init__(
@@ -78,8 +78,8 @@ class GMM(_ImageScorer):
             raise ValueError(f"tol must be a finite number >= 0; got {self.tol!r}")
 
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
-        torch = _require("torch", "torch")
-        device = torch_device(self.device)
+        torch = require("torch", "torch", "GMM")
+        device = torch_device(self.device, float64=True)
         # float64: EM with full covariances in float32 loses positive-definiteness on 768-d data
         x = torch.from_numpy(z.astype(np.float64)).to(device)
         own = labels[np.isin(labels, classes)]
@@ -96,7 +96,8 @@ class GMM(_ImageScorer):
             disable=not self.progress,
         )
         with steps:  # closed (and cleared) when EM stops early too
-            for n_iter in steps:
+            for _ in steps:
+                n_iter += 1
                 log_prob = _weighted_log_prob(torch, x, weights, means, prec_chol)
                 norm = torch.logsumexp(log_prob, dim=1, keepdim=True)
                 previous, log_likelihood = log_likelihood, float(norm.mean())
@@ -131,7 +132,7 @@ class GMM(_ImageScorer):
         """Negative log-likelihood under the mixture fitted on the normal classes; higher = more anomalous."""
         x = self._prepare(X)
         model = self._model(self._normal(normal_classes))
-        torch = _require("torch", "torch")
+        torch = require("torch", "torch", "GMM")
         xt = torch.from_numpy(x.astype(np.float64)).to(model["device"])
         log_prob = _weighted_log_prob(torch, xt, model["weights"], model["means"], model["precisions_cholesky"])
         return -torch.logsumexp(log_prob, dim=1).cpu().numpy()

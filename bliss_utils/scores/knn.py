@@ -37,7 +37,7 @@ def _digests(x: np.ndarray) -> list[bytes]:
 
 
 class BlockedKNN:
-    """Exact Euclidean kNN (``fit`` / ``kneighbors`` as in scikit-learn); device None: CUDA when available."""
+    """Exact Euclidean kNN (``fit`` / ``kneighbors`` as in scikit-learn); device None: CUDA, then MPS, then the CPU."""
 
     def __init__(self, n_neighbors: int = 5, device: str | None = None) -> None:
         self.n_neighbors = n_neighbors

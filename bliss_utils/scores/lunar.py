@@ -3,20 +3,19 @@
 PyOD's ``LUNAR.fit`` does two costly things that do not change its result: before each of its 200 full-batch
 epochs it scores the whole training set (about 81,000 rows for a CIFAR-10 9-class trial: the normal images plus as
 many generated negatives) in eval mode only to report a training AUROC, and its scikit-learn neighbour search
-queries an 81,000-point index with every one of its own points. ``_FastLUNAR`` subclasses PyOD's LUNAR and replaces
-``fit`` with the same steps in the same order (torch seeding, validation split, scaler, negatives, the network PyOD
-built, Adam on the full batch, best epoch = the last epoch with the highest validation AUROC so far) minus the
-training-set scoring, with the exact blocked search of ``knn.BlockedKNN``. The skipped eval-mode pass draws no random
-numbers and leaves the batch-norm statistics alone, so with the same neighbour distances the weights and scores are
-PyOD's bit for bit (tested against PyOD's own ``fit``). The 200 Adam steps themselves are kept and are most of what
-is left. The kept epoch is fragile in PyOD itself: the validation AUROC often plateaus, and inputs one float
+queries an 81,000-point index with every one of its own points. ``fast_fit`` fits a plain PyOD LUNAR (so a fitted
+model pickles like PyOD's) with the same steps in the same order (torch seeding, validation split, scaler, negatives,
+the network PyOD built, Adam on the full batch, best epoch = the last epoch with the highest validation AUROC so far)
+minus the training-set scoring, with the exact blocked search of ``knn.BlockedKNN``. The skipped eval-mode pass draws
+no random numbers and leaves the batch-norm statistics alone, so with the same neighbour distances the weights and
+scores are PyOD's bit for bit (tested against PyOD's own ``fit``). The 200 Adam steps themselves are kept and are most
+of what is left. The kept epoch is fragile in PyOD itself: the validation AUROC often plateaus, and inputs one float
 rounding apart can then keep another epoch (see benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterator
 from copy import deepcopy
 from typing import Any
@@ -24,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from bliss_utils import _malloc, _progress
-from bliss_utils._checks import check_positive_int
-from bliss_utils.scores.base import _ImageScorer, _require
+from bliss_utils._checks import check_positive_int, require
+from bliss_utils.scores.base import ImageScorer
 
 
 def _neighbour_index(n_neighbors: int, device: str | None) -> Any:
@@ -35,96 +34,100 @@ def _neighbour_index(n_neighbors: int, device: str | None) -> Any:
     return BlockedKNN(n_neighbors=n_neighbors, device=device)
 
 
-@functools.cache
-def _pyod_lunar_class() -> type:
-    """PyOD's LUNAR with ``fit`` replaced by ``_FastLUNAR.fit`` (built on first use: PyOD and torch load lazily)."""
+def _split_and_negatives(model: Any, X: np.ndarray) -> tuple[np.ndarray, ...]:
+    """PyOD's first steps in its order: torch seed, validation split, scaler, negatives for each part."""
     import torch
-    from pyod.models.lunar import LUNAR as PyODLUNAR
     from pyod.models.lunar import generate_negative_samples
-    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
 
-    class _FastLUNAR(PyODLUNAR):
-        knn_device: str | None = None
-        progress_desc: str | None = None  # a bar over the epochs with this label; None: no bar
+    if model.random_state is not None:
+        seed = int(check_random_state(model.random_state).randint(0, np.iinfo(np.int32).max))
+        torch.manual_seed(seed)
+        if torch.cuda.is_available():
+            torch.cuda.manual_seed_all(seed)
+    rng = check_random_state(model.random_state)
+    train_x, val_x = train_test_split(X, test_size=model.val_size, random_state=rng)
+    model.scaler_ = model._resolve_scaler()
+    if model.scaler_ is not None:
+        model.scaler_.fit(train_x)
+        train_x, val_x = model.scaler_.transform(train_x), model.scaler_.transform(val_x)
+    negatives = (model.negative_sampling, model.proportion, model.epsilon)
+    neg_train = generate_negative_samples(train_x, *negatives, random_state=rng)[0]
+    neg_val = generate_negative_samples(val_x, *negatives, random_state=rng)[0]
+    return train_x, val_x, neg_train, neg_val
 
-        def fit(self, X: Any, y: Any = None) -> _FastLUNAR:
-            """PyOD's LUNAR.fit (pyod 3.6) minus its per-epoch training-set scoring; records the best epoch."""
-            self._set_n_classes(y)
-            X = X.astype("float32")
-            if self.random_state is not None:
-                seed = int(check_random_state(self.random_state).randint(0, np.iinfo(np.int32).max))
-                torch.manual_seed(seed)
-                if torch.cuda.is_available():
-                    torch.cuda.manual_seed_all(seed)
-            rng = check_random_state(self.random_state)
-            train_x, val_x = train_test_split(X, test_size=self.val_size, random_state=rng)
-            self.scaler_ = self._resolve_scaler()
-            if self.scaler_ is not None:
-                self.scaler_.fit(train_x)
-                train_x, val_x = self.scaler_.transform(train_x), self.scaler_.transform(val_x)
-            negatives = (self.negative_sampling, self.proportion, self.epsilon)
-            neg_train = generate_negative_samples(train_x, *negatives, random_state=rng)[0]
-            neg_val = generate_negative_samples(val_x, *negatives, random_state=rng)[0]
-            k = self.n_neighbours
-            index_x = np.vstack((train_x, neg_train))
-            self.neigh = _neighbour_index(k + 1, self.knn_device).fit(index_x)
-            # a normal training point's nearest neighbour is itself (dropped); PyOD queries the negatives, which
-            # are in the index too, with k and keeps their self-matches
-            own = self.neigh.kneighbors(index_x[: len(train_x)], n_neighbors=k + 1)[0][:, 1:]
-            neg = self.neigh.kneighbors(index_x[len(train_x) :], n_neighbors=k)[0]
-            val = self.neigh.kneighbors(np.vstack((val_x, neg_val)), n_neighbors=k)[0]
 
-            def tensor(a: np.ndarray) -> Any:
-                return torch.tensor(a, dtype=torch.float32).to(self.device)
+def _neighbour_distances(model: Any, parts: tuple[np.ndarray, ...], device: str | None) -> tuple[np.ndarray, ...]:
+    """(training distances, training targets, validation distances, validation targets), as PyOD builds them."""
+    train_x, val_x, neg_train, neg_val = parts
+    k = model.n_neighbours
+    index_x = np.vstack((train_x, neg_train))
+    model.neigh = _neighbour_index(k + 1, device).fit(index_x)
+    # a normal training point's nearest neighbour is itself (dropped); PyOD queries the negatives, which are in the
+    # index too, with k and keeps their self-matches
+    own = model.neigh.kneighbors(index_x[: len(train_x)], n_neighbors=k + 1)[0][:, 1:]
+    neg = model.neigh.kneighbors(index_x[len(train_x) :], n_neighbors=k)[0]
+    val = model.neigh.kneighbors(np.vstack((val_x, neg_val)), n_neighbors=k)[0]
+    train_y = np.hstack((np.zeros(len(train_x)), np.ones(len(neg_train))))
+    return np.vstack((own, neg)), train_y, val, np.hstack((np.zeros(len(val_x)), np.ones(len(neg_val))))
 
-            train_dist, val_dist = tensor(np.vstack((own, neg))), tensor(val)
-            train_y = tensor(np.hstack((np.zeros(len(train_x)), np.ones(len(neg_train)))))
-            val_y = np.hstack((np.zeros(len(val_x)), np.ones(len(neg_val))))
-            criterion = torch.nn.MSELoss(reduction="none")
-            optimizer = torch.optim.Adam(self.network.parameters(), lr=self.lr, weight_decay=self.wd)
-            best_score, best_state, self.val_scores_ = 0.0, None, []
-            epochs = _progress.progress(
-                range(self.n_epochs),
-                desc=self.progress_desc or "",
-                unit="epoch",
-                leave=False,
-                disable=self.progress_desc is None,
-            )
-            with _malloc.reuse_freed_memory():  # the same ~1 GB of activations every epoch: no page faults
-                for epoch in epochs:
-                    with torch.no_grad():
-                        self.network.eval()
-                        score = roc_auc_score(val_y, self.network(val_dist).cpu())
-                    self.val_scores_.append(score)
-                    if score >= best_score:  # PyOD keeps the last of equally good epochs
-                        best_score, best_state, self.best_epoch_ = score, deepcopy(self.network.state_dict()), epoch
-                    self.network.train()
-                    optimizer.zero_grad()
-                    criterion(self.network(train_dist), train_y).sum().backward()
-                    optimizer.step()
-            self.network.load_state_dict(best_state)
-            x_norm = np.copy(X) if self.scaler_ is None else self.scaler_.transform(X)
-            dist = tensor(self.neigh.kneighbors(x_norm, k)[0])
+
+def _train(model: Any, train_dist: Any, train_y: Any, val_dist: Any, val_y: np.ndarray, desc: str | None) -> None:
+    """PyOD's full-batch Adam epochs; keeps the last epoch with the best validation AUROC (``best_epoch_``)."""
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    criterion = torch.nn.MSELoss(reduction="none")
+    optimizer = torch.optim.Adam(model.network.parameters(), lr=model.lr, weight_decay=model.wd)
+    best_score, best_state, model.val_scores_ = 0.0, None, []
+    epochs = _progress.progress(range(model.n_epochs), desc=desc or "", unit="epoch", leave=False, disable=desc is None)
+    with _malloc.reuse_freed_memory():  # the same ~1 GB of activations every epoch: no page faults
+        for epoch in epochs:
             with torch.no_grad():
-                self.network.eval()
-                self.decision_scores_ = self.network(dist).cpu().numpy().ravel()
-            self._process_decision_scores()
-            return self
+                model.network.eval()
+                score = roc_auc_score(val_y, model.network(val_dist).cpu())
+            model.val_scores_.append(score)
+            if score >= best_score:  # PyOD keeps the last of equally good epochs
+                best_score, best_state, model.best_epoch_ = score, deepcopy(model.network.state_dict()), epoch
+            model.network.train()
+            optimizer.zero_grad()
+            criterion(model.network(train_dist), train_y).sum().backward()
+            optimizer.step()
+    model.network.load_state_dict(best_state)
 
-    return _FastLUNAR
+
+def fast_fit(model: Any, X: np.ndarray, device: str | None = None, desc: str | None = None) -> Any:
+    """Fit a PyOD ``LUNAR`` as its ``fit`` (pyod 3.6) does, minus the per-epoch training-set scoring, with the exact
+    blocked neighbour search on ``device``; ``desc`` labels a bar over the epochs (None: no bar)."""
+    import torch
+
+    model._set_n_classes(None)
+    X = X.astype("float32")
+    train_dist, train_y, val_dist, val_y = _neighbour_distances(model, _split_and_negatives(model, X), device)
+
+    def tensor(a: np.ndarray) -> Any:
+        return torch.tensor(a, dtype=torch.float32).to(model.device)
+
+    _train(model, tensor(train_dist), tensor(train_y), tensor(val_dist), val_y, desc)
+    x_norm = np.copy(X) if model.scaler_ is None else model.scaler_.transform(X)
+    dist = tensor(model.neigh.kneighbors(x_norm, model.n_neighbours)[0])
+    with torch.no_grad():
+        model.network.eval()
+        model.decision_scores_ = model.network(dist).cpu().numpy().ravel()
+    model._process_decision_scores()
+    return model
 
 
-class LUNAR(_ImageScorer):
+class LUNAR(ImageScorer):
     """PyOD's LUNAR on the normal classes' training images (fast exact fit, blocked search); score = decision_function.
 
     Arguments are passed to pyod.models.lunar.LUNAR explicitly (PyOD's defaults otherwise, British ``n_neighbours``),
     with a fresh ``MinMaxScaler()`` per fit. Each fitted model (``models_[classes]``) also keeps ``val_scores_`` (the
-    validation AUROC before every epoch) and ``best_epoch_`` (the epoch whose weights it kept). PyOD's version differs from the original LUNAR code (neighbours among
-    the negatives too, plain L2, WEIGHT network by default, k=5): see the README. ``device`` (None: CUDA when
-    available) runs the neighbour search; PyOD puts its network on CUDA whenever it is available. ``progress`` shows a
-    bar over each fit's epochs.
+    validation AUROC before every epoch) and ``best_epoch_`` (the epoch whose weights it kept). PyOD's version differs
+    from the original LUNAR code (neighbours among the negatives too, plain L2, WEIGHT network by default, k=5): see
+    docs/baselines.md. ``device`` (None: CUDA, then MPS, then the CPU) runs the neighbour search; PyOD puts its
+    network on CUDA whenever it is available. ``progress`` shows a bar over each fit's epochs.
     """
 
     def __init__(
@@ -169,8 +172,8 @@ class LUNAR(_ImageScorer):
             raise ValueError(f"val_size must lie strictly between 0 and 1; got {self.val_size!r}")
 
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> Any:
-        torch = _require("torch", "torch")
-        _require("pyod.models.lunar", "pyod")
+        torch = require("torch", "torch", "LUNAR")
+        require("pyod.models.lunar", "pyod", "LUNAR")
         from sklearn.preprocessing import MinMaxScaler
 
         # PyOD needs n_neighbours + 1 neighbours among the 90% of images left after the validation split
@@ -181,8 +184,10 @@ class LUNAR(_ImageScorer):
                 f"normal classes {classes.tolist()} have {z.shape[0]}"
             )
         # PyOD seeds the global torch generator; fork it so fitting does not change the caller's random stream
+        from pyod.models.lunar import LUNAR as PyODLUNAR
+
         with torch.random.fork_rng(devices=[]), self._threads(torch):
-            model = _pyod_lunar_class()(
+            model = PyODLUNAR(
                 model_type=self.model_type,
                 n_neighbours=self.n_neighbours,
                 negative_sampling=self.negative_sampling,
@@ -195,9 +200,9 @@ class LUNAR(_ImageScorer):
                 wd=self.wd,
                 random_state=self.random_state,
             )
-            model.knn_device = self.device
-            model.progress_desc = f"LUNAR on {len(classes)} classes" if self.progress else None
-            model.fit(z.astype(np.float32))
+            fast_fit(
+                model, z.astype(np.float32), self.device, f"LUNAR on {len(classes)} classes" if self.progress else None
+            )
         return model
 
     @contextlib.contextmanager
@@ -217,6 +222,6 @@ class LUNAR(_ImageScorer):
         """LUNAR's decision_function on the normal classes' model; higher = more anomalous."""
         x = self._prepare(X)
         model = self._model(self._normal(normal_classes))
-        torch = _require("torch", "torch")
+        torch = require("torch", "torch", "LUNAR")
         with self._threads(torch):
             return np.asarray(model.decision_function(x.astype(np.float32)), dtype=np.float64)

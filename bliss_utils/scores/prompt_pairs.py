@@ -13,12 +13,12 @@ The prompt texts are functions so a notebook embeds them through the cached text
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from bliss_utils._checks import as_class_list, as_embeddings, as_test_embeddings, l2_normalize
+from bliss_utils.scores.base import Scorer
 
 AGNOSTIC_OBJECT = "object"
 AGNOSTIC_PAIR = ("a photo of an object.", "a photo of a damaged object.")
@@ -77,7 +77,7 @@ def agnostic_pair_texts() -> tuple[list[str], list[str]]:
 
 
 def cpe_texts(name: str = AGNOSTIC_OBJECT) -> tuple[list[str], list[str]]:
-    """WinCLIP's compositional prompt ensemble for ``name``: (normal sentences, abnormal sentences), states x templates."""
+    """WinCLIP's compositional prompt ensemble for ``name``: (normal, abnormal) sentences, states x templates."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"name must be a non-empty string; got {name!r}")
 
@@ -110,12 +110,14 @@ def pair_scores(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return x @ pairs[:, 1].T - x @ pairs[:, 0].T
 
 
-class PromptPairScore(BaseEstimator):
+class PromptPairScore(Scorer):
     """cos(z, g_a) - cos(z, g_n); higher = more anomalous.
 
     ``pairs`` is one (2, d) pair [g_n, g_a] (object-agnostic: the normal classes are ignored) or one pair per class,
     (n_classes, 2, d) (object-aware: the min over the normal classes' pairs, i.e. normal if any class looks normal).
     """
+
+    inputs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, pairs: Any = None) -> None:
         self.pairs = pairs

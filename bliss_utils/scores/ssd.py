@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from bliss_utils._checks import l2_normalize
-from bliss_utils.scores.base import _ImageScorer
+from bliss_utils.scores.base import ImageScorer
 
 # SSD's own guard against a zero std in a constant dimension
 STD_EPS = 1e-10
@@ -46,7 +46,7 @@ def fit_mahalanobis(train: np.ndarray) -> MahalanobisModel:
     return MahalanobisModel(mean=mean, std=std, precision=np.linalg.pinv(cov, hermitian=True))
 
 
-class SSD(_ImageScorer):
+class SSD(ImageScorer):
     """Mahalanobis distance to the normal classes' training images (one cluster); fitted per set of normal classes."""
 
     def __init__(self) -> None:
