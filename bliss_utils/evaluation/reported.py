@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -74,85 +75,51 @@ def _row(
     }
 
 
-def _rows() -> list[dict]:
-    data = load_reported()
-    rows: list[dict] = []
-
-    t1 = data["table1"]
-    for r in t1["rows"]:
-        starred = r.get("starred", [False] * len(t1["settings"]))
+def _table1_rows(t: dict) -> Iterator[dict]:
+    for r in t["rows"]:
+        starred = r.get("starred", [False] * len(t["settings"]))
         notes = r.get("cell_notes", {})
-        for setting, cell, star in zip(t1["settings"], r["auroc"], starred, strict=True):
+        for setting, cell, star in zip(t["settings"], r["auroc"], starred, strict=True):
             if cell is None:
                 continue  # '-' in the paper: no number reported
-            rows.append(
-                _row(
-                    "table1",
-                    setting,
-                    r["method"],
-                    r["backbone"],
-                    cell[0],
-                    cell[1],
-                    lam=r.get("lam"),
-                    note=notes.get(setting, ""),
-                    label=r["label"],
-                    group=r["group"],
-                    starred=star,
-                    source=t1["source"],
-                )
+            about = {"note": notes.get(setting, ""), "label": r["label"], "group": r["group"], "starred": star}
+            yield _row(
+                "table1", setting, r["method"], r["backbone"], *cell, lam=r.get("lam"), source=t["source"], **about
             )
 
-    t2 = data["table2"]
-    for r in t2["rows"]:
-        for setting, mean in zip(t2["settings"], r["auroc_mean"], strict=True):
-            rows.append(
-                _row(
-                    "table2",
-                    setting,
-                    t2["method"],
-                    t2["backbone"],
-                    mean,
-                    lam=r["lam"],
-                    label=f"lambda={r['lam']}",
-                    source=t2["source"],
-                )
+
+def _table2_rows(t: dict) -> Iterator[dict]:
+    for r in t["rows"]:
+        for setting, mean in zip(t["settings"], r["auroc_mean"], strict=True):
+            label = f"lambda={r['lam']}"
+            yield _row(
+                "table2", setting, t["method"], t["backbone"], mean, lam=r["lam"], label=label, source=t["source"]
             )
 
-    t3 = data["table3"]
-    notes3 = {(n["setting"], n["method"], n["backbone"]): n["note"] for n in t3.get("cell_notes", [])}
-    for setting, means in zip(t3["settings"], t3["auroc_mean"], strict=True):
-        for col, mean in zip(t3["columns"], means, strict=True):
-            rows.append(
-                _row(
-                    "table3",
-                    setting,
-                    col["method"],
-                    col["backbone"],
-                    mean,
-                    lam=col.get("lam"),
-                    label=col["label"],
-                    note=notes3.get((setting, col["method"], col["backbone"]), ""),
-                    source=t3["source"],
-                )
+
+def _table3_rows(t: dict) -> Iterator[dict]:
+    notes = {(n["setting"], n["method"], n["backbone"]): n["note"] for n in t.get("cell_notes", [])}
+    for setting, means in zip(t["settings"], t["auroc_mean"], strict=True):
+        for col, mean in zip(t["columns"], means, strict=True):
+            about = {"note": notes.get((setting, col["method"], col["backbone"]), ""), "label": col["label"]}
+            yield _row(
+                "table3", setting, col["method"], col["backbone"], mean, lam=col.get("lam"), source=t["source"], **about
             )
 
-    ab = data["dictionary_ablation"]
-    for r in ab["rows"]:
-        rows.append(
-            _row(
-                "dictionary_ablation",
-                ab["setting"],
-                ab["method"],
-                ab["backbone"],
-                r["auroc_mean"],
-                lam=ab["lam"],
-                dictionary=r["dictionary"],
-                note=r["note"],
-                label=r["dictionary"],
-                source=ab["source"],
-            )
+
+def _dictionary_rows(t: dict) -> Iterator[dict]:
+    for r in t["rows"]:
+        about = {"dictionary": r["dictionary"], "note": r["note"], "label": r["dictionary"], "source": t["source"]}
+        yield _row(
+            "dictionary_ablation", t["setting"], t["method"], t["backbone"], r["auroc_mean"], lam=t["lam"], **about
         )
-    return rows
+
+
+def _rows() -> list[dict]:
+    data = load_reported()
+    tables = (("table1", _table1_rows), ("table2", _table2_rows), ("table3", _table3_rows))
+    rows = [row for key, rows_of in tables for row in rows_of(data[key])]
+    return rows + list(_dictionary_rows(data["dictionary_ablation"]))
 
 
 def reported_results() -> Any:

@@ -252,8 +252,16 @@ class SSDCMLE(ImageScorer):
 
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> AdaptedSSD:
         torch = require("torch", "torch", "SSD+CMLE")
+        targets = self._cluster_targets(z, labels[np.isin(labels, classes)])
+        adapter, losses, steps, train_seconds = self._train_adapter(torch, z, *targets, classes)
+        adapter.cpu().eval()
+        for p in adapter.parameters():
+            p.requires_grad_(False)
+        return AdaptedSSD(adapter, fit_mahalanobis(_apply(adapter, z)), losses, steps, train_seconds)
+
+    def _cluster_targets(self, z: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CMLE's targets: the captions' GMM clusters (SupCon labels) and their LLE neighbours and weights."""
         mixture = require("sklearn.mixture", "scikit-learn", "SSD+CMLE")
-        own = labels[np.isin(labels, classes)]
         y = self._captions(z, own)
         n_distinct = np.unique(np.round(y, 12), axis=0).shape[0]
         if n_distinct < self.n_clusters:
@@ -263,8 +271,12 @@ class SSDCMLE(ImageScorer):
             )
         gmm = mixture.GaussianMixture(self.n_clusters, covariance_type="diag", random_state=self.random_state)
         clusters = gmm.fit_predict(y)
-        nb_idx, nb_w = lle_weights(y, clusters, self.n_neighbours)
+        return (clusters, *lle_weights(y, clusters, self.n_neighbours))
 
+    def _train_adapter(
+        self, torch: Any, z: np.ndarray, clusters: np.ndarray, nb_idx: np.ndarray, nb_w: np.ndarray, classes: Any
+    ) -> tuple[Any, list[float], int, float]:
+        """(adapter, mean loss per epoch, optimiser steps, seconds) of the Adam epochs on SupCon + LLE."""
         generator = torch.Generator().manual_seed(int(self.random_state))
         dim = z.shape[1]
         adapter = _residual_adapter(dim, self.hidden or dim, generator)
@@ -274,20 +286,16 @@ class SSDCMLE(ImageScorer):
         device = torch_device(self.device)
         adapter.to(device)
         head.to(device)
-        params = list(adapter.parameters()) + list(head.parameters())
-        optimiser = torch.optim.Adam(params, lr=self.lr, betas=tuple(self.betas))
+        optimiser = torch.optim.Adam([*adapter.parameters(), *head.parameters()], lr=self.lr, betas=tuple(self.betas))
         zt = torch.as_tensor(z, dtype=torch.float32, device=device)
         ct = torch.as_tensor(clusters, dtype=torch.int64, device=device)
         idx_t = torch.as_tensor(np.clip(nb_idx, 0, None), device=device)
         w_t = torch.as_tensor(nb_w, dtype=torch.float32, device=device)
         losses: list[float] = []
         steps = 0
+        desc = f"SSD+CMLE on classes {classes.tolist()}"
         epochs = _progress.progress(
-            range(int(self.epochs)),
-            desc=f"SSD+CMLE on classes {classes.tolist()}",
-            unit="epoch",
-            leave=False,
-            disable=not self.progress,
+            range(int(self.epochs)), desc=desc, unit="epoch", leave=False, disable=not self.progress
         )
         before = torch.get_num_threads()
         if self.torch_threads is not None:
@@ -311,11 +319,7 @@ class SSDCMLE(ImageScorer):
                 losses.append(total / zt.shape[0])
         finally:
             torch.set_num_threads(before)
-        train_seconds = time.perf_counter() - started
-        adapter.cpu().eval()
-        for p in adapter.parameters():
-            p.requires_grad_(False)
-        return AdaptedSSD(adapter, fit_mahalanobis(_apply(adapter, z)), losses, steps, train_seconds)
+        return adapter, losses, steps, time.perf_counter() - started
 
     def _step_loss(
         self, torch: Any, adapter: Any, head: Any, zt: Any, ct: Any, idx_t: Any, w_t: Any, batch: Any
