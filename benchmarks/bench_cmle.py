@@ -3,8 +3,9 @@
     python benchmarks/bench_cmle.py [--n-train 2560] [--dim 512] [--epochs 5] [--threads 2]
 
 A step's cost is the training loop's wall time (recorded by the fitted model) / its steps; the one-off setup
-(pseudo-captions, caption mixture, LLE weights, SSD) is the rest of the fit's time. Prints the machine and the projected training time of one
-80-epoch trial with 5,000 and 45,000 normal images (CIFAR-10 with 1 and 9 normal classes).
+(pseudo-captions, caption mixture, LLE weights, SSD) is the rest of the fit's time. Prints the machine and the
+projected training time of one 80-epoch trial with 5,000 and 45,000 normal images (CIFAR-10 with 1 and 9 normal
+classes).
 """
 
 from __future__ import annotations

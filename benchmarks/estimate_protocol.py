@@ -1,12 +1,14 @@
 """Estimate a notebook's time for every trial of the protocol from a run that did a few trials per setting.
 
-    python benchmarks/estimate_protocol.py out/rehearsal2/results --notebook 04_main_results --trials-table table1_trials
+    python benchmarks/estimate_protocol.py out/rehearsal2/results --notebook 04_main_results \
+        --trials-table table1_trials
     python benchmarks/estimate_protocol.py out/r05/results --notebook 05_ablations --trials-table ablation_trials
 
 Reads the run's ``run_times.csv`` (the notebook's wall time) and the trials table it wrote (``evaluate_grid`` rows,
 whose ``seconds`` hold each method's time on each trial, its per-trial fits included). The estimate scales each
-setting's measured per-trial seconds (per encoder and method) to the protocol's trial count (``splits.paper_settings``) and adds the rest of the
-notebook's wall time (loading, shared fits, tables, figures) once. Printed per setting and method, then in total.
+setting's measured per-trial seconds (per encoder and method) to the protocol's trial count
+(``splits.paper_settings``) and adds the rest of the notebook's wall time (loading, shared fits, tables, figures)
+once. Printed per setting and method, then in total.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from bliss_utils.datasets import splits
 
 
 def estimate(trials: pd.DataFrame, wall_seconds: float) -> tuple[pd.DataFrame, float, float]:
-    """(per setting, encoder and method: measured and full-protocol seconds, the notebook's other seconds, the total)."""
+    """(measured and full-protocol seconds per setting, encoder and method; the notebook's other seconds; the total)."""
     protocol = {name: len(t) for name, t in splits.paper_settings(sorted(set(trials["dataset"])), 0).items()}
     per = trials.groupby(["setting", "encoder", "method"], as_index=False).agg(
         seconds=("seconds", "sum"), runs=("trial", "nunique")

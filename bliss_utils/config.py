@@ -1,4 +1,4 @@
-"""Project paths, as pathlib constants (override the root with ``BLISS_ROOT``, the data folder with ``BLISS_DATA_DIR``)."""
+"""Project paths (override the root with ``BLISS_ROOT``, the data folder with ``BLISS_DATA_DIR``)."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ def test_hand_computed_toy():
     model = BLISS(k=2, lam=0.5, eps=EPS).fit(train, labels, texts, dic)
     # Eq. 5: IC = -(sim - mu) / (sigma + eps)
     ic = [-(0.8 - 0.7) / (0.1 + EPS), -(0 - 0.8) / (0.2 + EPS), -(0 - 0.8) / (0.2 + EPS)]
-    # D* = {e1 (sim 0.8), e4 (sim 0.6)}. Class 0: e1 -> (0.8-0.7)/0.1, e4 -> (0.6-0.7)/0.1 (its sims to e4 are 0.8, 0.6).
+    # D* = {e1 (sim 0.8), e4 (sim 0.6)}. Class 0: e1 -> (0.8-0.7)/0.1, e4 -> (0.6-0.7)/0.1 (its sims to e4: 0.8, 0.6).
     # Classes 1, 2: e1 -> (0.8-0)/(0+eps) (sims all 0), e4 -> (0.6-0.4)/0.4 (sims 0, 0.8 -> mu 0.4, sigma 0.4).
     et0 = ((0.8 - 0.7) / (0.1 + EPS) + (0.6 - 0.7) / (0.1 + EPS)) / 2
     et12 = (0.8 / EPS + 0.2 / (0.4 + EPS)) / 2

@@ -1,4 +1,4 @@
-"""Tables beside the paper and REPORT.md (bliss_utils.evaluation.report): hand-computed differences, one reporting path."""
+"""Tables beside the paper and REPORT.md (evaluation.report): hand-computed differences, one reporting path."""
 
 from __future__ import annotations
 

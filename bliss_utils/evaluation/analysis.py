@@ -43,7 +43,7 @@ def mean_cosine_similarities(
     max_images: int = 5000,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Mean cosine similarities behind Fig. 1b: text-text, image-image, image-own-text, image-other-text (and text-dictionary).
+    """Fig. 1b's mean cosine similarities: text-text, image-image, image-own-text, image-other-text, text-dictionary.
 
     text-text and image-image average over distinct pairs; image-own-text pairs each image with its class text;
     image-other-text with every other class text; text-dictionary every class text with every dictionary entry.
@@ -116,7 +116,7 @@ def similarity_distributions(
     dictionary: np.ndarray,
     classes: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Fig. 2: sim(image, its own class text) for every image, and sim(class text, entry) for every class x entry pair."""
+    """Fig. 2: sim(image, its own class text) for every image, sim(class text, entry) for every class x entry pair."""
     z = _unit(images, "images")
     t = _unit(class_texts, "class_texts")
     d = _unit(dictionary, "dictionary")
@@ -173,7 +173,7 @@ def threshold_for_flag_rate(scores: np.ndarray, flag_rate: float) -> float:
 def errors_by_quantile(
     mean_dict_sim: np.ndarray, flagged: np.ndarray, is_anomaly: np.ndarray, n_quantiles: int = 10
 ) -> pd.DataFrame:
-    """Fig. 3: false negatives / false positives of the ``flagged`` decisions per quantile of mean dictionary similarity.
+    """Fig. 3: false negatives / positives of the ``flagged`` decisions per quantile of mean dictionary similarity.
 
     ``flagged`` is the detector's decision (e.g. ``scores > threshold``); samples pooled over several trials may be
     passed together. Returns one row per quantile (1 = lowest similarity) with counts, ``fn_share``/``fp_share`` (share

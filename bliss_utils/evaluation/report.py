@@ -146,7 +146,8 @@ def beside_paper(
     """Measured mean ± std beside the paper's, with the difference (measured - reported), one row per reported cell.
 
     ``measured`` has the ``on`` columns plus ``mean``, ``std``, ``n_trials``; ``reported`` the ``on`` columns plus
-    ``auroc_mean``, ``auroc_std`` and ``note`` (bliss_utils.evaluation.reported). Reported cells not measured are kept, blank.
+    ``auroc_mean``, ``auroc_std`` and ``note`` (bliss_utils.evaluation.reported). Reported cells not measured are kept,
+    blank.
     """
     on = list(on)
     for name, df, cols in (("measured", measured, ["mean", "std"]), ("reported", reported, ["auroc_mean"])):
@@ -212,7 +213,8 @@ def write_report(out_dir: str | Path | None = None, mode: str | None = None) -> 
     lines = [
         "# BLISS reproduction: measured beside reported",
         "",
-        "Assembled by `bliss_utils.evaluation.report.write_report` from the tables the notebooks wrote (`results/paper_*.md`);",
+        "Assembled by `bliss_utils.evaluation.report.write_report` from the tables the notebooks wrote "
+        "(`results/paper_*.md`);",
         "do not edit by hand. AUROC in percent, mean ± population std over trials; difference = measured - paper.",
         "",
     ]

@@ -1,4 +1,4 @@
-"""Execute one notebook with papermill and report its kernel's peak memory: ``python -m bliss_utils.running.notebook JOB``.
+"""Execute one notebook with papermill, report its kernel's peak memory: ``python -m bliss_utils.running.notebook JOB``.
 
 ``reproduce`` runs each notebook in this short-lived process, so that the children it has waited for are exactly that
 notebook's kernel (and whatever the kernel started): their peak resident memory is that notebook's, not a running

@@ -287,16 +287,69 @@ def run_notebook(path: Path, out: Path, parameters: Mapping[str, Any], kernel: s
     return {"failed": f"its runner exited with status {proc.returncode} (the error is printed above)"}
 
 
+MODE_LABELS = {
+    "smoke": "SMOKE (stand-in encoders on generated data: tests the pipeline, not the paper)",
+    "rehearsal": "REHEARSAL (the paper's settings, stand-in encoders on full-size generated data: times and memory, "
+    "not the paper's numbers)",
+}
+
+
+def _selected(root: Path, only: list[str] | None) -> list[Path]:
+    """The notebooks to run: all, or those whose names start with one of ``only``."""
+    paths = notebook_paths(root)
+    if only:
+        paths = [p for p in paths if any(p.name.startswith(prefix) for prefix in only)]
+        if not paths:
+            raise ValueError(f"--only {' '.join(only)} matches no notebook in notebooks/")
+    return paths
+
+
+def _injections(paths: list[Path], mode: str, stand_in: dict, overrides: dict) -> dict[Path, dict]:
+    """Per notebook, the values to inject: the mode's stand-ins, then the command line's, those it declares."""
+    inject = {}
+    for p in paths:
+        declared = declared_parameters(p)
+        wanted = {**stand_in.get("all", {}), **stand_in.get(p.stem, {}), **overrides}  # the command line wins
+        unknown = set(stand_in.get(p.stem, {})) - set(declared)
+        if unknown:
+            raise ValueError(f"{MODE_FILES[mode]} sets {sorted(unknown)} for {p.name}, which its parameters cell lacks")
+        inject[p] = {k: v for k, v in wanted.items() if k in declared}
+    return inject
+
+
+def _run_each(paths: list[Path], inject: dict, results: Path, mode: str, kernel: str, root: Path) -> bool:
+    """Run the notebooks in order, recording each one's time and peak memory; False at the first failure."""
+    executed = results / "executed"
+    executed.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("BLISS_PROGRESS", "text")  # the kernels inherit it: plain bars, redrawn rarely (_progress)
+    for i, path in enumerate(paths, 1):
+        out = executed / path.name
+        started = time.perf_counter()
+        print(f"[{i}/{len(paths)}] {path.name} ...", file=sys.stderr, flush=True)
+        outcome = run_notebook(path, out, inject[path], kernel, root)
+        seconds = time.perf_counter() - started
+        if "failed" in outcome:
+            record_run_time(results, path.stem, None, math.nan, mode)
+            print(
+                f"error: {path.name} {outcome['failed']}\n  the executed copy with the full traceback: {out}",
+                file=sys.stderr,
+            )
+            return False
+        record_run_time(results, path.stem, seconds, outcome["peak_rss_gib"], mode)
+        print(
+            f"  {path.name} done in {seconds:.0f} s, peak {outcome['peak_rss_gib']:.1f} GiB",
+            file=sys.stderr,
+            flush=True,
+        )
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the notebooks as ``args`` says; return 0 on success, 1 with a one-line message on failure."""
     from bliss_utils.evaluation.report import write_report
 
     root = find_project_root()
-    paths = notebook_paths(root)
-    if args.only:
-        paths = [p for p in paths if any(p.name.startswith(prefix) for prefix in args.only)]
-        if not paths:
-            raise ValueError(f"--only {' '.join(args.only)} matches no notebook in notebooks/")
+    paths = _selected(root, args.only)
     out_root = Path(args.output_dir).expanduser().resolve() if args.output_dir else root
     overrides = _overrides(args)
     mode = "smoke" if args.smoke else "rehearsal" if args.rehearsal else "paper"
@@ -306,51 +359,18 @@ def run(args: argparse.Namespace) -> int:
         overrides["DATA_ROOT"] = str(make_generated_data(data_root.resolve(), stand_in["data"]))
         overrides.setdefault("CACHE_DIR", str(Path(overrides["DATA_ROOT"]) / "embeddings"))
     data_root = Path(overrides.get("DATA_ROOT") or data_dir())
-    inject, full = {}, {}
-    for p in paths:
-        declared = declared_parameters(p)
-        wanted = {**stand_in.get("all", {}), **stand_in.get(p.stem, {}), **overrides}  # the command line wins
-        unknown = set(stand_in.get(p.stem, {})) - set(declared)
-        if unknown:
-            raise ValueError(f"{MODE_FILES[mode]} sets {sorted(unknown)} for {p.name}, which its parameters cell lacks")
-        inject[p] = {k: v for k, v in wanted.items() if k in declared}
-        full[p] = {**declared, **inject[p]}
+    inject = _injections(paths, mode, stand_in, overrides)
     if not args.skip_preflight:
-        preflight(list(full.values()), data_root, download=args.download)
+        preflight([{**declared_parameters(p), **inject[p]} for p in paths], data_root, download=args.download)
     figures, results = output_dirs(args.output_dir)
-    executed = results / "executed"
-    executed.mkdir(parents=True, exist_ok=True)
-    label = {
-        "smoke": "SMOKE (stand-in encoders on generated data: tests the pipeline, not the paper)",
-        "rehearsal": "REHEARSAL (the paper's settings, stand-in encoders on full-size generated data: times and "
-        "memory, not the paper's numbers)",
-    }.get(mode, mode)
-    print(f"reproduce: {len(paths)} notebooks, mode {label}", file=sys.stderr)
+    print(f"reproduce: {len(paths)} notebooks, mode {MODE_LABELS.get(mode, mode)}", file=sys.stderr)
     started_all = time.perf_counter()
-    os.environ.setdefault("BLISS_PROGRESS", "text")  # the kernels inherit it: plain bars, redrawn rarely (_progress)
-    for i, path in enumerate(paths, 1):
-        out = executed / path.name
-        started = time.perf_counter()
-        print(f"[{i}/{len(paths)}] {path.name} ...", file=sys.stderr, flush=True)
-        outcome = run_notebook(path, out, inject[path], args.kernel, root)
-        seconds = time.perf_counter() - started
-        if "failed" in outcome:
-            record_run_time(results, path.stem, None, math.nan, mode)
-            print(
-                f"error: {path.name} {outcome['failed']}\n  the executed copy with the full traceback: {out}",
-                file=sys.stderr,
-            )
-            return 1
-        record_run_time(results, path.stem, seconds, outcome["peak_rss_gib"], mode)
-        print(
-            f"  {path.name} done in {seconds:.0f} s, peak {outcome['peak_rss_gib']:.1f} GiB",
-            file=sys.stderr,
-            flush=True,
-        )
+    if not _run_each(paths, inject, results, mode, args.kernel, root):
+        return 1
     report = write_report(results, mode=mode)
+    elapsed = time.perf_counter() - started_all
     print(
-        f"all notebooks done in {time.perf_counter() - started_all:.0f} s\n"
-        f"figures: {figures}\ntables:  {results}\nreport:  {report}",
+        f"all notebooks done in {elapsed:.0f} s\nfigures: {figures}\ntables:  {results}\nreport:  {report}",
         file=sys.stderr,
     )
     return 0
