@@ -13,14 +13,15 @@ import pandas as pd
 import pytest
 
 from bliss_utils.running import reproduce
+from bliss_utils.running.session import SHARED
 from bliss_utils.scores import methods
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # the stand-in modes' injected settings (smoke.json, rehearsal.json)
 STAND_INS = {mode: reproduce.mode_settings(mode, ROOT) for mode in reproduce.MODE_FILES}
-# every notebook declares these (where things are, and the smoke labels)
-COMMON = {"DATA_ROOT", "CACHE_DIR", "OUTPUT_DIR", "DEVICE", "SMOKE", "PAPER_BACKBONE"}
+# every notebook declares these (where things are, and the smoke labels): what open_session resolves
+COMMON = set(SHARED)
 
 
 def _figures(*stems: str) -> list[str]:
