@@ -11,7 +11,7 @@ import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -96,8 +96,14 @@ def _sweeps(lams: Sequence[float], ks: Sequence[int], eps: float, aggregate: str
     return {"lam": list(dict.fromkeys(lams)), "k": sorted({int(k) for k in ks}), "eps": [eps], "aggregate": [aggregate]}
 
 
-def _plan(method: str, data: EmbeddingSet, image: EmbeddingSet, sweeps: dict, params: Mapping) -> tuple:
-    """(scorer, its variants, the embeddings it reads): image-only methods read ``image``, the others ``data``."""
+class _Plan(NamedTuple):
+    scorer: Any  # an unfitted Scorer
+    variants: list[dict]  # the parameter values of each variant (lam and K for BLISS)
+    source: EmbeddingSet  # the embeddings it reads
+
+
+def _plan(method: str, data: EmbeddingSet, image: EmbeddingSet, sweeps: dict, params: Mapping) -> _Plan:
+    """How ``method`` runs: image-only methods read ``image``, the others ``data``."""
     scorer = make_method(method, **params.get(method, {}))
     source = image if tuple(scorer.inputs) == ("images",) else data
     for needed in ("class_texts", "dictionary"):
@@ -106,7 +112,7 @@ def _plan(method: str, data: EmbeddingSet, image: EmbeddingSet, sweeps: dict, pa
             raise ValueError(f"method {method!r} needs {kind} embeddings, but data.{needed} is None")
     swept = [p for p in scorer.grid_params if p in sweeps]
     variants = [dict(zip(swept, values)) for values in itertools.product(*(sweeps[p] for p in swept))]
-    return scorer, variants, source
+    return _Plan(scorer, variants, source)
 
 
 def _fit_args(scorer: Any, source: EmbeddingSet, n_shots: int | None, seed: int) -> tuple:
@@ -117,20 +123,20 @@ def _fit_args(scorer: Any, source: EmbeddingSet, n_shots: int | None, seed: int)
     return train, labels, texts, dictionary
 
 
-def _method_rows(method: str, plan: tuple, jobs: list, fit_args: tuple, bar: Any) -> list[tuple[tuple, dict]]:
+def _method_rows(method: str, plan: _Plan, jobs: list, fit_args: tuple, bar: Any) -> list[tuple[tuple, dict]]:
     """(trial index, variant index) and row for every variant and trial of ``method`` (trials with too few normal
     classes left out); the seconds of a row are the time the scorer took to yield it."""
     scorer, variants, source = plan
-    kept = [j for j in jobs if len(j[2]) >= scorer.min_normal_classes]
-    stream = scorer.score_grid(fit_args, source.test, [j[2] for j in kept], variants)
+    kept = [i for i, job in enumerate(jobs) if len(job[2]) >= scorer.min_normal_classes]
+    stream = scorer.score_grid(fit_args, source.test, [jobs[i][2] for i in kept], variants)
     rows, started = [], time.perf_counter()
     for v, s, scores in stream:
-        (setting, trial, normal), variant = kept[s], variants[v]
+        (setting, trial, normal), variant = jobs[kept[s]], variants[v]
         anomaly = ~np.isin(np.asarray(source.test_labels), normal)
         row = {"encoder": source.encoder, "setting": setting, "trial": trial, "method": method}
         row.update(lam=variant.get("lam", np.nan), k=variant.get("k", np.nan))
         row.update(auroc=100 * auroc(scores, anomaly), fpr95=100 * fpr95(scores, anomaly))
-        rows.append(((jobs.index(kept[s]), v), {**row, "seconds": time.perf_counter() - started}))
+        rows.append(((kept[s], v), {**row, "seconds": time.perf_counter() - started}))
         bar.update(1)
         started = time.perf_counter()
     return rows
@@ -174,14 +180,14 @@ def evaluate_grid(
     sweeps, params = _sweeps(lams, ks, eps, aggregate), baseline_params or {}
     plans = {m: _plan(m, data, image, sweeps, params) for m in dict.fromkeys(methods)}
     jobs = [(name, t, list(map(int, normal))) for name, trials in splits.items() for t, normal in enumerate(trials)]
-    total = sum(len(p[1]) * sum(len(j[2]) >= p[0].min_normal_classes for j in jobs) for p in plans.values())
+    total = sum(len(p.variants) * sum(len(j[2]) >= p.scorer.min_normal_classes for j in jobs) for p in plans.values())
     name = " ".join(n for n in (data.dataset, data.encoder) if n) or "grid"
     keyed = []  # rows in the order of trials, then methods, then variants
     with _progress.progress(
         total=total, desc=f"{name}: rows", unit="row", disable=not progress or len(jobs) < 2
     ) as bar:
         for m, (method, plan) in enumerate(plans.items()):
-            fit_args = _fit_args(plan[0], plan[2], n_shots, seed)
+            fit_args = _fit_args(plan.scorer, plan.source, n_shots, seed)
             keyed += [((job, m, v), row) for (job, v), row in _method_rows(method, plan, jobs, fit_args, bar)]
     rows = [{"dataset": data.dataset, "n_shots": n_shots, **row} for _, row in sorted(keyed, key=lambda kr: kr[0])]
     return pd.DataFrame(rows, columns=COLUMNS)
