@@ -46,3 +46,21 @@ def test_fixed_data_files_are_packaged():
         assert (data / name).is_file(), name
     notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     assert [n[:3] for n in notebooks] == [f"{i:02d}_" for i in range(len(notebooks))], notebooks
+
+
+def _name(requirement: str) -> str:
+    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", requirement)[0]).lower()
+
+
+def test_environment_yml_pins_every_direct_dependency_at_the_locked_version():
+    tomllib = __import__("pytest").importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    direct = {_name(r) for group in [project["dependencies"], *project["optional-dependencies"].values()] for r in group}
+    lock_text = (ROOT / ".ci" / "requirements.lock").read_text()
+    locked = {_name(m[1]): m[2] for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", lock_text, re.M)}
+    env_text = (ROOT / "environment.yml").read_text()
+    pinned = {_name(m[1]): m[2] for m in re.finditer(r"^\s*-\s+([A-Za-z0-9_.-]+)==(\S+)\s*$", env_text, re.M)}
+    assert direct == set(pinned), f"not pinned: {direct - set(pinned)}; not direct: {set(pinned) - direct}"
+    differ = {n: (v, locked[n]) for n, v in pinned.items() if n in locked and locked[n] != v}
+    assert not differ, f"environment.yml against the lock: {differ}"
+    assert {"torch", "numpy", "pytest"} <= set(locked)  # the lock is the compiled one, not an empty file
