@@ -23,8 +23,7 @@ import warnings
 
 import numpy as np
 import torch
-
-from bliss_utils.encoders.benchmark import machine
+from bench_encoders import machine
 
 
 def make_data(scale: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

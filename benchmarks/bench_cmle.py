@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from bench_encoders import cpu_name
 
-from bliss_utils.encoders.benchmark import cpu_name
 from bliss_utils.scores.cmle import SSDCMLE
 
 

@@ -8,12 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-try:  # the reproduce subcommand lives in its own module (owned by the notebooks part); absent until it exists
-    from bliss_utils.running import reproduce as _reproduce
-except ModuleNotFoundError as err:
-    if err.name != f"{__package__}.reproduce":
-        raise
-    _reproduce = None
+from bliss_utils.running import reproduce
 
 EMBED_EPILOG = """\
 examples:
@@ -89,6 +84,13 @@ def _add_embed(subparsers: Any) -> None:
         "after a bicubic resize (they used it for CLIP). A bare OPTION applies to the encoder; ENCODER=OPTION "
         "(repeatable, e.g. clip-vit-b16=cifar) only to that encoder, others get 'default'",
     )
+    _add_text_options(p)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (cache hits, resumes, throughput)")
+    p.set_defaults(func=_run_embed)
+
+
+def _add_text_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--texts",
         action="store_true",
@@ -108,9 +110,6 @@ def _add_embed(subparsers: Any) -> None:
         default=None,
         help="prompt template with one {} (repeat to average several); default 'This is a photo of a {}'",
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (cache hits, resumes, throughput)")
-    p.set_defaults(func=_run_embed)
 
 
 def parse_preprocess(values: Sequence[str] | None) -> str | dict[str, str] | None:
@@ -169,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bliss_utils", description="BLISS reproduction tools.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_embed(subparsers)
-    if _reproduce is not None:
-        _reproduce.register(subparsers)
+    reproduce.register(subparsers)
+    subparsers.choices["reproduce"].set_defaults(func=reproduce.run)
     return parser
 
 
@@ -188,11 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("batch_size", "shard_size"):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    func = getattr(args, "func", None)
-    if func is None and _reproduce is not None and args.command == "reproduce":
-        func = _reproduce.run
     try:
-        status = func(args)
+        status = args.func(args)
     except (FileNotFoundError, ValueError, ImportError) as err:  # missing data/weights, bad input: one clear line
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` in one step if the block succeeds, else is removed."""
+    """Yield a temporary path beside ``path``: it replaces ``path`` in one step if the block succeeds, else goes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)

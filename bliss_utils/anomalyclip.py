@@ -40,7 +40,6 @@ N_DEEP_LAYERS = 8
 # AnomalyCLIP's prompt strings: "X" placeholders overwritten by the learned context vectors
 NORMAL_PROMPT = " ".join(["X"] * N_CTX) + " object."
 ABNORMAL_PROMPT = " ".join(["X"] * N_CTX) + " damaged object."
-IMAGE_SIZE = 518
 # what a results table shows in the AnomalyCLIP row when the checkpoint is absent (never a number)
 NOT_RUN = "not run: checkpoint missing"
 _DOWNLOAD_TIMEOUT_S = 60
@@ -54,7 +53,7 @@ class CheckpointMissingError(WeightsNotFoundError):
 
 @dataclass(frozen=True)
 class LearnedPrompts:
-    """AnomalyCLIP's learned text prompts in float32: context (N_CTX, w) per side and deep prompts (N_DEEP_TOKENS, w)."""
+    """AnomalyCLIP's learned prompts in float32: context (N_CTX, w) per side, deep prompts (N_DEEP_TOKENS, w)."""
 
     ctx_normal: Any
     ctx_abnormal: Any
@@ -205,7 +204,7 @@ def load_prompt_checkpoint(path: str | Path, width: int | None = None) -> Learne
 
 
 def _text_blocks(model: Any, x: Any, deep: list[Any]) -> Any:
-    """Text blocks on (batch, seq, width) ``x``; block i's input has positions 1..n overwritten by deep[i-1] (i >= 1)."""
+    """Text blocks on (batch, seq, width) ``x``; block i >= 1 gets positions 1..n overwritten by deep[i-1]."""
     import torch
 
     batch_first = getattr(model.transformer, "batch_first", True)

@@ -75,7 +75,8 @@ def test_cifar_file_layout_is_torchvisions(fake_data):
         assert list(ours.train) == [f for f, _ in real.train_list] and list(ours.test) == [f for f, _ in real.test_list]
     # so fingerprinting a dataset on disk, as every cached load does, needs no torchvision (3 s to import)
     code = (
-        f"import sys; from bliss_utils.datasets import images; images.dataset_identity('cifar10', 'test', {str(fake_data)!r}); "
+        "import sys; from bliss_utils.datasets import images; "
+        f"images.dataset_identity('cifar10', 'test', {str(fake_data)!r}); "
         "assert 'torchvision' not in sys.modules, 'torchvision was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -261,12 +261,12 @@ def test_cache_hit_never_builds_the_model(fake_data, tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(openclip, "load_tiny_clip", spy)
-    monkeypatch.setattr("bliss_utils.embeddings._MODELS", {})
+    monkeypatch.setattr("bliss_utils.cache.request._MODELS", {})
     kwargs = {"root": fake_data, "cache_dir": tmp_path, "progress": False, "device": "cpu"}
     a, _ = image_embeddings("tiny-clip", "cifar10", "test", **kwargs)
     t = text_embeddings("tiny-clip", ["cat"], device="cpu", cache_dir=tmp_path)
     assert len(calls) == 1  # built once on the misses, then reused
-    monkeypatch.setattr("bliss_utils.embeddings._MODELS", {})
+    monkeypatch.setattr("bliss_utils.cache.request._MODELS", {})
     b, _ = image_embeddings("tiny-clip", "cifar10", "test", **kwargs)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(t, text_embeddings("tiny-clip", ["cat"], device="cpu", cache_dir=tmp_path))

@@ -57,7 +57,8 @@ def offline(monkeypatch, tmp_path):
 
 # -- registry and cheap import -------------------------------------------------------------------------------------
 def test_import_does_not_load_heavy_libraries():
-    code = "import sys, bliss_utils.encoders as e; e.list_encoders(); print(sorted({'torch','open_clip','transformers','timm'} & set(sys.modules)))"
+    heavy = "{'torch', 'open_clip', 'transformers', 'timm'}"
+    code = f"import sys, bliss_utils.encoders as e; e.list_encoders(); print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -100,13 +101,11 @@ def test_register_encoder(monkeypatch, tiny):
 def test_device_named_but_missing_is_refused():
     import torch
 
-    from bliss_utils.encoders.base import select_device
-
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match="CUDA is not available"):
-        select_device("cuda")
-    assert select_device(None).type in ("cpu", "mps")
+        load_encoder("tiny-clip", device="cuda")
+    assert load_encoder("tiny-clip").device.type in ("cpu", "mps")
 
 
 # -- the embedding contract, on every tiny encoder ---------------------------------------------------------------
@@ -486,8 +485,21 @@ def test_tiny_blip_tokenizer_is_wordpiece_with_cls_first(tiny):
 
 
 # -- the real BLIP and ViT loaders, fed a tiny model saved in the Hugging Face layout ---------------------------
+def _real_entry_at_tiny_sizes(monkeypatch, real: str, tiny_name: str) -> str:
+    """Register ``real``'s builder and weights lookup under a new name, declaring ``tiny_name``'s sizes; the name."""
+    import dataclasses
+
+    from bliss_utils.encoders import registry
+
+    name = f"{tiny_name}-from-folder"
+    tiny_info = registry.backbone(tiny_name)
+    entry = dataclasses.replace(registry.backbone(real), dim=tiny_info.dim, recipes=tiny_info.recipes)
+    monkeypatch.setitem(registry._BACKBONES, name, entry)
+    return name
+
+
 @pytest.mark.parametrize("real, tiny_name", [("blip", "tiny-blip"), ("vit-b16-in21k", "tiny-vit")])
-def test_real_loader_reads_a_saved_model_folder(tiny, images, tmp_path, real, tiny_name):
+def test_real_loader_reads_a_saved_model_folder(tiny, images, tmp_path, monkeypatch, real, tiny_name):
     source = tiny[tiny_name]
     folder = tmp_path / real
     source.model.save_pretrained(folder)
@@ -497,11 +509,8 @@ def test_real_loader_reads_a_saved_model_folder(tiny, images, tmp_path, real, ti
     pil_processor_class(processor_cls)(size={"height": 32, "width": 32}).save_pretrained(folder)
     if source.has_text:
         source.tokenizer.save_pretrained(folder)
-    from bliss_utils.encoders import blip, vit
-
-    # the real loader's code on the tiny model (named tiny-*, so the registry's declared tiny sizes apply)
-    loader = {"blip": blip.load_blip, "vit-b16-in21k": vit.load_vit_in21k}[real]
-    enc = loader(tiny_name, device="cpu", weights=folder)
+    # the real entry's weights lookup and loader on the tiny model, with the tiny encoder's declared sizes
+    enc = load_encoder(_real_entry_at_tiny_sizes(monkeypatch, real, tiny_name), device="cpu", weights=folder)
     assert enc.weights_id.startswith("hf-folder@") and enc.dim == source.dim
     assert enc.preprocess_id == source.preprocess_id
     np.testing.assert_allclose(enc.encode_images(images), source.encode_images(images), atol=1e-6)
@@ -727,7 +736,7 @@ def test_slip_checkpoint_whose_args_hold_paths(tmp_path, images, tiny):
         assert torch.equal(loaded["state_dict"][k], v)
 
 
-def test_blip_loads_with_the_original_vision_layernorm_eps(tmp_path, tiny, images):
+def test_blip_loads_with_the_original_vision_layernorm_eps(tmp_path, tiny, images, monkeypatch):
     import torch
     import transformers
 
@@ -740,7 +749,7 @@ def test_blip_loads_with_the_original_vision_layernorm_eps(tmp_path, tiny, image
     source.model.config.vision_config.layer_norm_eps = blip.BLIP_VISION_LN_EPS
     source.tokenizer.save_pretrained(folder)
     assert json.loads((folder / "config.json").read_text())["vision_config"]["layer_norm_eps"] == 1e-5
-    enc = blip.load_blip("tiny-blip", device="cpu", weights=folder)
+    enc = load_encoder(_real_entry_at_tiny_sizes(monkeypatch, "blip", "tiny-blip"), device="cpu", weights=folder)
     norms = [m for m in enc.model.vision_model.modules() if isinstance(m, torch.nn.LayerNorm)]
     assert norms and all(m.eps == blip.BLIP_VISION_LN_EPS for m in norms)
     assert enc.weights_id.endswith("+vision-ln-eps=1e-06")

@@ -55,7 +55,8 @@ def _name(requirement: str) -> str:
 def test_environment_yml_pins_every_direct_dependency_at_the_locked_version():
     tomllib = __import__("pytest").importorskip("tomllib")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    direct = {_name(r) for group in [project["dependencies"], *project["optional-dependencies"].values()] for r in group}
+    groups = [project["dependencies"], *project["optional-dependencies"].values()]
+    direct = {_name(r) for group in groups for r in group}
     lock_text = (ROOT / ".ci" / "requirements.lock").read_text()
     locked = {_name(m[1]): m[2] for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", lock_text, re.M)}
     env_text = (ROOT / "environment.yml").read_text()

@@ -444,7 +444,7 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, download
 
 
 def dataset_identity(name: str, split: str, root: str | Path | None = None, download: bool = False) -> str:
-    """``load_dataset(name, split, root).identity`` without decoding anything (CIFAR: file checksums; others: file list).
+    """``load_dataset(name, split, root).identity`` without decoding anything (CIFAR: file checksums; else file list).
 
     Raises :class:`DatasetNotFoundError` when the files are absent, like :func:`load_dataset`.
     """

@@ -51,11 +51,6 @@ def _load_splits() -> dict[str, dict[int, tuple[tuple[int, ...], ...]]]:
     return out
 
 
-def valid_settings() -> list[tuple[str, int]]:
-    """Every (dataset, n_normal) that class_splits accepts."""
-    return list(PAPER_SETTINGS)
-
-
 def class_splits(dataset: str, n_normal: int) -> list[list[int]]:
     """Normal classes of every trial of a paper setting, e.g. class_splits("cifar10", 6) -> 5 lists of 6 classes."""
     if (dataset, n_normal) not in PAPER_SETTINGS:
@@ -84,7 +79,7 @@ def paper_splits() -> dict[str, list[list[int]]]:
 def paper_settings(
     datasets: Sequence[str] | None = None, max_trials: int = 0, n_normal: Sequence[int] | None = None
 ) -> dict[str, list[list[int]]]:
-    """The paper's settings of ``datasets`` (all if None), optionally only ``n_normal`` classes, cut to ``max_trials``."""
+    """The paper's settings of ``datasets`` (all if None), optionally only ``n_normal`` classes, to ``max_trials``."""
     if max_trials < 0:
         raise ValueError(f"max_trials must be >= 0 (0 = every trial); got {max_trials}")
     unknown = set(datasets or ()) - {d for d, _ in PAPER_SETTINGS}

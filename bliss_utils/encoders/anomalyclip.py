@@ -14,25 +14,24 @@ from typing import Any
 
 import numpy as np
 
+from bliss_utils._checks import require
 from bliss_utils._io import atomic_path
-from bliss_utils.encoders.base import finish_model, seeded, select_device
-from bliss_utils.encoders.openclip import TINY_CLIP_CFG, OpenClipEncoder, import_open_clip, load_open_clip_spec
-from bliss_utils.encoders.preprocessing import CIFAR_MEAN, CIFAR_STD, OPENAI_MEAN, OPENAI_STD, SquashNormalize
+from bliss_utils.encoders.base import OPEN_CLIP, Build, finish_model, seeded
+from bliss_utils.encoders.openclip import TINY_CLIP_CFG, OpenClipEncoder, load_open_clip_spec, open_clip_weights
+from bliss_utils.encoders.weights import TINY_SEED, random_weights
+
+# the method's code (bliss_utils.anomalyclip) is imported where used: it imports this package's errors and weights
+# folder rule, so importing it here would make the two import each other
 
 BACKBONE_SPEC = "ViT-L-14-336-quickgelu/openai"
-TINY_SEED = 0
 # the tiny CLIP with 9 text blocks, so all 8 deep prompts are used as in the real model; run at 48 px (native 32)
-# to exercise the positional-embedding interpolation that 336 -> 518 px needs
+# to exercise the positional-embedding interpolation that 336 -> 518 px needs (the sizes: registry.py)
 TINY_ANOMALYCLIP_CFG: dict[str, Any] = {
     **TINY_CLIP_CFG,
     "text_cfg": {**TINY_CLIP_CFG["text_cfg"], "layers": 9},
 }
-TINY_IMAGE_SIZE = 48
-
-
-def _recipe(size: int, preprocess: str) -> SquashNormalize:
-    mean, std = (CIFAR_MEAN, CIFAR_STD) if preprocess == "cifar" else (OPENAI_MEAN, OPENAI_STD)
-    return SquashNormalize(size, "bicubic", mean, std)
+# what the image path records in every weights id: the CLS token without ln_post (so never plain ViT-L/14's)
+_IMAGE_PATH = "+cls-no-ln-post"
 
 
 # names that stand for the learned [g_n, g_a] prompts in encode_texts (no text of any prompt template looks like them)
@@ -71,32 +70,13 @@ class AnomalyClipEncoder(OpenClipEncoder):
         return self._finish([feats], f"{self.name} prompt embeddings")
 
 
-def _make(
-    model: Any, tokenizer: Any, prompts: Any, name: str, device: Any, recipe: SquashNormalize, weights_id: str
-) -> AnomalyClipEncoder:
-    model = finish_model(model, device)
-    dim = int(model.text_projection.shape[1])
-    return AnomalyClipEncoder(
-        model,
-        tokenizer,
-        prompts,
-        name=name,
-        dim=dim,
-        device=device,
-        preprocess=recipe.build(),
-        preprocess_id=recipe.id,
-        weights_id=weights_id,
-    )
-
-
 def anomalyclip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
     """(prompt checkpoint, identity): the ViT-L/14@336 weights' identity, the checkpoint's sha256 and the image path."""
     from bliss_utils.anomalyclip import find_checkpoint, sha256_of
-    from bliss_utils.encoders.openclip import describe_open_clip_spec
 
     path = find_checkpoint(weights)
-    backbone = describe_open_clip_spec(BACKBONE_SPEC)
-    return path, f"{backbone.weights_id}+anomalyclip-prompts:sha256={sha256_of(path)}+cls-no-ln-post"
+    _, backbone_id = open_clip_weights(BACKBONE_SPEC, f"open_clip:{BACKBONE_SPEC}", None, local_only)
+    return path, f"{backbone_id}+anomalyclip-prompts:sha256={sha256_of(path)}{_IMAGE_PATH}"
 
 
 def tiny_anomalyclip_weights(
@@ -106,30 +86,22 @@ def tiny_anomalyclip_weights(
     from bliss_utils.anomalyclip import sha256_of
 
     prompts = f"generated-seed{TINY_SEED}" if weights is None else sha256_of(weights)
-    return (
-        None if weights is None else Path(weights)
-    ), f"{name}:random-seed{TINY_SEED}+prompts:{prompts}+cls-no-ln-post"
+    path = None if weights is None else Path(weights)
+    return path, f"{random_weights(name, None)[1]}+prompts:{prompts}{_IMAGE_PATH}"
 
 
-def load_anomalyclip_vit_l14_336(
-    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
-) -> AnomalyClipEncoder:
-    """OpenAI ViT-L/14@336 (open_clip, QuickGELU) with AnomalyCLIP's released prompts; ``weights``: the checkpoint."""
-    from bliss_utils.anomalyclip import find_checkpoint, load_prompt_checkpoint
+def load_anomalyclip_vit_l14_336(build: Build) -> AnomalyClipEncoder:
+    """OpenAI ViT-L/14@336 (open_clip, QuickGELU) with AnomalyCLIP's released prompts from ``build.weights``."""
+    from bliss_utils.anomalyclip import load_prompt_checkpoint
 
-    path = find_checkpoint(weights)
-    backbone = load_open_clip_spec(BACKBONE_SPEC, device=device)
-    width = int(backbone.model.token_embedding.weight.shape[1])
-    prompts = load_prompt_checkpoint(path, width)
-    weights_id = f"{backbone.weights_id}+anomalyclip-prompts:sha256={prompts.sha256}+cls-no-ln-post"
-    return _make(
-        backbone.model, backbone.tokenizer, prompts, name, backbone.device, _recipe(518, preprocess), weights_id
-    )
+    backbone = load_open_clip_spec(BACKBONE_SPEC, device=build.device)
+    prompts = load_prompt_checkpoint(build.weights, int(backbone.model.token_embedding.weight.shape[1]))
+    return AnomalyClipEncoder(backbone.model, backbone.tokenizer, prompts, **build.encoder_fields())
 
 
 def build_tiny_anomalyclip(seed: int = TINY_SEED) -> Any:
     """The tiny open_clip CLIP with 9 text blocks and seeded random weights."""
-    open_clip = import_open_clip()
+    open_clip = require(*OPEN_CLIP)
     with seeded(seed):
         return open_clip.CLIP(**TINY_ANOMALYCLIP_CFG)
 
@@ -168,25 +140,14 @@ def write_generated_checkpoint(path: str | Path, width: int = 768, seed: int = T
     return Path(path)
 
 
-def load_tiny_anomalyclip(
-    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
-) -> AnomalyClipEncoder:
-    """tiny-anomalyclip: tiny random CLIP at 48 px; prompts from ``weights`` or a generated seeded checkpoint."""
+def load_tiny_anomalyclip(build: Build) -> AnomalyClipEncoder:
+    """tiny-anomalyclip: tiny random CLIP at 48 px; prompts from ``build.weights`` or a generated seeded checkpoint."""
     from bliss_utils.anomalyclip import load_prompt_checkpoint, prompts_from_state
 
-    open_clip = import_open_clip()
     width = TINY_ANOMALYCLIP_CFG["text_cfg"]["width"]
-    if weights is None:
+    if build.weights is None:
         prompts = prompts_from_state(generated_checkpoint_state(width), width, sha256=f"generated-seed{TINY_SEED}")
     else:
-        prompts = load_prompt_checkpoint(weights, width)
-    weights_id = f"{name}:random-seed{TINY_SEED}+prompts:{prompts.sha256}+cls-no-ln-post"
-    return _make(
-        build_tiny_anomalyclip(),
-        open_clip.get_tokenizer("ViT-B-16"),
-        prompts,
-        name,
-        select_device(device),
-        _recipe(TINY_IMAGE_SIZE, preprocess),
-        weights_id,
-    )
+        prompts = load_prompt_checkpoint(build.weights, width)
+    model = finish_model(build_tiny_anomalyclip(), build.device)
+    return AnomalyClipEncoder(model, require(*OPEN_CLIP).get_tokenizer("ViT-B-16"), prompts, **build.encoder_fields())

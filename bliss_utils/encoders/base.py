@@ -1,10 +1,12 @@
-"""The Encoder interface and what every backend shares: device choice, batching, precision and L2 normalisation."""
+"""The Encoder interface and what every backend shares: what a builder is given, batching, precision, L2 norms."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,27 +15,52 @@ from bliss_utils._checks import as_embeddings, check_positive_int, l2_normalize
 
 logger = logging.getLogger(__name__)
 
+# the optional libraries behind the backends, as _checks.require takes them: (module, pip name, what needs it)
+OPEN_CLIP = ("open_clip", "open_clip_torch", "this encoder")
+TRANSFORMERS = ("transformers", "transformers", "this encoder")
 
-def select_device(device: Any = None) -> Any:
-    """Return ``device`` as a torch.device; when None, CUDA, then MPS, then CPU."""
-    import torch
 
-    if device is None:
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device {device!r} requested but MPS is not available here")
-    return dev
+def device_precision(device: Any) -> str:
+    """The precision a torch model runs at on ``device``: fp16 autocast on CUDA (LayerNorm and softmax stay fp32),
+    fp32 on the CPU and MPS."""
+    return "fp16-autocast" if getattr(device, "type", str(device)) == "cuda" else "fp32"
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What an encoder's embeddings depend on, known without building it (the embedding cache's encoder key)."""
+
+    name: str
+    weights_id: str
+    preprocess_id: str
+    dim: int
+    has_text: bool = True
+    precision: str | None = None  # None: not known here (an identity recovered from a cache, no device asked for)
+    preprocess: str = "default"
+
+
+@dataclass(frozen=True)
+class Build:
+    """What the registry hands a named encoder's builder: the identity it declares, the recipe, the weights file (None
+    for seeded random weights) and the device. The builder makes the model; the facts come from here."""
+
+    spec: EncoderSpec
+    recipe: Any  # a preprocessing.Recipe whose id is spec.preprocess_id
+    weights: Path | None
+    device: Any
+
+    def encoder_fields(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`Encoder` for this build."""
+        return {
+            "name": self.spec.name,
+            "dim": self.spec.dim,
+            "device": self.device,
+            "preprocess": self.recipe.build(),
+            "preprocess_id": self.recipe.id,
+            "weights_id": self.spec.weights_id,
+            "has_text": self.spec.has_text,
+            "precision": self.spec.precision,
+        }
 
 
 def _batches(n: int, batch_size: int) -> Iterator[slice]:
@@ -58,6 +85,7 @@ class Encoder:
         preprocess_id: str,
         weights_id: str,
         has_text: bool = True,
+        precision: str | None = None,
     ) -> None:
         self.name = name
         self.dim = int(dim)
@@ -66,8 +94,7 @@ class Encoder:
         self.preprocess_id = preprocess_id
         self.weights_id = weights_id
         self.has_text = has_text
-        # fp16 autocast keeps LayerNorm/softmax in fp32 (safe); CPU and MPS stay in fp32
-        self.precision = "fp16-autocast" if getattr(device, "type", str(device)) == "cuda" else "fp32"
+        self.precision = precision or device_precision(device)
 
     def __repr__(self) -> str:
         return (
@@ -109,7 +136,8 @@ class Encoder:
             return
         if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
             raise ValueError(
-                f"images must be a list of PIL images or a preprocessed (n, 3, H, W) tensor; got {type(images).__name__}"
+                "images must be a list of PIL images or a preprocessed (n, 3, H, W) tensor; "
+                f"got {type(images).__name__}"
             )
         from PIL import Image
 

@@ -13,8 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bliss_utils.encoders.base import Encoder, finish_model, seeded, select_device
-from bliss_utils.encoders.hf_common import import_transformers, model_folder
+from bliss_utils._checks import require
+from bliss_utils.encoders.base import TRANSFORMERS, Build, Encoder, finish_model, seeded
+from bliss_utils.encoders.hf_common import model_folder
 from bliss_utils.encoders.weights import TINY_SEED, random_weights
 
 BLIP_REPO = "Salesforce/blip-itm-base-coco"
@@ -22,7 +23,6 @@ BLIP_MAX_TOKENS = 35  # the original BLIP's text length for retrieval
 # the original BLIP vision transformer's LayerNorm eps; the converted Hub configs carry transformers' default 1e-5
 BLIP_VISION_LN_EPS = 1e-6
 
-TINY_IMAGE_SIZE = 32
 TINY_WORDS = ("this", "is", "a", "photo", "of", "the")
 
 
@@ -47,25 +47,6 @@ class BlipITCEncoder(Encoder):
         return self.model.text_proj(hidden[:, 0, :])
 
 
-def _blip_encoder(
-    model: Any, tokenizer: Any, name: str, device: Any, preprocess: str, weights_id: str
-) -> BlipITCEncoder:
-    from bliss_utils.encoders.registry import declared_recipe
-
-    device = select_device(device)
-    recipe = declared_recipe(name, preprocess)
-    return BlipITCEncoder(
-        finish_model(model, device),
-        tokenizer,
-        name=name,
-        dim=int(model.config.image_text_hidden_size),
-        device=device,
-        preprocess=recipe.build(),
-        preprocess_id=recipe.id,
-        weights_id=weights_id,
-    )
-
-
 def _eps_suffix() -> str:
     return f"+vision-ln-eps={BLIP_VISION_LN_EPS:g}"
 
@@ -82,17 +63,14 @@ def tiny_blip_weights(name: str, weights: str | Path | None, local_only: bool = 
     return None, weights_id + _eps_suffix()
 
 
-def load_blip(
-    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
-) -> BlipITCEncoder:
+def load_blip(build: Build) -> BlipITCEncoder:
     """BLIP ViT-B retrieval model fine-tuned on COCO (Salesforce/blip-itm-base-coco), ITC embeddings."""
-    transformers = import_transformers()
-    folder, weights_id = blip_weights(name, weights)
-    config = transformers.BlipConfig.from_pretrained(folder)
-    config.vision_config.layer_norm_eps = BLIP_VISION_LN_EPS
-    model = transformers.BlipForImageTextRetrieval.from_pretrained(folder, config=config)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    return _blip_encoder(model, tokenizer, name, device, preprocess, weights_id)
+    transformers = require(*TRANSFORMERS)
+    config = transformers.BlipConfig.from_pretrained(build.weights)
+    config.vision_config.layer_norm_eps = BLIP_VISION_LN_EPS  # what blip_weights' identity records
+    model = transformers.BlipForImageTextRetrieval.from_pretrained(build.weights, config=config)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(build.weights)
+    return BlipITCEncoder(finish_model(model, build.device), tokenizer, **build.encoder_fields())
 
 
 def tiny_vocab() -> list[str]:
@@ -113,22 +91,22 @@ def tiny_vocab() -> list[str]:
 
 def tiny_tokenizer() -> Any:
     """A BERT-uncased-style tokenizer over :func:`tiny_vocab` (NOT bert-base-uncased, which cannot be downloaded)."""
-    transformers = import_transformers()
+    transformers = require(*TRANSFORMERS)
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n", encoding="utf-8")
         return transformers.BertTokenizer.from_pretrained(folder)
 
 
-def tiny_blip_config() -> Any:
-    """A small BlipConfig with the real model's structure."""
-    transformers = import_transformers()
+def tiny_blip_config(image_size: int) -> Any:
+    """A small BlipConfig with the real model's structure, for ``image_size`` px inputs."""
+    transformers = require(*TRANSFORMERS)
     # BlipVisionConfig initialises with std 1e-10 (fine before loading weights, degenerate for a random model)
     vision = {
         "hidden_size": 48,
         "intermediate_size": 96,
         "num_hidden_layers": 2,
         "num_attention_heads": 2,
-        "image_size": TINY_IMAGE_SIZE,
+        "image_size": image_size,
         "patch_size": 8,
         "initializer_range": 0.02,
         "layer_norm_eps": BLIP_VISION_LN_EPS,
@@ -152,12 +130,9 @@ def tiny_blip_config() -> Any:
     return transformers.BlipConfig(vision_config=vision, text_config=text, image_text_hidden_size=16)
 
 
-def load_tiny_blip(
-    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
-) -> BlipITCEncoder:
+def load_tiny_blip(build: Build) -> BlipITCEncoder:
     """tiny-blip: BlipForImageTextRetrieval at tiny sizes with seeded random weights and a generated vocabulary."""
-    _, weights_id = tiny_blip_weights(name, weights)
-    transformers = import_transformers()
+    transformers = require(*TRANSFORMERS)
     with seeded(TINY_SEED):
-        model = transformers.BlipForImageTextRetrieval(tiny_blip_config())
-    return _blip_encoder(model, tiny_tokenizer(), name, device, preprocess, weights_id)
+        model = transformers.BlipForImageTextRetrieval(tiny_blip_config(build.recipe.size))
+    return BlipITCEncoder(finish_model(model, build.device), tiny_tokenizer(), **build.encoder_fields())

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bliss_utils.encoders.base import Encoder, finish_model, select_device
-from bliss_utils.encoders.hf_common import import_transformers, model_folder, pil_processor_class
+from bliss_utils._checks import require, torch_device
+from bliss_utils.encoders.base import TRANSFORMERS, Encoder, finish_model
+from bliss_utils.encoders.hf_common import model_folder, pil_processor_class
 from bliss_utils.encoders.preprocessing import ResizeCropNormalize, choose_recipe, hf_image_processor_transform
 
 
@@ -36,8 +37,8 @@ class HFClipEncoder(Encoder):
 
 
 def _parts(repo_id: str, weights: str | Path | None, preprocess: str, local_only: bool) -> dict[str, Any]:
-    """Everything but the model: name, folder, weights identity, processor-based recipe, dimension (from config.json)."""
-    transformers = import_transformers()
+    """Everything but the model: name, folder, weights identity, processor-based recipe, dimension (config.json)."""
+    transformers = require(*TRANSFORMERS)
     name = f"hf:{repo_id}"
     if not repo_id:
         raise ValueError("hf:REPO_ID needs a repository id, e.g. hf:openai/clip-vit-base-patch16")
@@ -86,7 +87,7 @@ def load_hf_clip(
     repo_id: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
 ) -> HFClipEncoder:
     """Build ``hf:REPO_ID`` (REPO_ID may also be a local folder saved with save_pretrained)."""
-    transformers = import_transformers()
+    transformers = require(*TRANSFORMERS)
     p = _parts(repo_id, weights, preprocess, local_only=False)
     model = transformers.AutoModel.from_pretrained(p["folder"])
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
@@ -96,7 +97,7 @@ def load_hf_clip(
     tokenizer = transformers.AutoTokenizer.from_pretrained(p["folder"])
     text_cfg = getattr(model.config, "text_config", model.config)
     max_tokens = int(getattr(text_cfg, "max_position_embeddings", 77))
-    device = select_device(device)
+    device = torch_device(device)
     return HFClipEncoder(
         finish_model(model, device),
         tokenizer,

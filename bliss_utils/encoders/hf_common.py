@@ -5,23 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bliss_utils._checks import require
+from bliss_utils.encoders.base import TRANSFORMERS
 from bliss_utils.encoders.weights import explicit_path, fingerprint, hf_snapshot, missing, weights_dir_entry
 
 _CONFIG_AND_TOKENIZER = ["*.json", "*.txt", "*.model", "merges.txt"]
 
 
-def import_transformers() -> Any:
-    """Import transformers, or raise an ImportError naming the pip command."""
-    try:
-        import transformers
-    except ImportError as err:
-        raise ImportError("this encoder needs transformers: pip install transformers") from err
-    return transformers
-
-
 def pil_processor_class(name: str) -> Any:
     """The PIL-backed image processor class ``name``: transformers 5 calls it ``<name>Pil``; in 4.x it is ``<name>``."""
-    transformers = import_transformers()
+    transformers = require(*TRANSFORMERS)
     # transformers 5 defaults to a torchvision backend whose resize differs from the original PIL pipelines
     return getattr(transformers, f"{name}Pil", None) or getattr(transformers, name)
 

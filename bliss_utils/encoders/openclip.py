@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from bliss_utils.encoders.base import Encoder, finish_model, seeded, select_device
+from bliss_utils._checks import require, torch_device
+from bliss_utils.encoders.base import OPEN_CLIP, Build, Encoder, EncoderSpec, finish_model, seeded
 from bliss_utils.encoders.preprocessing import OPENAI_MEAN, OPENAI_STD, ResizeCropNormalize, choose_recipe
 from bliss_utils.encoders.weights import (
     TINY_SEED,
@@ -14,7 +15,6 @@ from bliss_utils.encoders.weights import (
     fingerprint,
     hf_first_file,
     missing,
-    random_weights,
     url_file,
     weights_dir_entry,
 )
@@ -34,15 +34,6 @@ TINY_CLIP_CFG: dict[str, Any] = {
 }
 
 
-def import_open_clip() -> Any:
-    """Import open_clip, or raise an ImportError naming the pip command."""
-    try:
-        import open_clip
-    except ImportError as err:
-        raise ImportError("this encoder needs open_clip: pip install open_clip_torch") from err
-    return open_clip
-
-
 class OpenClipEncoder(Encoder):
     """Any open_clip model (``encode_image`` / ``encode_text``) with its tokenizer."""
 
@@ -58,29 +49,12 @@ class OpenClipEncoder(Encoder):
         return self.model.encode_text(self.tokenizer(texts).to(self.device))
 
 
-def make_open_clip_encoder(
-    model: Any, tokenizer: Any, name: str, dim: int, device: Any, recipe: ResizeCropNormalize, weights_id: str
-) -> OpenClipEncoder:
-    """Wrap a built open_clip model: eval mode, device, transform and ids."""
-    model = finish_model(model, device)
-    return OpenClipEncoder(
-        model,
-        tokenizer,
-        name=name,
-        dim=dim,
-        device=device,
-        preprocess=recipe.build(),
-        preprocess_id=recipe.id,
-        weights_id=weights_id,
-    )
-
-
 _STATE_DICT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
 def openai_url(model_name: str) -> str:
     """The URL of OpenAI's own TorchScript file for ``model_name`` (as open_clip lists it), or ''."""
-    open_clip = import_open_clip()
+    open_clip = require(*OPEN_CLIP)
     return (
         open_clip.get_pretrained_cfg(model_name, CLIP_TAG).get("url", "")
         if CLIP_TAG in open_clip.list_pretrained_tags_by_model(model_name)
@@ -124,7 +98,7 @@ def check_sha256(path: Path, expected: str) -> None:
 def load_openai_torchscript(path: Path, expected_sha256: str) -> Any:
     """OpenAI's TorchScript file as a plain open_clip CLIP (QuickGELU, fp32), after checking its sha256."""
     check_sha256(path, expected_sha256)
-    open_clip = import_open_clip()
+    open_clip = require(*OPEN_CLIP)
     # open_clip reads the archive's state dict and builds its own (non-scripted) CLIP from it
     return open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
 
@@ -135,7 +109,7 @@ def _weights_id(path: Path) -> str:
 
 
 def _weights_dir_file(encoder: str, preferred: tuple[str, ...]) -> Path | None:
-    """The weights file in ``$BLISS_WEIGHTS_DIR/<encoder>/``: the first of ``preferred`` present, else the first sorted."""
+    """The weights file in ``$BLISS_WEIGHTS_DIR/<encoder>/``: the first of ``preferred`` there, else the first."""
     local = weights_dir_entry(encoder)
     if local is None or not local.is_dir():
         return None
@@ -151,7 +125,7 @@ def _weights_dir_file(encoder: str, preferred: tuple[str, ...]) -> Path | None:
 
 def _tag_file(model_name: str, tag: str, encoder: str, local_only: bool) -> Path:
     """Resolve a pretrained tag's file ourselves so offline mode and missing files give our one clear error."""
-    open_clip = import_open_clip()
+    open_clip = require(*OPEN_CLIP)
     cfg = open_clip.get_pretrained_cfg(model_name, tag)
     preferred = (*([openai_filename(model_name)] if openai_sha256(model_name) else []), *_STATE_DICT_FILES)
     local = _weights_dir_file(encoder, preferred if tag == CLIP_TAG else _STATE_DICT_FILES)
@@ -170,7 +144,7 @@ def _tag_file(model_name: str, tag: str, encoder: str, local_only: bool) -> Path
 
 def _open_clip_file(spec: str, name: str, weights: str | Path | None, local_only: bool) -> tuple[Path, dict[str, Any]]:
     """(checkpoint file, pretrained config) of ``MODEL/PRETRAINED`` or of ``weights``: the lookup order of loading."""
-    open_clip = import_open_clip()
+    open_clip = require(*OPEN_CLIP)
     model_name, _, pretrained = spec.partition("/")
     if model_name not in open_clip.list_models():
         raise ValueError(f"unknown open_clip model {model_name!r} in {name!r}; see open_clip.list_models()")
@@ -189,7 +163,7 @@ def _open_clip_file(spec: str, name: str, weights: str | Path | None, local_only
 
 
 def _open_clip_recipe(model_name: str, cfg: dict[str, Any]) -> ResizeCropNormalize:
-    open_clip = import_open_clip()
+    open_clip = require(*OPEN_CLIP)
     size = open_clip.get_model_config(model_name)["vision_cfg"].get("image_size", 224)
     return ResizeCropNormalize(
         size=int(size[0] if isinstance(size, (tuple, list)) else size),
@@ -200,10 +174,8 @@ def _open_clip_recipe(model_name: str, cfg: dict[str, Any]) -> ResizeCropNormali
 
 
 def describe_open_clip_spec(spec: str, *, weights: str | Path | None = None, preprocess: str = "default") -> Any:
-    """The identity of ``open_clip:MODEL/PRETRAINED`` without building it (its weights file is found, not downloaded)."""
-    from bliss_utils.encoders.registry import EncoderSpec
-
-    open_clip = import_open_clip()
+    """The identity of ``open_clip:MODEL/PRETRAINED`` without building it (weights found, never downloaded)."""
+    open_clip = require(*OPEN_CLIP)
     name = f"open_clip:{spec}"
     path, cfg = _open_clip_file(spec, name, weights, local_only=True)
     model_name = spec.partition("/")[0]
@@ -212,7 +184,7 @@ def describe_open_clip_spec(spec: str, *, weights: str | Path | None = None, pre
 
 
 def _build_open_clip(model_name: str, path: Path, cfg: dict[str, Any]) -> Any:
-    open_clip = import_open_clip()
+    open_clip = require(*OPEN_CLIP)
     if is_torchscript(path):
         return load_openai_torchscript(path, openai_sha256(model_name))
     # a tag's quick_gelu must reach the architecture: passing a file path bypasses open_clip's tag lookup
@@ -225,61 +197,50 @@ def load_open_clip_spec(
     device: Any = None,
     weights: str | Path | None = None,
     preprocess: str = "default",
-    name: str | None = None,
 ) -> OpenClipEncoder:
     """Build ``open_clip:MODEL/PRETRAINED`` (PRETRAINED: a tag of MODEL, or a local checkpoint file)."""
-    open_clip = import_open_clip()
-    name = name or f"open_clip:{spec}"
-    path, cfg = _open_clip_file(spec, name, weights, local_only=False)
+    open_clip = require(*OPEN_CLIP)
+    path, cfg = _open_clip_file(spec, f"open_clip:{spec}", weights, local_only=False)
     model_name = spec.partition("/")[0]
-    model = _build_open_clip(model_name, path, cfg)
-    return make_open_clip_encoder(
-        model,
-        open_clip.get_tokenizer(model_name),
-        name,
-        int(open_clip.get_model_config(model_name)["embed_dim"]),
-        select_device(device),
-        choose_recipe(_open_clip_recipe(model_name, cfg), preprocess),
-        _weights_id(path),
+    recipe = choose_recipe(_open_clip_recipe(model_name, cfg), preprocess)
+    described = EncoderSpec(
+        f"open_clip:{spec}", _weights_id(path), recipe.id, int(open_clip.get_model_config(model_name)["embed_dim"])
     )
+    build = Build(described, recipe, path, torch_device(device))
+    return open_clip_encoder(_build_open_clip(model_name, path, cfg), open_clip.get_tokenizer(model_name), build)
 
 
-def clip_vit_b16_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
-    """(file, weights identity) of clip-vit-b16: ``weights``, else ``$BLISS_WEIGHTS_DIR``, else the HF cache."""
-    path, _ = _open_clip_file(f"{CLIP_MODEL}/{CLIP_TAG}", name, weights, local_only)
+def open_clip_encoder(model: Any, tokenizer: Any, build: Build) -> OpenClipEncoder:
+    """Wrap a built open_clip model as the encoder ``build`` declares: eval mode, on its device."""
+    return OpenClipEncoder(finish_model(model, build.device), tokenizer, **build.encoder_fields())
+
+
+def open_clip_weights(spec: str, name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
+    """(file, weights identity) of ``MODEL/PRETRAINED``: ``weights``, else ``$BLISS_WEIGHTS_DIR``, else the HF cache."""
+    path, _ = _open_clip_file(spec, name, weights, local_only)
     return path, _weights_id(path)
 
 
-def load_clip_vit_b16(
-    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
-) -> OpenClipEncoder:
+def clip_vit_b16_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
+    """(file, weights identity) of clip-vit-b16 (see :func:`open_clip_weights`)."""
+    return open_clip_weights(f"{CLIP_MODEL}/{CLIP_TAG}", name, weights, local_only)
+
+
+def load_clip_vit_b16(build: Build) -> OpenClipEncoder:
     """OpenAI CLIP ViT-B/16 (the paper's default backbone) through open_clip, with QuickGELU."""
-    return load_open_clip_spec(
-        f"{CLIP_MODEL}/{CLIP_TAG}", device=device, weights=weights, preprocess=preprocess, name=name
-    )
+    open_clip = require(*OPEN_CLIP)
+    cfg = open_clip.get_pretrained_cfg(CLIP_MODEL, CLIP_TAG)
+    model = _build_open_clip(CLIP_MODEL, build.weights, cfg)
+    return open_clip_encoder(model, open_clip.get_tokenizer(CLIP_MODEL), build)
 
 
 def build_tiny_clip(seed: int = TINY_SEED) -> Any:
     """The tiny open_clip CLIP (QuickGELU, real tokenizer vocabulary) with seeded random weights."""
-    open_clip = import_open_clip()
+    open_clip = require(*OPEN_CLIP)
     with seeded(seed):
         return open_clip.CLIP(**TINY_CLIP_CFG)
 
 
-def load_tiny_clip(
-    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
-) -> OpenClipEncoder:
+def load_tiny_clip(build: Build) -> OpenClipEncoder:
     """tiny-clip: open_clip's CLIP architecture at 32 px with seeded random weights; no download."""
-    from bliss_utils.encoders.registry import declared_recipe
-
-    _, weights_id = random_weights(name, weights)
-    open_clip = import_open_clip()
-    return make_open_clip_encoder(
-        build_tiny_clip(),
-        open_clip.get_tokenizer("ViT-B-16"),
-        name,
-        TINY_CLIP_CFG["embed_dim"],
-        select_device(device),
-        declared_recipe(name, preprocess),
-        weights_id,
-    )
+    return open_clip_encoder(build_tiny_clip(), require(*OPEN_CLIP).get_tokenizer("ViT-B-16"), build)

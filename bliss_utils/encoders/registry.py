@@ -1,8 +1,9 @@
 """Encoder names -> what they are (declared as data) and how to build them (looked up lazily).
 
 Each named backbone declares its dimension and its preprocessing recipes as data, and names two functions: one that
-finds its weights file and returns the weights identity (cheap: no model is built), one that builds the model. So
-:func:`describe_encoder` knows everything the embedding cache keys on without importing torch's model code.
+finds its weights file and returns the weights identity (cheap: no model is built), one that builds the model from what
+the entry declares (:class:`~bliss_utils.encoders.base.Build`). So :func:`describe_encoder` knows everything the
+embedding cache keys on without importing torch's model code, and the built encoder carries that same identity.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bliss_utils.encoders.base import Encoder
+from bliss_utils._checks import torch_device
+from bliss_utils.encoders.base import Build, Encoder, EncoderSpec, device_precision
 from bliss_utils.encoders.preprocessing import (
     CIFAR_MEAN,
     CIFAR_STD,
@@ -37,7 +39,8 @@ PREPROCESS_OPTIONS = ("default", "cifar")
 
 @dataclass(frozen=True)
 class Backbone:
-    """A named encoder as data: builder and weights resolver ("module:function"), dimension, recipes, text tower."""
+    """A named encoder as data: builder and weights resolver ("module:function" in this package, imported on use so
+    this module stays cheap), dimension, recipes, text tower."""
 
     builder: str
     weights: str
@@ -47,26 +50,6 @@ class Backbone:
     precision: str | None = None  # one precision on every device (the toys compute in numpy fp32); None: precision_for
 
 
-@dataclass(frozen=True)
-class EncoderSpec:
-    """What an encoder's embeddings depend on, known without building it (the embedding cache's encoder key)."""
-
-    name: str
-    weights_id: str
-    preprocess_id: str
-    dim: int
-    has_text: bool = True
-    precision: str | None = None  # None: not known here (an identity recovered from a cache, no device asked for)
-    preprocess: str = "default"
-
-    def identity(self) -> dict[str, Any]:
-        """The fields that enter cache keys (the same as :func:`bliss_utils.embeddings.encoder_identity`)."""
-        out = {k: v for k, v in asdict(self).items() if k in ("name", "weights_id", "preprocess_id", "dim")}
-        if self.precision is not None:
-            out["precision"] = self.precision
-        return out
-
-
 _CLIP_224 = ResizeCropNormalize(224, "bicubic", OPENAI_MEAN, OPENAI_STD)
 # SLIP evaluates with torchvision's default (bilinear) Resize and ImageNet statistics
 _SLIP_224 = ResizeCropNormalize(224, "bilinear", IMAGENET_MEAN, IMAGENET_STD)
@@ -74,6 +57,9 @@ _SLIP_224 = ResizeCropNormalize(224, "bilinear", IMAGENET_MEAN, IMAGENET_STD)
 _BLIP_384 = HFProcessorRecipe("BlipImageProcessor", 384, "BICUBIC", OPENAI_MEAN, OPENAI_STD)
 _VIT_224 = HFProcessorRecipe("ViTImageProcessor", 224, "BILINEAR", (0.5,) * 3, (0.5,) * 3)
 TINY_SIZE = 32
+ANOMALYCLIP_SIZE = 518  # the authors' test resolution, from ViT-L/14's 336: positional embeddings interpolated
+# tiny-anomalyclip runs its 32 px model at 48 px to exercise the same interpolation
+TINY_ANOMALYCLIP_SIZE = 48
 
 _BACKBONES: dict[str, Backbone] = {
     "clip-vit-b16": Backbone("openclip:load_clip_vit_b16", "openclip:clip_vit_b16_weights", 512, recipes(_CLIP_224)),
@@ -111,8 +97,8 @@ _BACKBONES: dict[str, Backbone] = {
         "anomalyclip:anomalyclip_weights",
         768,
         {
-            "default": SquashNormalize(518, "bicubic", OPENAI_MEAN, OPENAI_STD),
-            "cifar": SquashNormalize(518, "bicubic", CIFAR_MEAN, CIFAR_STD),
+            "default": SquashNormalize(ANOMALYCLIP_SIZE, "bicubic", OPENAI_MEAN, OPENAI_STD),
+            "cifar": SquashNormalize(ANOMALYCLIP_SIZE, "bicubic", CIFAR_MEAN, CIFAR_STD),
         },
     ),
     "tiny-anomalyclip": Backbone(
@@ -120,8 +106,8 @@ _BACKBONES: dict[str, Backbone] = {
         "anomalyclip:tiny_anomalyclip_weights",
         32,
         {
-            "default": SquashNormalize(48, "bicubic", OPENAI_MEAN, OPENAI_STD),
-            "cifar": SquashNormalize(48, "bicubic", CIFAR_MEAN, CIFAR_STD),
+            "default": SquashNormalize(TINY_ANOMALYCLIP_SIZE, "bicubic", OPENAI_MEAN, OPENAI_STD),
+            "cifar": SquashNormalize(TINY_ANOMALYCLIP_SIZE, "bicubic", CIFAR_MEAN, CIFAR_STD),
         },
     ),
     # smoke and rehearsal stand-ins whose towers agree (encoders/toy.py): one fixed preprocessing whatever the option
@@ -151,12 +137,12 @@ _OPEN_FORM_HELP = ("open_clip:MODEL/PRETRAINED", "hf:REPO_ID")
 
 
 def list_encoders() -> list[str]:
-    """Names accepted by :func:`load_encoder` (besides the open forms ``open_clip:MODEL/PRETRAINED`` and ``hf:REPO_ID``)."""
+    """Names :func:`load_encoder` accepts (besides the open forms ``open_clip:MODEL/PRETRAINED`` and ``hf:REPO_ID``)."""
     return [*_BACKBONES, *(n for n in _CUSTOM if n not in _BACKBONES)]
 
 
 def register_encoder(name: str, builder: Callable[..., Encoder]) -> None:
-    """Add a named encoder; ``builder(name, device=..., weights=..., preprocess=...)`` must return an :class:`Encoder`."""
+    """Add a named encoder: ``builder(name, device=..., weights=..., preprocess=...)`` returns an :class:`Encoder`."""
     if not isinstance(name, str) or not name or any(name.startswith(p) for p in _OPEN_FORMS):
         raise ValueError(f"encoder name must be a non-empty string not starting with {list(_OPEN_FORMS)}; got {name!r}")
     if not callable(builder):
@@ -167,12 +153,6 @@ def register_encoder(name: str, builder: Callable[..., Encoder]) -> None:
 def backbone(name: str) -> Backbone | None:
     """The declared data of a named encoder (None for open forms and encoders registered at run time)."""
     return None if name in _CUSTOM else _BACKBONES.get(name)
-
-
-def declared_recipe(name: str, preprocess: str) -> Recipe:
-    """The preprocessing recipe a named encoder declares for ``preprocess`` ("default" or "cifar")."""
-    _check_preprocess(preprocess)
-    return _BACKBONES[name].recipes[preprocess]
 
 
 def _resolve(target: str | Callable[..., Any]) -> Callable[..., Any]:
@@ -216,13 +196,10 @@ def preprocess_for(encoder: str, mapping: Mapping[str, str] | str | None) -> str
 
 
 def precision_for(device: Any = None, info: Backbone | None = None) -> str:
-    """The numeric precision an encoder runs at on ``device``: its backbone's fixed one, else fp16 autocast on CUDA
-    and fp32 elsewhere."""
-    from bliss_utils.encoders.base import select_device
-
+    """The numeric precision an encoder runs at on ``device``: its backbone's fixed one, else the device's."""
     if info is not None and info.precision is not None:
         return info.precision
-    return "fp16-autocast" if select_device(device).type == "cuda" else "fp32"
+    return device_precision(torch_device(device))
 
 
 def describe_encoder(
@@ -245,10 +222,17 @@ def describe_encoder(
         return EncoderSpec(
             enc.name, enc.weights_id, enc.preprocess_id, enc.dim, enc.has_text, enc.precision, preprocess
         )
-    weights_id = _resolve(info.weights)(name, weights, local_only=True)[1]
-    return EncoderSpec(
-        name, weights_id, info.recipes[preprocess].id, info.dim, info.has_text, precision_for(device, info), preprocess
-    )
+    return _declared(name, info, weights, preprocess, device, local_only=True)[0]
+
+
+def _declared(
+    name: str, info: Backbone, weights: Any, preprocess: str, device: Any, local_only: bool
+) -> tuple[EncoderSpec, Path | None]:
+    """The identity a backbone entry declares, its weights found (downloaded unless ``local_only``), and the file."""
+    path, weights_id = _resolve(info.weights)(name, weights, local_only=local_only)
+    recipe = info.recipes[preprocess]
+    spec = EncoderSpec(name, weights_id, recipe.id, info.dim, info.has_text, precision_for(device, info), preprocess)
+    return spec, path
 
 
 def load_encoder(
@@ -269,13 +253,11 @@ def load_encoder(
         if name.startswith(prefix):
             return _resolve(builder)(name[len(prefix) :], **kwargs)
     info = backbone(name)
-    encoder = _resolve(_CUSTOM[name] if info is None else info.builder)(name, **kwargs)
+    if info is None:
+        encoder = _CUSTOM[name](name, **kwargs)
+    else:
+        spec, path = _declared(name, info, weights, preprocess, device, local_only=False)
+        encoder = _resolve(info.builder)(Build(spec, info.recipes[preprocess], path, torch_device(device)))
     if not isinstance(encoder, Encoder):
         raise TypeError(f"builder for {name!r} returned {type(encoder).__name__}, not an Encoder")
-    if info is not None and (encoder.dim, encoder.preprocess_id) != (info.dim, info.recipes[preprocess].id):
-        # the declared data must describe the built model, or cache keys computed without it would lie
-        raise RuntimeError(
-            f"{name}: built dim={encoder.dim}, preprocess_id={encoder.preprocess_id!r} but the registry declares "
-            f"dim={info.dim}, preprocess_id={info.recipes[preprocess].id!r}"
-        )
     return encoder

@@ -15,14 +15,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bliss_utils.encoders.base import seeded, select_device
-from bliss_utils.encoders.openclip import OpenClipEncoder, import_open_clip, make_open_clip_encoder
-from bliss_utils.encoders.preprocessing import Recipe
+from bliss_utils._checks import require
+from bliss_utils.encoders.base import OPEN_CLIP, Build, seeded
+from bliss_utils.encoders.openclip import OpenClipEncoder, open_clip_encoder
 from bliss_utils.encoders.weights import (
     TINY_SEED,
     explicit_path,
     fingerprint,
-    random_weights,
     url_file,
     weights_dir_entry,
 )
@@ -42,7 +41,8 @@ TINY_EMBED_DIM = 24
 TINY_SSL_DIMS = (64, 16)  # SimCLR head widths of the tiny checkpoint (the real one: 4096, 256)
 
 # SLIP's launcher keeps pathlib paths in ``args`` (e.g. output_dir). They are unpickled as pure paths: a PosixPath
-# saved on Linux cannot be instantiated on Windows, and pure paths do no I/O. Python 3.13 pickles them as pathlib._local.
+# saved on Linux cannot be instantiated on Windows, and pure paths do no I/O. Python 3.13 pickles them as
+# pathlib._local.
 _PATH_GLOBALS = [
     (pure, f"{module}.{cls}")
     for module in ("pathlib", "pathlib._local")
@@ -151,7 +151,7 @@ def _vision_image_size(sd: dict[str, Any]) -> int:
 
 def build_slip_model(sd: dict[str, Any], timm_model_name: str) -> Any:
     """An open_clip CLIP holding the SLIP weights ``sd`` (``module.`` stripped); every key must match."""
-    open_clip = import_open_clip()
+    open_clip = require(*OPEN_CLIP)
     _register_tiny_timm_model()
     model = open_clip.CLIP(**slip_config(sd, timm_model_name))
     try:
@@ -187,7 +187,7 @@ def make_tiny_slip_checkpoint(seed: int = TINY_SEED) -> dict[str, Any]:
     """A random checkpoint in SLIP's own layout (``module.`` keys, SimCLR head, ``args``), at tiny sizes."""
     import torch
 
-    open_clip = import_open_clip()
+    open_clip = require(*OPEN_CLIP)
     _register_tiny_timm_model()
     cfg = {
         "embed_dim": TINY_EMBED_DIM,
@@ -220,22 +220,10 @@ def make_tiny_slip_checkpoint(seed: int = TINY_SEED) -> dict[str, Any]:
 
 
 # -- encoders ----------------------------------------------------------------------------------------------------------
-def _slip_encoder(
-    ckpt: dict[str, Any], timm_model_name: str, recipe: Recipe, name: str, device: Any, weights_id: str
-) -> OpenClipEncoder:
-    open_clip = import_open_clip()
-    sd = checkpoint_state_dict(ckpt)
-    model = build_slip_model(sd, timm_model_name)
+def _slip_encoder(ckpt: dict[str, Any], timm_model_name: str, build: Build) -> OpenClipEncoder:
+    model = build_slip_model(checkpoint_state_dict(ckpt), timm_model_name)
     # SLIP's tokenizer is OpenAI CLIP's BPE, byte-identical to open_clip's (prompts over 77 tokens end differently)
-    return make_open_clip_encoder(
-        model,
-        open_clip.get_tokenizer("ViT-B-16"),
-        name,
-        int(sd["text_projection"].shape[1]),
-        select_device(device),
-        recipe,
-        weights_id,
-    )
+    return open_clip_encoder(model, require(*OPEN_CLIP).get_tokenizer("ViT-B-16"), build)
 
 
 def slip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
@@ -250,24 +238,11 @@ def slip_weights(name: str, weights: str | Path | None, local_only: bool = False
     return path, f"slip-checkpoint@{fingerprint(path)}"
 
 
-def load_slip_vit_b16(
-    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
-) -> OpenClipEncoder:
-    """SLIP ViT-B/16 from its released checkpoint (``weights``, $BLISS_SLIP_CHECKPOINT, $BLISS_WEIGHTS_DIR or download)."""
-    from bliss_utils.encoders.registry import declared_recipe
-
-    path, weights_id = slip_weights(name, weights)
-    ckpt = load_slip_checkpoint(path)
-    return _slip_encoder(ckpt, SLIP_TIMM_MODEL, declared_recipe(name, preprocess), name, device, weights_id)
+def load_slip_vit_b16(build: Build) -> OpenClipEncoder:
+    """SLIP ViT-B/16 from its released checkpoint (found by :func:`slip_weights`)."""
+    return _slip_encoder(load_slip_checkpoint(build.weights), SLIP_TIMM_MODEL, build)
 
 
-def load_tiny_slip(
-    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
-) -> OpenClipEncoder:
+def load_tiny_slip(build: Build) -> OpenClipEncoder:
     """tiny-slip: a seeded random SLIP-layout checkpoint through the same mapping as slip-vit-b16; no download."""
-    from bliss_utils.encoders.registry import declared_recipe
-
-    _, weights_id = random_weights(name, weights)
-    return _slip_encoder(
-        make_tiny_slip_checkpoint(), TINY_TIMM_MODEL, declared_recipe(name, preprocess), name, device, weights_id
-    )
+    return _slip_encoder(make_tiny_slip_checkpoint(), TINY_TIMM_MODEL, build)

@@ -3,13 +3,14 @@
 The rehearsal's stand-ins (toy-clip-512, toy-blip-256, toy-slip-512 and the image-only toy-vit-768) are the same maps
 at the real backbones' output dimensions, so every cost after embedding is the real one.
 
-The generated datasets (:mod:`bliss_utils.datasets.synthetic`) draw every class with a look that is a fixed function of its
-name. A toy encoder's image tower is a fixed seeded map of pixel statistics (mean colour and the phase-free magnitude
-of the low spatial frequencies, through two random layers). Its text tower reads the label out of the prompt, renders
-that label's look, and returns the unit mean image embedding of the renders plus a shared "modality gap" direction
-and a small per-prompt direction. So "This is a photo of a cat" lands near the generated cats, every word (class name
-or dictionary entry) lands near its own look, image-text similarities are small and text-text ones large, as with
-real CLIP models. Nothing is trained and nothing is downloaded; the numbers test the wiring, not the paper.
+The generated datasets (:mod:`bliss_utils.datasets.synthetic`) draw every class with a look that is a fixed function
+of its name. A toy encoder's image tower is a fixed seeded map of pixel statistics (mean colour and the phase-free
+magnitude of the low spatial frequencies, through two random layers). Its text tower reads the label out of the
+prompt, renders that label's look, and returns the unit mean image embedding of the renders plus a shared "modality
+gap" direction and a small per-prompt direction. So "This is a photo of a cat" lands near the generated cats, every
+word (class name or dictionary entry) lands near its own look, image-text similarities are small and text-text ones
+large, as with real CLIP models. Nothing is trained and nothing is downloaded; the numbers test the wiring, not the
+paper.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bliss_utils.datasets.prompts import ENSEMBLE_TEMPLATES
-from bliss_utils.encoders.base import Encoder, select_device
+from bliss_utils.encoders.base import Build, Encoder
 
 IMAGE_SIZE = 32
 MAX_FREQ = 5  # spatial frequencies |k| <= 5 cycles per image: the generated stripes have 1 to 4
@@ -133,17 +134,9 @@ class ToyEncoder(Encoder):
     # plain fp32 on every device (the registry declares it): nothing to gain from autocast, and numpy does the work
     PRECISION = "fp32"
 
-    def __init__(self, name: str, spec: ToySpec, device: Any) -> None:
-        super().__init__(
-            name=name,
-            dim=spec.dim,
-            device=device,
-            preprocess=to_pixels,
-            preprocess_id=ToyRecipe().id,
-            weights_id=toy_weights(name, None)[1],
-            has_text=spec.has_text,
-        )
-        self.precision = self.PRECISION
+    def __init__(self, build: Build) -> None:
+        super().__init__(**build.encoder_fields())
+        spec = TOY_ENCODERS[self.name]
         self.seed = spec.seed
         rng = np.random.default_rng(spec.seed)
         n_features = 3 + (2 * MAX_FREQ + 1) * (MAX_FREQ + 1)
@@ -206,12 +199,7 @@ class ToyEncoder(Encoder):
         return torch.from_numpy(np.array(rows, dtype=np.float32).reshape(len(texts), self.dim))
 
 
-def load_toy(
-    name: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
-) -> ToyEncoder:
-    """Build a toy encoder of :data:`TOY_ENCODERS` (no weights: ``weights`` must be None; both preprocess options
-    give the same fixed pipeline, as there are no normalisation statistics to swap)."""
-    if name not in TOY_ENCODERS:
-        raise ValueError(f"unknown toy encoder {name!r}; valid names: {', '.join(TOY_ENCODERS)}")
-    toy_weights(name, weights)
-    return ToyEncoder(name, TOY_ENCODERS[name], select_device(device))
+def load_toy(build: Build) -> ToyEncoder:
+    """Build a toy encoder of :data:`TOY_ENCODERS` (both preprocess options give the same fixed pipeline, as there are
+    no normalisation statistics to swap)."""
+    return ToyEncoder(build)

@@ -187,7 +187,7 @@ TINY_SEED = 0
 
 
 def random_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[None, str]:
-    """(no file, identity) of a tiny encoder's seeded random weights: a constant per name; refuses a weights argument."""
+    """(no file, identity) of a tiny encoder's seeded random weights: one per name; a weights argument is refused."""
     if weights is not None:
         raise ValueError(f"{name} has seeded random weights; it takes no weights argument")
     return None, f"{name}:random-seed{TINY_SEED}"

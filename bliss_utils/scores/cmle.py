@@ -128,25 +128,25 @@ def _linear(n_in: int, n_out: int, generator: Any, zero: bool = False) -> Any:
 
 
 def _residual_adapter(dim: int, hidden: int, generator: Any) -> Any:
+    """The adapter's layers, z -> z + outer(relu(inner(z))) (:func:`_adapt`); the outer layer starts at zero, so
+    training starts from the identity. A ModuleDict of torch's own layers, so a fitted SSDCMLE pickles."""
     import torch
 
-    class ResidualAdapter(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = _linear(dim, hidden, generator)
-            self.outer = _linear(hidden, dim, generator, zero=True)
+    inner = _linear(dim, hidden, generator)
+    return torch.nn.ModuleDict({"inner": inner, "outer": _linear(hidden, dim, generator, zero=True)})
 
-        def forward(self, z: Any) -> Any:
-            return z + self.outer(torch.relu(self.inner(z)))
 
-    return ResidualAdapter()
+def _adapt(adapter: Any, z: Any) -> Any:
+    import torch
+
+    return z + adapter["outer"](torch.relu(adapter["inner"](z)))
 
 
 def _apply(adapter: Any, x: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        return adapter(torch.as_tensor(np.asarray(x, dtype=np.float32))).double().numpy()
+        return _adapt(adapter, torch.as_tensor(np.asarray(x, dtype=np.float32))).double().numpy()
 
 
 class SSDCMLE(ImageScorer):
@@ -324,12 +324,12 @@ class SSDCMLE(ImageScorer):
     def _step_loss(
         self, torch: Any, adapter: Any, head: Any, zt: Any, ct: Any, idx_t: Any, w_t: Any, batch: Any
     ) -> Any:
-        fz = adapter(zt[batch])
+        fz = _adapt(adapter, zt[batch])
         proj = torch.nn.functional.normalize(head(fz), dim=1)
         loss = self.supcon_weight * supcon_loss(proj, ct[batch], self.temperature, self.base_temperature)
         if self.lle_weight > 0:
             nb = idx_t[batch]
-            f_nb = adapter(zt[nb.reshape(-1)]).reshape(nb.shape[0], nb.shape[1], -1)
+            f_nb = _adapt(adapter, zt[nb.reshape(-1)]).reshape(nb.shape[0], nb.shape[1], -1)
             recon = (w_t[batch][:, :, None] * f_nb).sum(dim=1)
             # rows of a singleton cluster have all-zero weights: no reconstruction term
             has = (w_t[batch].abs().sum(dim=1) > 0).float()

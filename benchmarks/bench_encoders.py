@@ -1,4 +1,4 @@
-"""Encoder throughput: ``python -m bliss_utils.encoders.benchmark [NAME ...]`` (images/s of encode_images).
+"""Encoder throughput: ``python benchmarks/bench_encoders.py [NAME ...]`` (images/s of encode_images).
 
 ``--random-weights`` times the real architectures without their weights: it saves a randomly initialised
 clip-vit-b16, blip or vit-b16-in21k in the layout its loader reads (a checkpoint file or a Hugging Face folder) and
@@ -43,19 +43,21 @@ def machine() -> str:
 
 
 def save_random_weights(name: str, folder: Path) -> Path:
-    """Save ``name``'s real architecture with random weights under ``folder`` in its loader's layout; return the path."""
+    """Save ``name``'s real architecture with random weights under ``folder`` in its loader's layout; the path."""
     import torch
 
+    from bliss_utils._checks import require
+    from bliss_utils.encoders.base import OPEN_CLIP, TRANSFORMERS
     from bliss_utils.encoders.blip import tiny_tokenizer
-    from bliss_utils.encoders.hf_common import import_transformers, pil_processor_class
-    from bliss_utils.encoders.openclip import CLIP_MODEL, import_open_clip
+    from bliss_utils.encoders.hf_common import pil_processor_class
+    from bliss_utils.encoders.openclip import CLIP_MODEL
 
     folder.mkdir(parents=True, exist_ok=True)
     if name == "clip-vit-b16":
         path = folder / "clip-vit-b16-random.pt"
-        torch.save(import_open_clip().create_model(CLIP_MODEL).state_dict(), path)
+        torch.save(require(*OPEN_CLIP).create_model(CLIP_MODEL).state_dict(), path)
         return path
-    transformers = import_transformers()
+    transformers = require(*TRANSFORMERS)
     if name == "blip":
         model = transformers.BlipForImageTextRetrieval(transformers.BlipConfig())  # the base model's sizes, 384 px
         tiny_tokenizer().save_pretrained(folder)
