@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 
 from bliss_utils.datasets.images import load_dataset
-from bliss_utils.datasets.synthetic import (
-    GENERATOR_VERSION,
-    class_images,
-    class_look,
-    look_key,
-    make_fake_cifar,
-    make_fake_tinyimagenet,
-)
+from bliss_utils.datasets.looks import class_images, class_look, look_key
+from bliss_utils.datasets.synthetic import GENERATOR_VERSION, make_fake_cifar, make_fake_tinyimagenet
 
 
 def test_look_is_a_function_of_the_cleaned_name():

@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 from bliss_utils.datasets.images import class_names
+from bliss_utils.datasets.looks import class_images
 from bliss_utils.datasets.prompts import make_prompts
 from bliss_utils.datasets.splits import class_splits
-from bliss_utils.datasets.synthetic import class_images, make_fake_cifar
+from bliss_utils.datasets.synthetic import make_fake_cifar
 from bliss_utils.embeddings import load_embedding_set
 from bliss_utils.encoders import load_encoder
 from bliss_utils.encoders.toy import TOY_ENCODERS, prompt_label

@@ -1,19 +1,19 @@
 """Small generated stand-ins for CIFAR and TinyImageNet, written in each dataset's own on-disk format.
 
 Tests and the notebooks' smoke mode read them through the same loaders as the real data. Each class gets a colour and
-stripe pattern that is a fixed function of its NAME (:func:`class_look`), plus per-image phase and noise: a random
-encoder separates the classes a little, and the toy encoders (``bliss_utils.encoders.toy``) map the word to the same
-look, so their text and image towers agree. Deterministic for a given seed.
+stripe pattern that is a fixed function of its NAME (``bliss_utils.datasets.looks``), plus per-image phase and noise:
+a random encoder separates the classes a little, and the toy encoders (``bliss_utils.encoders.toy``) map the word to
+the same look, so their text and image towers agree. Deterministic for a given seed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from bliss_utils.datasets.images import (
     _names_cifar100,
     tinyimagenet_classes,
 )
-from bliss_utils.datasets.prompts import clean_label
+from bliss_utils.datasets.looks import class_images
 
 # Bump when the images change for the same arguments, so that generated data from an older version is regenerated.
 GENERATOR_VERSION = 2
@@ -57,45 +57,6 @@ _CIFAR100_COARSE = {
     "vehicles_1": ["bicycle", "bus", "motorcycle", "pickup_truck", "train"],
     "vehicles_2": ["lawn_mower", "rocket", "streetcar", "tank", "tractor"],
 }
-
-
-def look_key(name: str) -> str:
-    """The form of a class name that decides its look: cleaned and case-folded ("Aquarium_fish" == "aquarium fish")."""
-    return clean_label(name).casefold()
-
-
-def class_look(name: str) -> tuple[np.ndarray, float, float]:
-    """(RGB colour, stripe angle, stripe frequency in cycles per image) of a class, a fixed function of its name.
-
-    A name looks the same in every dataset and process (sha256, not Python's salted ``hash``), so an encoder can map
-    the word to the look without seeing the dataset.
-    """
-    digest = hashlib.sha256(look_key(name).encode("utf-8")).digest()
-    style = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-    return style.uniform(40, 215, size=3), float(style.uniform(0, np.pi)), float(style.uniform(1.0, 4.0))
-
-
-def class_images(labels: np.ndarray, names: Sequence[str], size: int, seed: int, stream: int = 0) -> np.ndarray:
-    """Uint8 images (n, size, size, 3) of classes ``names[labels]``: each name's look, per-image phase and noise.
-
-    ``seed`` and ``stream`` drive only the per-image randomness; the look depends on the name alone.
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    looks = [class_look(n) for n in names]
-    colours = np.array([c for c, _, _ in looks]).reshape(len(names), 3)
-    angles = np.array([a for _, a, _ in looks])
-    freqs = np.array([f for _, _, f in looks])
-    noise = np.random.default_rng([seed, len(names), 1, stream])
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    phase = noise.uniform(0, 2 * np.pi, size=len(labels))
-    # per-image jitter of the look itself, so that images of a class vary like photos do and classes can overlap
-    angle = angles[labels] + noise.normal(0, 0.12, size=len(labels))
-    freq = freqs[labels] * np.exp(noise.normal(0, 0.1, size=len(labels)))
-    colour = colours[labels] + noise.normal(0, 12, size=(len(labels), 3))
-    coord = np.cos(angle)[:, None, None] * xx + np.sin(angle)[:, None, None] * yy
-    stripes = np.sin(2 * np.pi * freq[:, None, None] * coord + phase[:, None, None])
-    imgs = colour[:, None, None, :] + 40 * stripes[..., None] + noise.normal(0, 12, size=(len(labels), size, size, 3))
-    return np.clip(np.rint(imgs), 0, 255).astype(np.uint8)
 
 
 def chunked_images(
@@ -169,51 +130,38 @@ def make_fake_cifar(
         folder, dataset=name, seed=seed, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class
     )
 
-    def files(n: int, prefix: str) -> list[str]:
-        return [f"{prefix}_{i}.png" for i in range(n)]
-
-    if name == "cifar10":
-        batches = np.array_split(np.arange(len(train_y)), len(layout.train))
-        for i, (file, idx) in enumerate(zip(layout.train, batches, strict=True), start=1):
-            _write_pickle(
-                folder / file,
-                {
-                    "batch_label": f"training batch {i} of {len(layout.train)}",
-                    "labels": train_y[idx].tolist(),
-                    "data": train_x[idx],
-                    "filenames": files(len(idx), f"train{i}"),
-                },
-            )
-        _write_pickle(
-            folder / layout.test[0],
-            {
-                "batch_label": "testing batch 1 of 1",
-                "labels": test_y.tolist(),
-                "data": test_x,
-                "filenames": files(len(test_y), "test"),
-            },
-        )
-        _write_pickle(
-            folder / layout.meta,
-            {"label_names": names, "num_cases_per_batch": len(train_y) // len(layout.train) or 1, "num_vis": 3072},
-        )
-    else:
-        coarse_names = list(_CIFAR100_COARSE)
-        coarse_of = {fine: c for c, fines in enumerate(_CIFAR100_COARSE.values()) for fine in fines}
-        coarse = np.array([coarse_of[n] for n in names])
-        for split, y, x in (("train", train_y, train_x), ("test", test_y, test_x)):
-            _write_pickle(
-                folder / (layout.train if split == "train" else layout.test)[0],
-                {
-                    "filenames": files(len(y), split),
-                    "batch_label": f"{split}ing batch 1 of 1",
-                    "fine_labels": y.tolist(),
-                    "coarse_labels": coarse[y].tolist(),
-                    "data": x,
-                },
-            )
-        _write_pickle(folder / layout.meta, {"fine_label_names": names, "coarse_label_names": coarse_names})
+    write = _write_cifar10 if name == "cifar10" else _write_cifar100
+    write(folder, layout, names, (train_y, train_x), (test_y, test_x))
     return folder
+
+
+def _files(n: int, prefix: str) -> list[str]:
+    return [f"{prefix}_{i}.png" for i in range(n)]
+
+
+def _write_cifar10(folder: Path, layout: Any, names: list[str], train: tuple, test: tuple) -> None:
+    """CIFAR-10's python pickles: five training batches, one test batch, the meta file."""
+    (train_y, train_x), (test_y, test_x) = train, test
+    batches = np.array_split(np.arange(len(train_y)), len(layout.train))
+    for i, (file, idx) in enumerate(zip(layout.train, batches, strict=True), start=1):
+        label = f"training batch {i} of {len(layout.train)}"
+        batch = {"labels": train_y[idx].tolist(), "data": train_x[idx], "filenames": _files(len(idx), f"train{i}")}
+        _write_pickle(folder / file, {"batch_label": label, **batch})
+    test = {"labels": test_y.tolist(), "data": test_x, "filenames": _files(len(test_y), "test")}
+    _write_pickle(folder / layout.test[0], {"batch_label": "testing batch 1 of 1", **test})
+    per_batch = len(train_y) // len(layout.train) or 1
+    _write_pickle(folder / layout.meta, {"label_names": names, "num_cases_per_batch": per_batch, "num_vis": 3072})
+
+
+def _write_cifar100(folder: Path, layout: Any, names: list[str], train: tuple, test: tuple) -> None:
+    """CIFAR-100's python pickles: one training and one test file with fine and coarse labels, the meta file."""
+    coarse_of = {fine: c for c, fines in enumerate(_CIFAR100_COARSE.values()) for fine in fines}
+    coarse = np.array([coarse_of[n] for n in names])
+    for split, (y, x) in (("train", train), ("test", test)):
+        labels = {"fine_labels": y.tolist(), "coarse_labels": coarse[y].tolist()}
+        content = {"filenames": _files(len(y), split), "batch_label": f"{split}ing batch 1 of 1", **labels, "data": x}
+        _write_pickle(folder / (layout.train if split == "train" else layout.test)[0], content)
+    _write_pickle(folder / layout.meta, {"fine_label_names": names, "coarse_label_names": list(_CIFAR100_COARSE)})
 
 
 def make_fake_tinyimagenet(

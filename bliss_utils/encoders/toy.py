@@ -3,7 +3,7 @@
 The rehearsal's stand-ins (toy-clip-512, toy-blip-256, toy-slip-512 and the image-only toy-vit-768) are the same maps
 at the real backbones' output dimensions, so every cost after embedding is the real one.
 
-The generated datasets (:mod:`bliss_utils.datasets.synthetic`) draw every class with a look that is a fixed function
+The generated datasets draw every class with a look (:mod:`bliss_utils.datasets.looks`) that is a fixed function
 of its name. A toy encoder's image tower is a fixed seeded map of pixel statistics (mean colour and the phase-free
 magnitude of the low spatial frequencies, through two random layers). Its text tower reads the label out of the
 prompt, renders that label's look, and returns the unit mean image embedding of the renders plus a shared "modality
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from bliss_utils.datasets.looks import class_images, look_key
 from bliss_utils.datasets.prompts import ENSEMBLE_TEMPLATES
 from bliss_utils.encoders.base import Build, Encoder
 
@@ -175,8 +176,6 @@ class ToyEncoder(Encoder):
     def look_embedding(self, label: str) -> np.ndarray:
         """Unit mean image embedding of ``label``'s generated look (float64, cached)."""
         import torch
-
-        from bliss_utils.datasets.synthetic import class_images, look_key
 
         key = look_key(label)
         if key not in self._looks:
