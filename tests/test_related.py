@@ -11,8 +11,8 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
-from bliss_utils import anomalyclip
 from bliss_utils.datasets.splits import class_splits
+from bliss_utils.encoders import anomalyclip_prompts
 from bliss_utils.evaluation.grid import EmbeddingSet, evaluate_grid
 from bliss_utils.scores.cmle import SSDCMLE, lle_weights, pseudo_captions, supcon_loss
 from bliss_utils.scores.prompt_pairs import (
@@ -226,16 +226,16 @@ def tiny():
 
 def _neutral_prompts(model, tokenizer, deep=()):
     x_id = tokenizer(["X"])[0, 1]
-    ctx = model.token_embedding.weight[x_id].detach().expand(anomalyclip.N_CTX, -1).clone()
-    return anomalyclip.LearnedPrompts(ctx_normal=ctx, ctx_abnormal=ctx, deep=tuple(deep))
+    ctx = model.token_embedding.weight[x_id].detach().expand(anomalyclip_prompts.N_CTX, -1).clone()
+    return anomalyclip_prompts.LearnedPrompts(ctx_normal=ctx, ctx_abnormal=ctx, deep=tuple(deep))
 
 
 def test_text_path_equals_plain_encoder_with_neutral_prompts(tiny):
     model, tok = tiny.model, tiny.tokenizer
-    tokens = tok([anomalyclip.NORMAL_PROMPT, anomalyclip.ABNORMAL_PROMPT])
+    tokens = tok([anomalyclip_prompts.NORMAL_PROMPT, anomalyclip_prompts.ABNORMAL_PROMPT])
     with torch.no_grad():
         plain = model.encode_text(tokens)
-        no_deep = anomalyclip.learned_text_features(model, tok, _neutral_prompts(model, tok))
+        no_deep = anomalyclip_prompts.learned_text_features(model, tok, _neutral_prompts(model, tok))
         # neutral deep prompts: the hidden states plain CLIP has at positions 1..4 before blocks 1..8 (identical for
         # both prompts, whose first 5 tokens agree under the causal mask)
         seen = {}
@@ -248,9 +248,11 @@ def test_text_path_equals_plain_encoder_with_neutral_prompts(tiny):
         model.encode_text(tokens)
         for h in hooks:
             h.remove()
-        deep = [seen[i] for i in range(1, anomalyclip.N_DEEP_LAYERS + 1)]
-        with_deep = anomalyclip.learned_text_features(model, tok, _neutral_prompts(model, tok, deep))
-        other = anomalyclip.learned_text_features(model, tok, _neutral_prompts(model, tok, [d.flip(-1) for d in deep]))
+        deep = [seen[i] for i in range(1, anomalyclip_prompts.N_DEEP_LAYERS + 1)]
+        with_deep = anomalyclip_prompts.learned_text_features(model, tok, _neutral_prompts(model, tok, deep))
+        other = anomalyclip_prompts.learned_text_features(
+            model, tok, _neutral_prompts(model, tok, [d.flip(-1) for d in deep])
+        )
     torch.testing.assert_close(no_deep, plain, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(with_deep, plain, rtol=1e-5, atol=1e-5)
     # the deep prompts are really written in (a constant shift would not do: LayerNorm removes it)
@@ -263,7 +265,7 @@ def test_image_path_with_ln_post_at_native_size_equals_encode_images(tiny):
     clip = load_encoder("tiny-clip", device="cpu")  # same seeded vision tower as tiny-anomalyclip
     pixels = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        ours = anomalyclip.global_image_features(tiny.model.visual, pixels, apply_ln_post=True)
+        ours = anomalyclip_prompts.global_image_features(tiny.model.visual, pixels, apply_ln_post=True)
     np.testing.assert_allclose(
         ours.numpy() / np.linalg.norm(ours.numpy(), axis=1, keepdims=True), clip.encode_images(pixels), atol=1e-5
     )
@@ -276,19 +278,19 @@ def test_generated_checkpoint_loads_and_bad_ones_are_refused(tiny, tmp_path):
     from bliss_utils.encoders.anomalyclip import generated_checkpoint_state, write_generated_checkpoint
 
     path = write_generated_checkpoint(tmp_path / "epoch_15.pth", width=32)
-    prompts = anomalyclip.load_prompt_checkpoint(path, width=32)
+    prompts = anomalyclip_prompts.load_prompt_checkpoint(path, width=32)
     raw = torch.load(path, weights_only=True)["prompt_learner"]
     assert raw["ctx_pos"].dtype == torch.float16 and prompts.ctx_normal.dtype == torch.float32
     torch.testing.assert_close(prompts.ctx_abnormal, raw["ctx_neg"][0, 0].float())
-    assert len(prompts.deep) == 8 and prompts.sha256 == anomalyclip.sha256_of(path)
+    assert len(prompts.deep) == 8 and prompts.sha256 == anomalyclip_prompts.sha256_of(path)
     with pytest.raises(ValueError, match="width 768"):
-        wide = anomalyclip.load_prompt_checkpoint(write_generated_checkpoint(tmp_path / "wide.pth"))
-        anomalyclip.learned_text_features(tiny.model, tiny.tokenizer, wide)
+        wide = anomalyclip_prompts.load_prompt_checkpoint(write_generated_checkpoint(tmp_path / "wide.pth"))
+        anomalyclip_prompts.learned_text_features(tiny.model, tiny.tokenizer, wide)
 
     def broken(edit):
         state = generated_checkpoint_state(32)
         edit(state["prompt_learner"])
-        return anomalyclip.prompts_from_state(state, 32)
+        return anomalyclip_prompts.prompts_from_state(state, 32)
 
     with pytest.raises(ValueError, match="lacks key"):
         broken(lambda sd: sd.pop("compound_prompts_text.7"))
@@ -297,10 +299,10 @@ def test_generated_checkpoint_loads_and_bad_ones_are_refused(tiny, tmp_path):
     with pytest.raises(ValueError, match="shape"):
         broken(lambda sd: sd.update({"ctx_pos": torch.zeros(1, 1, 11, 32)}))
     with pytest.raises(ValueError, match="prompt_learner"):
-        anomalyclip.prompts_from_state({"state_dict": {}})
+        anomalyclip_prompts.prompts_from_state({"state_dict": {}})
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable"):
-        anomalyclip.load_prompt_checkpoint(tmp_path / "junk.pth")
+        anomalyclip_prompts.load_prompt_checkpoint(tmp_path / "junk.pth")
 
 
 def test_git_blob_id_matches_git():
@@ -309,27 +311,31 @@ def test_git_blob_id_matches_git():
 
     path = Path(__file__).resolve().parents[1] / "pyproject.toml"
     expected = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True)
-    assert anomalyclip.git_blob_id(path) == expected.stdout.strip()
+    assert anomalyclip_prompts.git_blob_id(path) == expected.stdout.strip()
 
 
 def test_missing_checkpoint_is_reported_and_download_installs(tmp_path, monkeypatch):
     from bliss_utils.encoders.anomalyclip import write_generated_checkpoint
 
     monkeypatch.setenv("BLISS_WEIGHTS_DIR", str(tmp_path / "weights"))
-    assert anomalyclip.checkpoint_or_none() is None
-    with pytest.raises(anomalyclip.CheckpointMissingError, match="not run: checkpoint missing") as err:
-        anomalyclip.find_checkpoint()
-    assert anomalyclip.CHECKPOINT_URL in str(err.value) and "anomalyclip-vit-l14-336" in str(err.value)
+    assert anomalyclip_prompts.checkpoint_or_none() is None
+    with pytest.raises(anomalyclip_prompts.CheckpointMissingError, match="not run: checkpoint missing") as err:
+        anomalyclip_prompts.find_checkpoint()
+    assert anomalyclip_prompts.CHECKPOINT_URL in str(err.value) and "anomalyclip-vit-l14-336" in str(err.value)
     source = write_generated_checkpoint(tmp_path / "src.pth", width=32)
-    with pytest.raises(anomalyclip.CheckpointMissingError, match="not the released"):
-        anomalyclip.download_checkpoint(url=source.as_uri())  # not the authors' file
-    assert anomalyclip.checkpoint_or_none() is None
-    installed = anomalyclip.download_checkpoint(url=source.as_uri(), git_blob=anomalyclip.git_blob_id(source))
-    assert installed == anomalyclip.checkpoint_location() and anomalyclip.checkpoint_or_none() == installed
-    assert anomalyclip.sha256_of(installed) == anomalyclip.sha256_of(source)
+    with pytest.raises(anomalyclip_prompts.CheckpointMissingError, match="not the released"):
+        anomalyclip_prompts.download_checkpoint(url=source.as_uri())  # not the authors' file
+    assert anomalyclip_prompts.checkpoint_or_none() is None
+    installed = anomalyclip_prompts.download_checkpoint(
+        url=source.as_uri(), git_blob=anomalyclip_prompts.git_blob_id(source)
+    )
+    assert (
+        installed == anomalyclip_prompts.checkpoint_location() and anomalyclip_prompts.checkpoint_or_none() == installed
+    )
+    assert anomalyclip_prompts.sha256_of(installed) == anomalyclip_prompts.sha256_of(source)
     (tmp_path / "bad.pth").write_bytes(b"html error page")
-    with pytest.raises(anomalyclip.CheckpointMissingError, match="not a readable"):
-        anomalyclip.download_checkpoint(tmp_path / "other", url=(tmp_path / "bad.pth").as_uri(), git_blob=None)
+    with pytest.raises(anomalyclip_prompts.CheckpointMissingError, match="not a readable"):
+        anomalyclip_prompts.download_checkpoint(tmp_path / "other", url=(tmp_path / "bad.pth").as_uri(), git_blob=None)
     assert (tmp_path / "other").is_dir() and not list((tmp_path / "other").iterdir())
 
 

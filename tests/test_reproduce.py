@@ -43,9 +43,11 @@ def test_preflight_reads_what_the_notebooks_need_and_downloads_only_when_asked(t
         "load_encoder",
         lambda name, **kw: calls.append(("weights", name, os.environ.get(reproduce.OFFLINE_VAR))),
     )
-    from bliss_utils import anomalyclip
+    from bliss_utils.encoders import anomalyclip_prompts
 
-    monkeypatch.setattr(anomalyclip, "download_checkpoint", lambda dest=None: calls.append(("anomalyclip", dest, 1)))
+    monkeypatch.setattr(
+        anomalyclip_prompts, "download_checkpoint", lambda dest=None: calls.append(("anomalyclip", dest, 1))
+    )
     params = [reproduce.declared_parameters(p) for p in reproduce.notebook_paths(ROOT)]
     for download in (False, True):
         calls.clear()
@@ -160,12 +162,12 @@ def test_set_overrides_are_json_and_refuse_bad_syntax(tmp_path) -> None:
 
 def test_download_fetches_the_anomalyclip_checkpoint_only_when_its_row_is_asked_for(tmp_path, monkeypatch) -> None:
     import bliss_utils.encoders as encoders_module
-    from bliss_utils import anomalyclip
+    from bliss_utils.encoders import anomalyclip_prompts
 
     fetched = []
     monkeypatch.setattr(encoders_module, "load_encoder", lambda name, **kw: None)
-    monkeypatch.setattr(anomalyclip, "checkpoint_or_none", lambda weights=None: None)
-    monkeypatch.setattr(anomalyclip, "download_checkpoint", lambda dest=None: fetched.append(dest))
+    monkeypatch.setattr(anomalyclip_prompts, "checkpoint_or_none", lambda weights=None: None)
+    monkeypatch.setattr(anomalyclip_prompts, "download_checkpoint", lambda dest=None: fetched.append(dest))
     reproduce.preflight([{"RELATED": ["ssd"]}], tmp_path, download=True)
     assert fetched == []
     reproduce.preflight([{"RELATED": ["anomalyclip"]}], tmp_path, download=False)

@@ -20,7 +20,7 @@ from bliss_utils.encoders.base import OPEN_CLIP, Build, finish_model, seeded
 from bliss_utils.encoders.openclip import TINY_CLIP_CFG, OpenClipEncoder, load_open_clip_spec, open_clip_weights
 from bliss_utils.encoders.weights import TINY_SEED, random_weights
 
-# the method's code (bliss_utils.anomalyclip) is imported where used: it imports this package's errors and weights
+# the prompts' code (anomalyclip_prompts) is imported where used: it imports this package's errors and weights
 # folder rule, so importing it here would make the two import each other
 
 BACKBONE_SPEC = "ViT-L-14-336-quickgelu/openai"
@@ -46,7 +46,7 @@ class AnomalyClipEncoder(OpenClipEncoder):
         self.prompts = prompts
 
     def _image_features(self, pixels: Any) -> Any:
-        from bliss_utils.anomalyclip import global_image_features
+        from bliss_utils.encoders.anomalyclip_prompts import global_image_features
 
         return global_image_features(self.model.visual, pixels, apply_ln_post=False)
 
@@ -63,7 +63,7 @@ class AnomalyClipEncoder(OpenClipEncoder):
         """(2, dim) float32 unit rows [g_n, g_a]: the learned normal and abnormal prompts through the text tower."""
         import torch
 
-        from bliss_utils.anomalyclip import learned_text_features
+        from bliss_utils.encoders.anomalyclip_prompts import learned_text_features
 
         with torch.inference_mode():
             feats = learned_text_features(self.model, self.tokenizer, self.prompts).float().cpu().numpy()
@@ -72,7 +72,7 @@ class AnomalyClipEncoder(OpenClipEncoder):
 
 def anomalyclip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
     """(prompt checkpoint, identity): the ViT-L/14@336 weights' identity, the checkpoint's sha256 and the image path."""
-    from bliss_utils.anomalyclip import find_checkpoint, sha256_of
+    from bliss_utils.encoders.anomalyclip_prompts import find_checkpoint, sha256_of
 
     path = find_checkpoint(weights)
     _, backbone_id = open_clip_weights(BACKBONE_SPEC, f"open_clip:{BACKBONE_SPEC}", None, local_only)
@@ -83,7 +83,7 @@ def tiny_anomalyclip_weights(
     name: str, weights: str | Path | None, local_only: bool = False
 ) -> tuple[Path | None, str]:
     """(prompt checkpoint or None, identity) of tiny-anomalyclip: seeded random CLIP, generated or given prompts."""
-    from bliss_utils.anomalyclip import sha256_of
+    from bliss_utils.encoders.anomalyclip_prompts import sha256_of
 
     prompts = f"generated-seed{TINY_SEED}" if weights is None else sha256_of(weights)
     path = None if weights is None else Path(weights)
@@ -92,7 +92,7 @@ def tiny_anomalyclip_weights(
 
 def load_anomalyclip_vit_l14_336(build: Build) -> AnomalyClipEncoder:
     """OpenAI ViT-L/14@336 (open_clip, QuickGELU) with AnomalyCLIP's released prompts from ``build.weights``."""
-    from bliss_utils.anomalyclip import load_prompt_checkpoint
+    from bliss_utils.encoders.anomalyclip_prompts import load_prompt_checkpoint
 
     backbone = load_open_clip_spec(BACKBONE_SPEC, device=build.device)
     prompts = load_prompt_checkpoint(build.weights, int(backbone.model.token_embedding.weight.shape[1]))
@@ -110,7 +110,7 @@ def generated_checkpoint_state(width: int, seed: int = TINY_SEED, dtype: str = "
     """A seeded random checkpoint in the authors' layout ``{"prompt_learner": {...}}`` (fp16 as they save it)."""
     import torch
 
-    from bliss_utils.anomalyclip import N_CTX, N_DEEP_LAYERS, N_DEEP_TOKENS
+    from bliss_utils.encoders.anomalyclip_prompts import N_CTX, N_DEEP_LAYERS, N_DEEP_TOKENS
 
     g = torch.Generator().manual_seed(seed)
     cast = getattr(torch, dtype)
@@ -142,7 +142,7 @@ def write_generated_checkpoint(path: str | Path, width: int = 768, seed: int = T
 
 def load_tiny_anomalyclip(build: Build) -> AnomalyClipEncoder:
     """tiny-anomalyclip: tiny random CLIP at 48 px; prompts from ``build.weights`` or a generated seeded checkpoint."""
-    from bliss_utils.anomalyclip import load_prompt_checkpoint, prompts_from_state
+    from bliss_utils.encoders.anomalyclip_prompts import load_prompt_checkpoint, prompts_from_state
 
     width = TINY_ANOMALYCLIP_CFG["text_cfg"]["width"]
     if build.weights is None:

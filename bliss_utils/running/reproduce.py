@@ -141,15 +141,15 @@ def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bo
             "missing datasets; fetch them, then run again:\n" + "\n".join(problems) + f"\n{offline_hint}"
         )
     if download and any("anomalyclip" in (p.get("RELATED") or []) for p in params):
-        from bliss_utils import anomalyclip
+        from bliss_utils.encoders import anomalyclip_prompts
 
         try:  # optional: without it the AnomalyCLIP row says "not run: checkpoint missing"
-            if anomalyclip.checkpoint_or_none() is None:
-                anomalyclip.download_checkpoint()
+            if anomalyclip_prompts.checkpoint_or_none() is None:
+                anomalyclip_prompts.download_checkpoint()
         except (OSError, ValueError) as err:
             problems.append(
                 f"- AnomalyCLIP's prompt checkpoint: the download failed ({err}); "
-                f"fetch {anomalyclip.CHECKPOINT_URL} into {anomalyclip.checkpoint_location()}"
+                f"fetch {anomalyclip_prompts.CHECKPOINT_URL} into {anomalyclip_prompts.checkpoint_location()}"
             )
     previous = os.environ.get(OFFLINE_VAR)
     if not download:  # offline while checking: a missing file is reported at once instead of after the hub's retries
