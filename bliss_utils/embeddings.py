@@ -30,7 +30,7 @@ from bliss_utils.cache.identity import (
     text_identity,
     text_path,
 )
-from bliss_utils.cache.request import EncoderRequest
+from bliss_utils.cache.request import EncoderRequest, NotCachedError
 from bliss_utils.cache.store import CacheMismatchError
 from bliss_utils.datasets.images import NAME_STYLES, ImageDataset
 from bliss_utils.datasets.prompts import PAPER_TEMPLATE, as_templates, clean_label
@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_SHARD_SIZE",
     "FORMAT_VERSION",
     "CacheMismatchError",
+    "NotCachedError",
     "cache_root",
     "encoder_identity",
     "image_cache_path",
@@ -78,14 +79,16 @@ def image_embeddings(
     weights: str | Path | None = None,
     preprocess: Preprocess = "default",
     device: Any = None,
+    cached_only: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Image embeddings (n, dim) float32 L2-normalised and labels (n,) int64 of a dataset split, cached.
 
     ``encoder``, ``weights``, ``preprocess``, ``device`` as for ``load_encoder`` (``preprocess`` may also map encoder
     names to options); ``dataset`` is a name (with ``split``) or an :class:`ImageDataset`. Work is saved every
     ``shard_size`` images, so an interrupted run resumes; ``num_workers`` > 0 preprocesses in DataLoader workers.
+    ``cached_only=True`` reads the cache and never computes: a miss is a :class:`NotCachedError`.
     """
-    req = EncoderRequest(encoder, weights, preprocess, device)
+    req = EncoderRequest(encoder, weights, preprocess, device, cached_only)
     how = Batching(batch_size, shard_size, num_workers, progress)
     emb, labels, _ = lookup.images(req, dataset, split, root, download, cache_dir, how)
     return emb, labels
@@ -102,13 +105,14 @@ def text_embeddings(
     cache_dir: str | Path | None = None,
     batch_size: int = 256,
     progress: bool = True,
+    cached_only: bool = False,
 ) -> np.ndarray:
     """Text embeddings (m, dim) float32 L2-normalised of ``template`` filled with each (cleaned) text, cached.
 
     With a list of templates each text's template embeddings are normalised, averaged and renormalised. ``progress``
-    shows a bar when the texts take more than one batch.
+    shows a bar when the texts take more than one batch. ``cached_only=True``: a miss is a :class:`NotCachedError`.
     """
-    req = EncoderRequest(encoder, weights, preprocess, device)
+    req = EncoderRequest(encoder, weights, preprocess, device, cached_only)
     return lookup.texts(req, texts, template, cache_dir, batch_size, progress)
 
 
@@ -147,18 +151,20 @@ def load_embedding_set(
     shard_size: int = DEFAULT_SHARD_SIZE,
     num_workers: int = 0,
     progress: bool = True,
+    cached_only: bool = False,
 ) -> Any:
     """Train and test image embeddings, class-text and dictionary embeddings of one encoder as a ``grid.EmbeddingSet``.
 
     ``dictionary`` is a name for :func:`bliss_utils.datasets.dictionaries.load_dictionary`, a list of entries, or
     None; ``names`` the style of the class names in the prompts (``"paper"``: as the authors wrote them, e.g.
     CIFAR-100's ``aquarium_fish``; ``"clean"``: underscores as spaces). Image-only encoders give no texts.
+    ``cached_only=True`` reads the cache and never builds a model: a miss is a :class:`NotCachedError`.
     """
     from bliss_utils.evaluation.grid import EmbeddingSet
 
     if names not in NAME_STYLES:
         raise ValueError(f"names must be one of {list(NAME_STYLES)}; got {names!r}")
-    req = EncoderRequest(encoder, weights, preprocess, device)
+    req = EncoderRequest(encoder, weights, preprocess, device, cached_only)
     how = Batching(batch_size, shard_size, num_workers, progress)
     train, train_labels, train_meta = lookup.images(req, dataset, "train", root, download, cache_dir, how)
     test, test_labels, test_meta = lookup.images(req, dataset, "test", root, download, cache_dir, how)

@@ -367,3 +367,19 @@ def test_a_preprocess_mapping_is_resolved_per_encoder(fake_data, tmp_path):
         image_embeddings(
             "tiny-clip", "cifar10", "test", root=fake_data, cache_dir=tmp_path, preprocess={"tiny-clip": "x"}
         )
+
+
+def test_cached_only_reads_and_never_computes(fake_data, tmp_path, fake_encoder):
+    from bliss_utils.embeddings import NotCachedError
+
+    where = {"root": fake_data, "cache_dir": tmp_path, "progress": False}
+    first, _ = image_embeddings(fake_encoder, "cifar10", "train", **where)
+    again, _ = image_embeddings(fake_encoder, "cifar10", "train", cached_only=True, **where)
+    np.testing.assert_array_equal(again, first)
+    with pytest.raises(NotCachedError, match=r"cifar10/test image embeddings of 'fake' are not in the cache"):
+        image_embeddings(fake_encoder, "cifar10", "test", cached_only=True, **where)
+    with pytest.raises(NotCachedError, match="text embeddings of 2 texts"):
+        text_embeddings(fake_encoder, ["cat", "dog"], cache_dir=tmp_path, cached_only=True)
+    assert fake_encoder.images_encoded == 60 and fake_encoder.text_calls == 0  # only the first call computed
+    with pytest.raises(TypeError, match="cached_only must be True or False"):
+        image_embeddings(fake_encoder, "cifar10", "train", cached_only="yes", **where)

@@ -112,6 +112,7 @@ def images(
     if found is None and not_found is not None:
         raise not_found
     if found is None:
+        req.refuse_miss(f"{name}/{split} image embeddings", cache_dir)
         ds = ds if ds is not None else load_dataset(name, split, root=root, download=download)
         found = _computed(req, ds, cache_dir, how)
     meta, arrays = found
@@ -169,6 +170,7 @@ def texts(
     found = _cached_texts(req, texts, templates, cache_dir)
     if found is not None:
         return found
+    req.refuse_miss(f"text embeddings of {len(texts)} texts", cache_dir)
     encoder = req.model()
     if not req.has_text:
         raise ValueError(f"encoder {req.name!r} is image-only (has_text=False): it has no text embeddings")

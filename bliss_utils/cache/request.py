@@ -18,15 +18,26 @@ from bliss_utils.cache.identity import encoder_identity
 _MODELS: dict[tuple[str, ...], Any] = {}
 
 
+class NotCachedError(FileNotFoundError):
+    """``cached_only=True`` and the cache holds no embeddings for the request: nothing may be computed."""
+
+
 class EncoderRequest:
     """An encoder asked for by name or as an object, resolved once for every lookup of one call."""
 
     def __init__(
-        self, encoder: Any, weights: str | Path | None = None, preprocess: Any = "default", device: Any = None
+        self,
+        encoder: Any,
+        weights: str | Path | None = None,
+        preprocess: Any = "default",
+        device: Any = None,
+        cached_only: bool = False,
     ) -> None:
         from bliss_utils import encoders
 
-        self.name = str(getattr(encoder, "name", encoder))
+        if not isinstance(cached_only, bool):
+            raise TypeError(f"cached_only must be True or False; got {cached_only!r}")
+        self.name, self.cached_only = str(getattr(encoder, "name", encoder)), cached_only
         # one option for all encoders, or {encoder name: option} as the notebooks' PREPROCESS parameter holds it
         self.preprocess = encoders.preprocess_for(self.name, preprocess)
         self.weights, self.device, self._model = weights, device, None
@@ -64,6 +75,16 @@ class EncoderRequest:
         """Keep to a found cached identity, so train, test and texts come from the same weights."""
         if self.identity is None:
             self.wanted["weights_id"], self.weights_hint = str(recorded["weights_id"]), None
+
+    def refuse_miss(self, missing: str, cache_dir: Any) -> None:
+        """Raise :class:`NotCachedError` for ``missing`` when this request may only read the cache."""
+        if self.cached_only:
+            from bliss_utils.cache.identity import cache_root
+
+            raise NotCachedError(
+                f"{missing} of {self.name!r} are not in the cache under {cache_root(cache_dir)}, and cached_only=True "
+                "forbids computing them: copy the embeddings folder there (docs/data.md), or drop cached_only"
+            )
 
     def model(self) -> Any:
         """The encoder, built on the first miss (and once per process per name, options and weights file)."""
