@@ -49,6 +49,15 @@ def _add_embed(subparsers: Any) -> None:
         choices=("train", "test", "both"),
         help="which split to embed (TinyImageNet's test split is its official validation split); default both",
     )
+    _add_data_options(p)
+    _add_encoder_options(p)
+    _add_text_options(p)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (cache hits, resumes, throughput)")
+    p.set_defaults(func=_run_embed)
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--root", default=None, help="folder that holds the datasets (default: $BLISS_DATA_DIR or <project>/data)"
     )
@@ -67,6 +76,9 @@ def _add_embed(subparsers: Any) -> None:
         default=0,
         help="DataLoader worker processes that decode and preprocess images (default 0: in this process)",
     )
+
+
+def _add_encoder_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default=None, help="torch device, e.g. cuda, cuda:1, mps, cpu (default: CUDA, then MPS, then CPU)"
     )
@@ -84,10 +96,6 @@ def _add_embed(subparsers: Any) -> None:
         "after a bicubic resize (they used it for CLIP). A bare OPTION applies to the encoder; ENCODER=OPTION "
         "(repeatable, e.g. clip-vit-b16=cifar) only to that encoder, others get 'default'",
     )
-    _add_text_options(p)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (cache hits, resumes, throughput)")
-    p.set_defaults(func=_run_embed)
 
 
 def _add_text_options(p: argparse.ArgumentParser) -> None:
