@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from bliss_utils.evaluation.metrics import auroc
 from bliss_utils.scores.baselines import DN2, GMM, LUNAR, MCM, BiasedCLIP, RawSimilarity
 from bliss_utils.scores.bliss import BLISS
+from bliss_utils.scores.methods import make_method, method_names
 
 TINY_LUNAR = {"n_epochs": 5, "torch_threads": 1}  # one thread: far faster for tiny fits on a busy machine
 ALL_SCORERS = [
@@ -486,7 +487,8 @@ def _check_shapes(rng, labels, n_train, n_test, dim, n_cls):
 
 def test_import_stays_light():
     code = (
-        "import sys, bliss_utils, bliss_utils.scores.baselines, bliss_utils.evaluation.metrics, bliss_utils.datasets.splits, bliss_utils.evaluation.reported;"
+        "import sys, bliss_utils, bliss_utils.scores.baselines, bliss_utils.evaluation.metrics, "
+        "bliss_utils.datasets.splits, bliss_utils.evaluation.reported;"
         "heavy = [m for m in ('torch', 'pyod', 'open_clip', 'transformers') if m in sys.modules];"
         "assert not heavy, heavy"
     )
@@ -500,3 +502,74 @@ def test_fitted_lunar_pickles_and_scores_the_same(data):
     before = scorer.score_samples(data["test"], [0, 1])
     again = pickle.loads(pickle.dumps(scorer))
     np.testing.assert_array_equal(again.score_samples(data["test"], [0, 1]), before)
+
+
+# ------------------------------------------------------------------ every method of the table pickles
+
+
+def _small_params(name, d, n_classes):
+    rng = np.random.default_rng(5)
+    params = {
+        "lunar": {"n_epochs": 3},
+        "ssd-cmle": {"epochs": 1, "progress": False},
+        "gmm": {"progress": False},
+        "agnostic-pair": {"pairs": rng.normal(size=(2, d))},
+        "agnostic-cpe": {"pairs": rng.normal(size=(2, d))},
+        "anomalyclip": {"pairs": rng.normal(size=(2, d))},
+        "object-aware-cpe": {"pairs": rng.normal(size=(n_classes, 2, d))},
+    }
+    return params.get(name, {})
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_every_fitted_method_pickles_and_scores_the_same(name, data):
+    import pickle
+
+    n_classes, d = data["texts"].shape
+    dictionary = _unit(np.random.default_rng(6).normal(size=(40, d)))
+    scorer = make_method(name, **_small_params(name, d, n_classes))
+    if "progress" in scorer.get_params():
+        scorer.set_params(progress=False)
+    scorer.fit(data["train"], data["train_labels"], data["texts"], dictionary)
+    normal = [0, 1, 2]
+    before = scorer.score_samples(data["test"], normal)  # lazily fitted models are fitted (and pickled) too
+    again = pickle.loads(pickle.dumps(scorer))
+    np.testing.assert_array_equal(again.score_samples(data["test"], normal), before)
+    np.testing.assert_array_equal(
+        again.score_samples(data["test"][::-1], normal), scorer.score_samples(data["test"][::-1], normal)
+    )
+
+
+def test_lunar_with_faiss_search_equals_the_torch_search(data, monkeypatch):
+    """The CPU search's library (faiss) changes no LUNAR number: its float64-rechecked distances are the torch
+    search's bit for bit."""
+    from bliss_utils.scores import lunar
+    from bliss_utils.scores.knn import BlockedKNN
+
+    fast = _fit(LUNAR(**TINY_LUNAR, device="cpu"), data)
+    a = fast.score_samples(data["test"], [0, 1, 2])
+    assert fast.models_[frozenset({0, 1, 2})].neigh.backend_ == "faiss"
+    monkeypatch.setattr(lunar, "_neighbour_index", lambda k, device: BlockedKNN(k, device, backend="torch"))
+    slow = _fit(LUNAR(**TINY_LUNAR, device="cpu"), data)
+    np.testing.assert_array_equal(slow.score_samples(data["test"], [0, 1, 2]), a)
+    assert slow.models_[frozenset({0, 1, 2})].neigh.backend_ == "torch"
+
+
+def test_lunar_tiny_fits_pick_one_thread(data, monkeypatch):
+    """torch_threads=None: a fit on fewer than ONE_THREAD_BELOW images runs (and scores) as torch_threads=1 does."""
+    import torch
+
+    from bliss_utils.scores import lunar
+
+    seen = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), real(n)))
+    auto = _fit(LUNAR(n_epochs=3), data).score_samples(data["test"], [0, 1])
+    assert seen and seen[0::2] == [1] * len(seen[0::2])  # set to 1, then restored, for the fit and the scoring
+    np.testing.assert_array_equal(
+        auto, _fit(LUNAR(n_epochs=3, torch_threads=1), data).score_samples(data["test"], [0, 1])
+    )
+    seen.clear()
+    monkeypatch.setattr(lunar, "ONE_THREAD_BELOW", 10)  # the same fit counted as large: torch's setting is left
+    _fit(LUNAR(n_epochs=3), data).score_samples(data["test"], [0, 1])
+    assert seen == []

@@ -8,6 +8,11 @@ in torch: scikit-learn's per-component numpy loop runs at about a third of the m
 is not exactly zero (the others add exact zeros): with 768-d components almost every responsibility is 0 or 1, so
 the M-step costs about one pass over the data instead of one per component. The tests check the log-likelihoods
 against scikit-learn's from the same initialisation.
+
+The benchmark that justifies keeping this EM instead of scikit-learn's is ``benchmarks/bench_baselines.py --only gmm``
+(CIFAR-10 9-class scale, the same initialisation on both sides, results in benchmarks/README.md): 16x faster than
+scikit-learn on the GPU machine (1.1 s against 17.2 s on 16 cores), equal log-likelihoods to 1e-12; on 2 CPU cores it
+is no faster (42.7 s against 38.9 s).
 """
 
 from __future__ import annotations

@@ -1,18 +1,22 @@
-"""Exact Euclidean k-nearest neighbours by blocked matrix products in torch (all CPU threads, or the GPU).
+"""Exact Euclidean k-nearest neighbours for LUNAR: faiss's exact flat search on the CPU, torch products on a GPU.
 
 ``BlockedKNN`` implements the part of ``sklearn.neighbors.NearestNeighbors`` that PyOD's LUNAR uses (``fit`` and
 ``kneighbors``), for LUNAR's search of about 81,000 points (normal images plus as many generated negatives) in 768
-dimensions. Three things make it faster than a plain brute-force search while returning the same neighbours:
+dimensions. The candidates come from a library on the CPU; what this file adds is what LUNAR needs beyond it:
 
-- candidates come from float32 squared distances ||q||^2 + ||y||^2 - 2 q.y on data centred at the index mean (one
-  matrix product per block); the ``k + MARGIN`` best candidates then get their distances recomputed in float64 from
-  the differences themselves, and the k smallest are returned. The neighbour set can only differ from an exact
-  float64 search where two distances lie within float32 rounding of each other, and then the distances agree to
-  that rounding;
-- queries that are rows of the index (LUNAR queries its own training points) are answered by one symmetric
-  self-search that computes every pair once, half the products of querying the rows one by one;
+- candidates: the ``k + MARGIN`` nearest by float32 squared distances on data centred at the index mean, from
+  faiss's exact ``IndexFlatL2`` on the CPU (``benchmarks/bench_knn.py``: faster than the torch search below at
+  CIFAR-10 9-class scale, same neighbours), or, on CUDA/MPS (or with ``backend="torch"``), from blocked torch
+  matrix products with one symmetric self-search when the queries are the index itself;
+- exact distances: the candidates' distances are recomputed in float64 from the differences themselves and the k
+  smallest are returned (float32 distances ||q||^2 + ||y||^2 - 2 q.y are off by ~1e-2 for a row's own match). The
+  neighbour set can only differ from an exact float64 search where two distances lie within float32 rounding of
+  each other, and then the distances agree to that rounding; LUNAR reads only the distances;
 - every answered row is remembered by a digest of its bytes, so a row asked for again (LUNAR's training scores
-  re-query its training points) costs a dictionary look-up.
+  re-query its training points) costs a dictionary look-up, and queries that are rows of the index are answered
+  from one search of the whole index.
+
+faiss-cpu is needed on the CPU path (``bliss_utils._checks.require``); its search runs on as many threads as torch.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bliss_utils._checks import as_embeddings, check_positive_int, torch_device
+from bliss_utils._checks import as_embeddings, check_positive_int, require, torch_device
 
 # Extra float32 candidates per row whose distances are recomputed in float64 (absorbs float32 rounding at the k-th).
 MARGIN = 8
@@ -36,29 +40,62 @@ def _digests(x: np.ndarray) -> list[bytes]:
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x]
 
 
-class BlockedKNN:
-    """Exact Euclidean kNN (``fit`` / ``kneighbors`` as in scikit-learn); device None: CUDA, then MPS, then the CPU."""
+BACKENDS = (None, "faiss", "torch")
 
-    def __init__(self, n_neighbors: int = 5, device: str | None = None) -> None:
+
+class BlockedKNN:
+    """Exact Euclidean kNN (``fit`` / ``kneighbors`` as in scikit-learn); device None: CUDA, then MPS, then the CPU.
+
+    ``backend`` picks the candidate search: None: faiss on the CPU, torch on CUDA/MPS; "faiss" (CPU only) or
+    "torch" (the blocked torch search on any device, kept for the GPU and for benchmarks/bench_knn.py).
+    """
+
+    def __init__(self, n_neighbors: int = 5, device: str | None = None, backend: str | None = None) -> None:
         self.n_neighbors = n_neighbors
         self.device = device
+        self.backend = backend
 
     def fit(self, X: Any, y: Any = None) -> BlockedKNN:
         """Index the rows of ``X`` (y is ignored)."""
         import torch
 
         check_positive_int(self.n_neighbors, "n_neighbors")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}; got {self.backend!r}")
         x = as_embeddings(X, "X")
         self.device_ = torch_device(self.device)
+        if self.backend == "faiss" and self.device_.type != "cpu":
+            raise ValueError(f"backend='faiss' searches on the CPU; got device {self.device_}")
+        self.backend_ = self.backend or ("faiss" if self.device_.type == "cpu" else "torch")
         self.fit_X_ = x  # as given (LUNAR's float32): rows are upcast to float64 where distances are computed
         self.n_samples_fit_ = x.shape[0]
         self.center_ = x.mean(axis=0, dtype=np.float64)
-        self._index = torch.from_numpy((x - self.center_).astype(np.float32)).to(self.device_)
-        self._index_sq = (self._index * self._index).sum(dim=1)
+        centred = np.ascontiguousarray(x - self.center_, dtype=np.float32)
+        if self.backend_ == "faiss":
+            faiss = require("faiss", "faiss-cpu", "LUNAR's neighbour search on the CPU")
+            self._index = faiss.IndexFlatL2(centred.shape[1])
+            self._index.add(centred)
+        else:
+            self._index = torch.from_numpy(centred).to(self.device_)
+            self._index_sq = (self._index * self._index).sum(dim=1)
         self._position = {key: i for i, key in enumerate(_digests(x))}
         self._memo: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self._self: tuple[np.ndarray, np.ndarray] | None = None
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a faiss index does not pickle; it is rebuilt from fit_X_ on loading (the same float32 rows)
+        state = self.__dict__.copy()
+        if state.get("backend_") == "faiss":
+            state["_index"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if state.get("backend_") == "faiss":
+            faiss = require("faiss", "faiss-cpu", "LUNAR's neighbour search on the CPU")
+            self._index = faiss.IndexFlatL2(self.fit_X_.shape[1])
+            self._index.add(np.ascontiguousarray(self.fit_X_ - self.center_, dtype=np.float32))
 
     def kneighbors(
         self, X: Any, n_neighbors: int | None = None, return_distance: bool = True
@@ -103,11 +140,28 @@ class BlockedKNN:
         return (dist, idx) if return_distance else idx
 
     def _search(self, q: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """k nearest indexed rows of every row of ``q`` (None: of every indexed row, by a symmetric self-search)."""
+        """k nearest indexed rows of every row of ``q`` (None: of every indexed row)."""
+        width = min(self.n_samples_fit_, k + MARGIN)
+        if self.backend_ == "faiss":
+            import faiss
+            import torch
+
+            queries = self._index.reconstruct_n(0, self.n_samples_fit_) if q is None else q - self.center_
+            before = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(torch.get_num_threads())  # as many threads as torch (LUNAR's one-thread rule)
+            try:
+                _, candidates = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), width)
+            finally:
+                faiss.omp_set_num_threads(before)
+        else:
+            candidates = self._torch_candidates(q, width)
+        return self._exact(q, candidates, k)
+
+    def _torch_candidates(self, q: np.ndarray | None, width: int) -> np.ndarray:
+        """The ``width`` nearest candidates by blocked torch products (None: a symmetric self-search)."""
         import torch
 
         n = self.n_samples_fit_
-        width = min(n, k + MARGIN)
         queries = self._index if q is None else torch.from_numpy((q - self.center_).astype(np.float32))
         queries = queries.to(self.device_)
         queries_sq = (queries * queries).sum(dim=1)
@@ -135,7 +189,7 @@ class BlockedKNN:
                     d += queries_sq[rows, None]  # squared distances: the columns rank their rows by them too
                     vals, pos = torch.topk(d, min(width, d.shape[0]), dim=0, largest=False)
                     merge(cols, vals.T, pos.T + a)
-        return self._exact(q, best_idx.cpu().numpy(), k)
+        return best_idx.cpu().numpy()
 
     def _exact(self, q: np.ndarray | None, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Recompute the candidates' distances in float64 from the differences; keep the k smallest, increasing."""

@@ -6,11 +6,17 @@ many generated negatives) in eval mode only to report a training AUROC, and its 
 queries an 81,000-point index with every one of its own points. ``fast_fit`` fits a plain PyOD LUNAR (so a fitted
 model pickles like PyOD's) with the same steps in the same order (torch seeding, validation split, scaler, negatives,
 the network PyOD built, Adam on the full batch, best epoch = the last epoch with the highest validation AUROC so far)
-minus the training-set scoring, with the exact blocked search of ``knn.BlockedKNN``. The skipped eval-mode pass draws
+minus the training-set scoring, with the exact search of ``knn.BlockedKNN`` (faiss's flat index on the CPU, blocked
+torch products on a GPU; ``benchmarks/bench_knn.py``). The skipped eval-mode pass draws
 no random numbers and leaves the batch-norm statistics alone, so with the same neighbour distances the weights and
 scores are PyOD's bit for bit (tested against PyOD's own ``fit``). The 200 Adam steps themselves are kept and are most
 of what is left. The kept epoch is fragile in PyOD itself: the validation AUROC often plateaus, and inputs one float
 rounding apart can then keep another epoch (see benchmarks/README.md).
+
+The benchmark that justifies this fit over PyOD's own is ``benchmarks/bench_baselines.py --only lunar`` (results in
+benchmarks/README.md): 1.5x PyOD on 2 CPU cores at a quarter of CIFAR-10 9-class scale, 3.1x at full scale on the GPU
+machine, where the skipped per-epoch training-set scoring weighs more. What this file holds is only what differs from
+PyOD's ``fit``: the skipped scoring, the neighbour index, and the thread rule for tiny fits (``ONE_THREAD_BELOW``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,14 @@ import numpy as np
 from bliss_utils import _malloc, _progress
 from bliss_utils._checks import check_positive_int, require
 from bliss_utils.scores.base import ImageScorer
+
+# With torch_threads=None a fit on fewer images than this (and the scoring by its model) runs on one torch thread.
+# ``benchmarks/bench_knn.py --only threads`` (2 cores): beside another process using every core, 2 threads are 2 to 10
+# times slower than 1 below 500 images (the smoke runs' fits have at most 180; ~45x was seen beside a parallel test
+# run); on an idle machine 1 thread costs at most ~0.4 s more per 20 epochs there. Larger fits keep torch's setting,
+# so no fit of the paper's full training sets changes. The thread count moves scores at float rounding (~1e-6), so
+# the rule is on the fit size alone: a model is fitted and scored on the same count.
+ONE_THREAD_BELOW = 500
 
 
 def _neighbour_index(n_neighbors: int, device: str | None) -> Any:
@@ -120,14 +134,16 @@ def fast_fit(model: Any, X: np.ndarray, device: str | None = None, desc: str | N
 
 
 class LUNAR(ImageScorer):
-    """PyOD's LUNAR on the normal classes' training images (fast exact fit, blocked search); score = decision_function.
+    """PyOD's LUNAR on the normal classes' training images (fast exact fit, exact search); score = decision_function.
 
     Arguments are passed to pyod.models.lunar.LUNAR explicitly (PyOD's defaults otherwise, British ``n_neighbours``),
     with a fresh ``MinMaxScaler()`` per fit. Each fitted model (``models_[classes]``) also keeps ``val_scores_`` (the
     validation AUROC before every epoch) and ``best_epoch_`` (the epoch whose weights it kept). PyOD's version differs
     from the original LUNAR code (neighbours among the negatives too, plain L2, WEIGHT network by default, k=5): see
     docs/baselines.md. ``device`` (None: CUDA, then MPS, then the CPU) runs the neighbour search; PyOD puts its
-    network on CUDA whenever it is available. ``progress`` shows a bar over each fit's epochs.
+    network on CUDA whenever it is available. ``progress`` shows a bar over each fit's epochs. ``torch_threads``
+    sets the CPU threads of each fit and of scoring by its model; None: one thread for a fit on fewer than
+    ``ONE_THREAD_BELOW`` images, torch's setting otherwise.
     """
 
     def __init__(
@@ -186,7 +202,7 @@ class LUNAR(ImageScorer):
         # PyOD seeds the global torch generator; fork it so fitting does not change the caller's random stream
         from pyod.models.lunar import LUNAR as PyODLUNAR
 
-        with torch.random.fork_rng(devices=[]), self._threads(torch):
+        with torch.random.fork_rng(devices=[]), self._threads(torch, z.shape[0]):
             model = PyODLUNAR(
                 model_type=self.model_type,
                 n_neighbours=self.n_neighbours,
@@ -203,16 +219,21 @@ class LUNAR(ImageScorer):
             fast_fit(
                 model, z.astype(np.float32), self.device, f"LUNAR on {len(classes)} classes" if self.progress else None
             )
+        model.n_fit_images_ = z.shape[0]  # fixes the thread count its scoring runs on
         return model
 
     @contextlib.contextmanager
-    def _threads(self, torch: Any) -> Iterator[None]:
-        """Run with ``torch_threads`` CPU threads (None: leave torch's setting); tiny fits are faster on one."""
-        if self.torch_threads is None:
+    def _threads(self, torch: Any, n_images: int) -> Iterator[None]:
+        """Run with ``torch_threads`` CPU threads; None: one thread for a fit on fewer than ONE_THREAD_BELOW images,
+        else torch's setting."""
+        threads = self.torch_threads
+        if threads is None and n_images < ONE_THREAD_BELOW:
+            threads = 1
+        if threads is None:
             yield
             return
         before = torch.get_num_threads()
-        torch.set_num_threads(int(self.torch_threads))
+        torch.set_num_threads(int(threads))
         try:
             yield
         finally:
@@ -223,5 +244,5 @@ class LUNAR(ImageScorer):
         x = self._prepare(X)
         model = self._model(self._normal(normal_classes))
         torch = require("torch", "torch", "LUNAR")
-        with self._threads(torch):
+        with self._threads(torch, getattr(model, "n_fit_images_", ONE_THREAD_BELOW)):
             return np.asarray(model.decision_function(x.astype(np.float32)), dtype=np.float64)
