@@ -204,10 +204,12 @@ def plot_ic_et(
     et: np.ndarray,
     is_anomaly: np.ndarray,
     lam: float | None = None,
+    scores: np.ndarray | None = None,
     max_points: int = 4000,
     seed: int = 0,
 ) -> None:
-    """Fig. 4: internal class score (x) against external text score (y), normal in blue, anomalies in orange."""
+    """Fig. 4: internal class score (x) against external text score (y), normal in blue, anomalies in orange; with
+    ``lam`` and the BLISS ``scores`` of the points, the line IC + lam * ET = their median."""
     ic = np.asarray(ic, float)
     et = np.asarray(et, float)
     is_anomaly = np.asarray(is_anomaly, bool)
@@ -218,10 +220,10 @@ def plot_ic_et(
     anomalous = idx[is_anomaly[idx]]
     ax.scatter(ic[normal], et[normal], s=3, color=BLUE, alpha=0.5, linewidths=0, label="normal")
     ax.scatter(ic[anomalous], et[anomalous], s=3, color=ORANGE, alpha=0.5, linewidths=0, label="anomaly")
-    if lam:
+    if lam and scores is not None:
         # BLISS's decision boundaries are the lines IC + lam * ET = const
         x = np.linspace(np.nanpercentile(ic, 1), np.nanpercentile(ic, 99), 2)
-        c = np.nanmedian(ic + lam * et)
+        c = np.nanmedian(np.asarray(scores, float))
         ax.plot(x, (c - x) / lam, color="black", lw=0.8, ls="--", label=f"IC + {lam:g}·ET = const")
     ax.set_xlabel("internal class score (IC)")
     ax.set_ylabel("external text score (ET)")
