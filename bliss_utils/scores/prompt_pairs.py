@@ -12,63 +12,23 @@ The prompt texts are functions so a notebook embeds them through the cached text
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from bliss_utils._checks import as_class_list, as_embeddings, as_test_embeddings, l2_normalize
+from bliss_utils.config import PACKAGE_DATA
 from bliss_utils.scores.base import Scorer
 
 AGNOSTIC_OBJECT = "object"
 AGNOSTIC_PAIR = ("a photo of an object.", "a photo of a damaged object.")
-NORMAL_STATES = (
-    "{}",
-    "flawless {}",
-    "perfect {}",
-    "unblemished {}",
-    "{} without flaw",
-    "{} without defect",
-    "{} without damage",
-)
-ABNORMAL_STATES = ("damaged {}", "broken {}", "{} with flaw", "{} with defect", "{} with damage")
-CPE_TEMPLATES = (
-    "a bad photo of a {}.",
-    "a low resolution photo of the {}.",
-    "a bad photo of the {}.",
-    "a cropped photo of the {}.",
-    "a bright photo of a {}.",
-    "a dark photo of the {}.",
-    "a photo of my {}.",
-    "a photo of the cool {}.",
-    "a close-up photo of a {}.",
-    "a black and white photo of the {}.",
-    "a bright photo of the {}.",
-    "a cropped photo of a {}.",
-    "a jpeg corrupted photo of a {}.",
-    "a blurry photo of the {}.",
-    "a photo of the {}.",
-    "a good photo of the {}.",
-    "a photo of one {}.",
-    "a close-up photo of the {}.",
-    "a photo of a {}.",
-    "a low resolution photo of a {}.",
-    "a photo of a large {}.",
-    "a blurry photo of a {}.",
-    "a jpeg corrupted photo of the {}.",
-    "a good photo of a {}.",
-    "a photo of the small {}.",
-    "a photo of the large {}.",
-    "a black and white photo of a {}.",
-    "a dark photo of a {}.",
-    "a photo of a cool {}.",
-    "a photo of a small {}.",
-    "there is a {} in the scene.",
-    "there is the {} in the scene.",
-    "this is a {} in the scene.",
-    "this is the {} in the scene.",
-    "this is one {} in the scene.",
-)
+# WinCLIP's ensemble, a data file: state words (normal, abnormal) and the 35 templates they are put in
+_ENSEMBLE = json.loads((PACKAGE_DATA / "prompt_ensemble.json").read_text(encoding="utf-8"))
+NORMAL_STATES = tuple(_ENSEMBLE["normal_states"])
+ABNORMAL_STATES = tuple(_ENSEMBLE["abnormal_states"])
+CPE_TEMPLATES = tuple(_ENSEMBLE["templates"])
 
 
 def agnostic_pair_texts() -> tuple[list[str], list[str]]:
