@@ -20,16 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from bliss_utils.cache import identity as idn
 from bliss_utils.cache import lookup
 from bliss_utils.cache.compute import DEFAULT_SHARD_SIZE, Batching
-from bliss_utils.cache.identity import (
-    FORMAT_VERSION,
-    cache_root,
-    encoder_identity,
-    image_path,
-    text_identity,
-    text_path,
-)
+from bliss_utils.cache.identity import FORMAT_VERSION, cache_root, encoder_identity
 from bliss_utils.cache.request import EncoderRequest, NotCachedError
 from bliss_utils.cache.store import CacheMismatchError
 from bliss_utils.datasets.images import NAME_STYLES, ImageDataset
@@ -54,14 +48,14 @@ Preprocess = str | Mapping[str, str]  # one option for every encoder, or {encode
 
 def image_cache_path(encoder: Any, dataset: ImageDataset, cache_dir: str | Path | None = None) -> Path:
     """Where ``image_embeddings`` keeps the merged file for this encoder (object or spec) and dataset split."""
-    return image_path(encoder_identity(encoder), dataset.name, dataset.split, dataset.identity, cache_dir)
+    return idn.image_path(encoder_identity(encoder), dataset.name, dataset.split, dataset.identity, cache_dir)
 
 
 def text_cache_path(
     encoder: Any, texts: Sequence[str], template: str | Sequence[str] = PAPER_TEMPLATE, cache_dir: Any = None
 ) -> Path:
     """Where ``text_embeddings`` keeps these texts' embeddings for this encoder (object or spec) and template(s)."""
-    return text_path(text_identity(encoder_identity(encoder)), texts, as_templates(template), cache_dir)
+    return idn.text_path(idn.text_identity(encoder_identity(encoder)), texts, as_templates(template), cache_dir)
 
 
 def image_embeddings(
@@ -172,23 +166,9 @@ def load_embedding_set(
     entries = _dictionary_entries(dictionary, dictionary_size, dictionary_exclude) if req.has_text else None
     class_texts = lookup.texts(req, class_names, template, cache_dir, 256, progress) if req.has_text else None
     words = None if entries is None else lookup.texts(req, entries, template, cache_dir, 256, progress)
-    meta = {
-        "encoder": train_meta["encoder"],
-        "train_identity": train_meta["dataset_identity"],
-        "test_identity": test_meta["dataset_identity"],
-        "class_names": class_names,
-        "templates": as_templates(template),
-        "dictionary": dictionary if isinstance(dictionary, str) or dictionary is None else "custom",
-        "dictionary_entries": entries,
-    }
-    return EmbeddingSet(
-        train=train,
-        train_labels=train_labels,
-        test=test,
-        test_labels=test_labels,
-        class_texts=class_texts,
-        dictionary=words,
-        encoder=req.name,
-        dataset=train_meta["dataset"],
-        meta=meta,
-    )
+    meta = {"encoder": train_meta["encoder"], "train_identity": train_meta["dataset_identity"]}
+    meta.update(test_identity=test_meta["dataset_identity"], class_names=class_names, templates=as_templates(template))
+    meta["dictionary"] = dictionary if isinstance(dictionary, str) or dictionary is None else "custom"
+    meta["dictionary_entries"] = entries
+    sets = (train, train_labels, test, test_labels, class_texts, words)
+    return EmbeddingSet(*sets, encoder=req.name, dataset=train_meta["dataset"], meta=meta)

@@ -79,22 +79,15 @@ def compute_images(encoder: Any, ds: ImageDataset, path: Path, preprocess: str, 
         raise ValueError(f"{ds.name}/{ds.split} has no images")
     ident = encoder_identity(encoder)
     expected = image_fields(ident, ds.name, ds.split, ds.identity)
-    extra = {
-        "dataset": ds.name,
-        "dataset_identity": ds.identity,
-        "split": ds.split,
-        "preprocess": preprocess,
-        "class_names": ds.class_names,
-    }
+    extra = {"dataset": ds.name, "dataset_identity": ds.identity, "split": ds.split, "preprocess": preprocess}
+    extra["class_names"] = ds.class_names
     shard_dir = path.with_suffix(".shards")
     ranges = [range(s, min(s + how.shard_size, len(ds))) for s in range(0, len(ds), how.shard_size)]
     parts = {}
     for r in ranges:
-        shard = store.read(_shard_path(shard_dir, r), {**expected, "start": r.start, "stop": r.stop})
-        if shard is not None:
+        if shard := store.read(_shard_path(shard_dir, r), {**expected, "start": r.start, "stop": r.stop}):
             parts[r.start] = shard[1]["embeddings"]
-    done = sum(len(r) for r in ranges if r.start in parts)
-    if done:
+    if done := sum(len(r) for r in ranges if r.start in parts):
         log.info("%s: resuming, %d of %d images already embedded", path.name, done, len(ds))
     started = time.perf_counter()
     desc = f"{ident['name']} {ds.name}/{ds.split}"
@@ -127,10 +120,8 @@ def compute_texts(
     total = np.zeros((len(texts), ident["dim"]), dtype=np.float64)
     starts = range(0, len(texts), batch_size)
     # one encode_texts call per batch, the batches the encoder would form itself, so a long dictionary shows a bar
-    quiet = not progress or len(starts) * len(templates) < 2
-    with _progress.progress(
-        total=len(texts) * len(templates), unit="text", desc=f"{ident['name']} texts", disable=quiet
-    ) as bar:
+    quiet, total_texts = not progress or len(starts) * len(templates) < 2, len(texts) * len(templates)
+    with _progress.progress(total=total_texts, unit="text", desc=f"{ident['name']} texts", disable=quiet) as bar:
         for t in templates:
             prompts = make_prompts(texts, t)
             parts = []

@@ -26,15 +26,9 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 
 def encoder_identity(encoder: Any) -> dict[str, Any]:
     """What an encoder's image embeddings depend on: name, weights, preprocessing, dimension (and precision)."""
-    missing = [a for a in ENCODER_FIELDS if not hasattr(encoder, a)]
-    if missing:
+    if missing := [a for a in ENCODER_FIELDS if not hasattr(encoder, a)]:
         raise ValueError(f"{type(encoder).__name__} is not an encoder: it lacks {', '.join(missing)}")
-    ident = {
-        "name": str(encoder.name),
-        "weights_id": str(encoder.weights_id),
-        "preprocess_id": str(encoder.preprocess_id),
-        "dim": int(encoder.dim),
-    }
+    ident = {k: str(getattr(encoder, k)) for k in ENCODER_FIELDS[:3]} | {"dim": int(encoder.dim)}
     if getattr(encoder, "precision", None) is not None:  # fp16 on a GPU gives (slightly) different numbers than fp32
         ident["precision"] = str(encoder.precision)
     return ident
@@ -69,15 +63,9 @@ def image_path(identity: dict[str, Any], dataset: str, split: str, dataset_ident
 
 def image_fields(identity: dict[str, Any], dataset: str, split: str, dataset_ident: str) -> dict[str, Any]:
     """The metadata a cached image file at :func:`image_path` must carry to be served."""
-    return {
-        "format": FORMAT_VERSION,
-        "kind": "images",
-        "key": image_key(identity, dataset_ident),
-        "encoder": identity,
-        "dataset": dataset,
-        "dataset_identity": dataset_ident,
-        "split": split,
-    }
+    key = image_key(identity, dataset_ident)
+    fields = {"format": FORMAT_VERSION, "kind": "images", "key": key, "encoder": identity, "dataset": dataset}
+    return {**fields, "dataset_identity": dataset_ident, "split": split}
 
 
 def texts_sha(texts: Sequence[str]) -> str:

@@ -10,28 +10,12 @@ from typing import Any
 import numpy as np
 
 from bliss_utils._checks import check_positive_int
+from bliss_utils.cache import identity as idn
 from bliss_utils.cache import store
 from bliss_utils.cache.compute import Batching, compute_images, compute_texts
-from bliss_utils.cache.identity import (
-    cache_root,
-    dataset_key_name,
-    image_fields,
-    image_path,
-    text_fields,
-    text_identity,
-    text_path,
-    texts_sha,
-)
 from bliss_utils.cache.request import EncoderRequest
-from bliss_utils.datasets.images import (
-    SPLITS,
-    DatasetNotFoundError,
-    ImageDataset,
-    dataset_dirname,
-    dataset_identity,
-    load_dataset,
-    safe_name,
-)
+from bliss_utils.datasets import images as dsi
+from bliss_utils.datasets.images import ImageDataset
 from bliss_utils.datasets.prompts import as_templates
 
 log = logging.getLogger(__name__)
@@ -49,15 +33,14 @@ def _resolve(dataset: str | ImageDataset, split: str | None) -> tuple[ImageDatas
         raise ValueError(f"dataset must be a name or an ImageDataset; got {type(dataset).__name__}")
     if split is None:
         raise ValueError("give split='train' or 'test' with a dataset name")
-    if split not in SPLITS:
+    if split not in dsi.SPLITS:
         raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
-    return None, dataset_key_name(dataset), split
+    return None, idn.dataset_key_name(dataset), split
 
 
 def _searched(req: EncoderRequest, folder: Path, pattern: str, accept: Any, what: str, why: str) -> store.Found | None:
     """A cached file found by its metadata (``accept``), verified against that metadata; pins its identity."""
-    chosen = store.search(folder, pattern, accept, f"{what} for {req.name!r}")
-    if chosen is None:
+    if (chosen := store.search(folder, pattern, accept, f"{what} for {req.name!r}")) is None:
         return None
     path, meta = chosen
     fields = _TEXT_FIELDS if meta.get("kind") == "texts" else _IMAGE_FIELDS
@@ -72,8 +55,8 @@ def _searched(req: EncoderRequest, folder: Path, pattern: str, accept: Any, what
 def cached_images(req: EncoderRequest, dataset: str, split: str, dataset_ident: str | None, cache_dir: Any) -> Any:
     """A verified cached image file for this request: by its exact key when all is known, else by a metadata search."""
     if req.identity is not None and dataset_ident is not None:
-        path = image_path(req.identity, dataset, split, dataset_ident, cache_dir)
-        return store.read(path, image_fields(req.identity, dataset, split, dataset_ident))
+        path = idn.image_path(req.identity, dataset, split, dataset_ident, cache_dir)
+        return store.read(path, idn.image_fields(req.identity, dataset, split, dataset_ident))
 
     def accept(meta: dict[str, Any]) -> bool:
         return (
@@ -85,7 +68,7 @@ def cached_images(req: EncoderRequest, dataset: str, split: str, dataset_ident: 
             and req.accepts(meta.get("encoder") or {})
         )
 
-    folder = cache_root(cache_dir) / safe_name(req.name) / dataset_dirname(dataset)
+    folder = idn.cache_root(cache_dir) / dsi.safe_name(req.name) / dsi.dataset_dirname(dataset)
     why = "weights not on this machine" if req.identity is None else "dataset files not on this machine"
     return _searched(req, folder, f"{split}-*.json", accept, f"{dataset}/{split} image embeddings", why)
 
@@ -105,15 +88,15 @@ def images(
     ds, name, split = _resolve(dataset, split)
     not_found = None
     try:
-        dataset_ident = ds.identity if ds is not None else dataset_identity(name, split, root=root, download=download)
-    except DatasetNotFoundError as err:  # a copied cache may still hold this split's embeddings
+        dataset_ident = ds.identity if ds is not None else dsi.dataset_identity(name, split, root, download)
+    except dsi.DatasetNotFoundError as err:  # a copied cache may still hold this split's embeddings
         dataset_ident, not_found = None, err
     found = cached_images(req, name, split, dataset_ident, cache_dir)
     if found is None and not_found is not None:
         raise not_found
     if found is None:
         req.refuse_miss(f"{name}/{split} image embeddings", cache_dir)
-        ds = ds if ds is not None else load_dataset(name, split, root=root, download=download)
+        ds = ds if ds is not None else dsi.load_dataset(name, split, root=root, download=download)
         found = _computed(req, ds, cache_dir, how)
     meta, arrays = found
     labels = arrays["labels"].astype(np.int64)
@@ -126,18 +109,18 @@ def _computed(req: EncoderRequest, ds: ImageDataset, cache_dir: Any, how: Batchi
     """Build the model and embed ``ds``, unless the built model's identity (unknown before) finds a cached file."""
     searched = req.identity is None
     encoder = req.model()
-    path = image_path(req.identity, ds.name, ds.split, ds.identity, cache_dir)
-    found = store.read(path, image_fields(req.identity, ds.name, ds.split, ds.identity)) if searched else None
+    path = idn.image_path(req.identity, ds.name, ds.split, ds.identity, cache_dir)
+    found = store.read(path, idn.image_fields(req.identity, ds.name, ds.split, ds.identity)) if searched else None
     return found or compute_images(encoder, ds, path, req.preprocess, how)
 
 
 def _cached_texts(req: EncoderRequest, texts: list[str], templates: list[str], cache_dir: Any) -> np.ndarray | None:
     if req.identity is not None:
-        ident = text_identity(req.identity)
-        path = text_path(ident, texts, templates, cache_dir)
-        found = store.read(path, text_fields(ident, path.stem, templates))
+        ident = idn.text_identity(req.identity)
+        path = idn.text_path(ident, texts, templates, cache_dir)
+        found = store.read(path, idn.text_fields(ident, path.stem, templates))
         return found[1]["embeddings"] if found is not None and found[0].get("count") == len(texts) else None
-    sha = texts_sha(texts)
+    sha = idn.texts_sha(texts)
 
     def accept(meta: dict[str, Any]) -> bool:
         return (
@@ -147,7 +130,7 @@ def _cached_texts(req: EncoderRequest, texts: list[str], templates: list[str], c
             and req.accepts(meta.get("encoder") or {}, texts=True)
         )
 
-    folder = cache_root(cache_dir) / safe_name(req.name) / "texts"
+    folder = idn.cache_root(cache_dir) / dsi.safe_name(req.name) / "texts"
     found = _searched(req, folder, "*.json", accept, "text embeddings", "weights not on this machine")
     return None if found is None else found[1]["embeddings"]
 
@@ -167,12 +150,11 @@ def texts(
     if not texts:
         raise ValueError("texts is empty")
     templates = as_templates(template)
-    found = _cached_texts(req, texts, templates, cache_dir)
-    if found is not None:
+    if (found := _cached_texts(req, texts, templates, cache_dir)) is not None:
         return found
     req.refuse_miss(f"text embeddings of {len(texts)} texts", cache_dir)
     encoder = req.model()
     if not req.has_text:
         raise ValueError(f"encoder {req.name!r} is image-only (has_text=False): it has no text embeddings")
-    path = text_path(text_identity(req.identity), texts, templates, cache_dir)
+    path = idn.text_path(idn.text_identity(req.identity), texts, templates, cache_dir)
     return compute_texts(encoder, texts, templates, path, batch_size, progress)

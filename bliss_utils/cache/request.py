@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bliss_utils.cache.identity import encoder_identity
+from bliss_utils.cache.identity import cache_root, encoder_identity
 
 # one model per process per (name, weights, preprocess, device, described weights id): a replaced weights file
 # changes the weights id, so the old model is never reused for it
@@ -55,8 +55,8 @@ class EncoderRequest:
         except encoders.WeightsNotFoundError:  # not on this machine: a copied cache may still hold its embeddings
             self.identity, self.wanted, self.has_text = None, {"name": encoder}, True
             self.weights_hint = None if weights is None else str(weights)
-            info = encoders.registry.backbone(encoder)
-            if info is not None:  # a named backbone declares its preprocessing and dimension
+            # a named backbone declares its preprocessing and dimension
+            if (info := encoders.registry.backbone(encoder)) is not None:
                 self.wanted.update(preprocess_id=info.recipes[self.preprocess].id, dim=info.dim)
                 self.has_text = info.has_text
                 if device is not None:
@@ -79,8 +79,6 @@ class EncoderRequest:
     def refuse_miss(self, missing: str, cache_dir: Any) -> None:
         """Raise :class:`NotCachedError` for ``missing`` when this request may only read the cache."""
         if self.cached_only:
-            from bliss_utils.cache.identity import cache_root
-
             raise NotCachedError(
                 f"{missing} of {self.name!r} are not in the cache under {cache_root(cache_dir)}, and cached_only=True "
                 "forbids computing them: copy the embeddings folder there (docs/data.md), or drop cached_only"

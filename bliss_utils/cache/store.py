@@ -53,20 +53,10 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
 
 def metadata(kind: str, key: str, identity: dict[str, Any], arrays: dict[str, np.ndarray], **extra: Any) -> dict:
     """The metadata of a new cache file: what identifies it, shape, checksum, package versions, UTC date."""
-    emb = arrays["embeddings"]
-    return {
-        "format": FORMAT_VERSION,
-        "kind": kind,
-        "key": key,
-        "encoder": identity,
-        **extra,
-        "count": int(emb.shape[0]),
-        "dim": int(emb.shape[1]),
-        "dtype": "float32",
-        "sha256": _checksum(arrays),
-        "versions": _versions(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    (count, dim), created = arrays["embeddings"].shape, _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    meta = {"format": FORMAT_VERSION, "kind": kind, "key": key, "encoder": identity, **extra}
+    meta.update(count=int(count), dim=int(dim), dtype="float32", sha256=_checksum(arrays), versions=_versions())
+    return {**meta, "created": created}
 
 
 def write(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -101,14 +91,12 @@ def read(path: Path, expected: dict[str, Any]) -> Found | None:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         log.warning("cache file %s is unreadable (%s): recomputing it", path, err)
         return None
-    wrong = [f"{k}={meta.get(k)!r} (expected {v!r})" for k, v in expected.items() if meta.get(k) != v]
-    if wrong:
+    if wrong := [f"{k}={meta.get(k)!r} (expected {v!r})" for k, v in expected.items() if meta.get(k) != v]:
         raise CacheMismatchError(
             f"cache file {path} was written for {'; '.join(wrong)}: it is not mixed in. "
             f"Delete it (it is in the wrong place) or point cache_dir elsewhere."
         )
-    problem = _damage(meta, arrays)
-    if problem:
+    if problem := _damage(meta, arrays):
         log.warning("cache file %s is damaged (%s): recomputing it", path, problem)
         return None
     return meta, arrays

@@ -86,12 +86,9 @@ def _missing_message(where: Path | None) -> str:
 
 def find_checkpoint(weights: str | Path | None = None) -> Path:
     """The checkpoint file: ``weights`` (a file, or a folder holding epoch_15.pth), else the default location."""
-    if weights is not None:
-        path = Path(weights).expanduser()
-        if path.is_dir():
-            path = path / CHECKPOINT_FILE
-    else:
-        path = checkpoint_location()
+    path = Path(weights).expanduser() if weights is not None else checkpoint_location()
+    if weights is not None and path.is_dir():
+        path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise CheckpointMissingError(_missing_message(path))
     return path
@@ -157,11 +154,9 @@ def prompts_from_state(state: Any, width: int | None = None, sha256: str = "") -
         raise ValueError(f"checkpoint['prompt_learner'] must be a state dict; got {type(sd).__name__}")  # noqa: TRY004
     deep_keys = [f"compound_prompts_text.{i}" for i in range(N_DEEP_LAYERS)]
     required = ["ctx_pos", "ctx_neg", *deep_keys]
-    missing = [k for k in required if k not in sd]
-    if missing:
+    if missing := [k for k in required if k not in sd]:
         raise ValueError(f"AnomalyCLIP checkpoint lacks key(s) {missing}; found {sorted(sd)[:12]}")
-    unknown = [k for k in sd if k not in required and not _BUFFER_KEYS.match(k) and not _PROJECTION_KEYS.match(k)]
-    if unknown:
+    if unknown := [k for k in sd if k not in required and not _BUFFER_KEYS.match(k) and not _PROJECTION_KEYS.match(k)]:
         raise ValueError(f"AnomalyCLIP checkpoint has unexpected key(s) {sorted(unknown)[:8]}: another model's file?")
     tensors = {}
     for key in required:
@@ -170,25 +165,14 @@ def prompts_from_state(state: Any, width: int | None = None, sha256: str = "") -
             raise ValueError(f"checkpoint key {key!r} must be a floating-point tensor; got {type(t).__name__}")
         tensors[key] = t.detach().to(torch.float32)
     w = width if width is not None else int(tensors["ctx_pos"].shape[-1])
-    for key in ("ctx_pos", "ctx_neg"):
-        if tuple(tensors[key].shape) != (1, 1, N_CTX, w):
-            raise ValueError(
-                f"checkpoint key {key!r} has shape {tuple(tensors[key].shape)}; expected (1, 1, {N_CTX}, {w})"
-            )
-    for key in deep_keys:
-        if tuple(tensors[key].shape) != (N_DEEP_TOKENS, w):
-            raise ValueError(
-                f"checkpoint key {key!r} has shape {tuple(tensors[key].shape)}; expected ({N_DEEP_TOKENS}, {w})"
-            )
-    bad = [k for k, t in tensors.items() if not torch.isfinite(t).all()]
-    if bad:
+    shapes = {"ctx_pos": (1, 1, N_CTX, w), "ctx_neg": (1, 1, N_CTX, w), **dict.fromkeys(deep_keys, (N_DEEP_TOKENS, w))}
+    for key, shape in shapes.items():
+        if tuple(tensors[key].shape) != shape:
+            raise ValueError(f"checkpoint key {key!r} has shape {tuple(tensors[key].shape)}; expected {shape}")
+    if bad := [k for k, t in tensors.items() if not torch.isfinite(t).all()]:
         raise ValueError(f"checkpoint key(s) {bad} hold NaN or infinite values")
-    return LearnedPrompts(
-        ctx_normal=tensors["ctx_pos"][0, 0],
-        ctx_abnormal=tensors["ctx_neg"][0, 0],
-        deep=tuple(tensors[k] for k in deep_keys),
-        sha256=sha256,
-    )
+    deep = tuple(tensors[k] for k in deep_keys)
+    return LearnedPrompts(tensors["ctx_pos"][0, 0], tensors["ctx_neg"][0, 0], deep, sha256)
 
 
 def load_prompt_checkpoint(path: str | Path, width: int | None = None) -> LearnedPrompts:

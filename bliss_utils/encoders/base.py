@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,32 +51,26 @@ class Build:
 
     def encoder_fields(self) -> dict[str, Any]:
         """The keyword arguments of :class:`Encoder` for this build."""
-        return {
-            "name": self.spec.name,
-            "dim": self.spec.dim,
-            "device": self.device,
-            "preprocess": self.recipe.build(),
-            "preprocess_id": self.recipe.id,
-            "weights_id": self.spec.weights_id,
-            "has_text": self.spec.has_text,
-            "precision": self.spec.precision,
-        }
+        fields = {k: getattr(self.spec, k) for k in ("name", "dim", "weights_id", "has_text", "precision")}
+        return {**fields, "device": self.device, "preprocess": self.recipe.build(), "preprocess_id": self.recipe.id}
 
 
-def _batches(n: int, batch_size: int) -> Iterator[slice]:
-    for start in range(0, n, batch_size):
-        yield slice(start, min(start + batch_size, n))
+def _batches(n: int, batch_size: int) -> list[slice]:
+    return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
 
 
 class Encoder:
     """An image (and usually text) encoder returning L2-normalised float32 numpy embeddings, in input order.
 
     Backends subclass it and implement ``_image_features(pixels)`` (a preprocessed batch already on the device)
-    and, if ``has_text``, ``_text_features(texts)``; both return unnormalised (n, dim) tensors.
+    and, if ``has_text``, ``_text_features(texts)``; both return unnormalised (n, dim) tensors. ``model`` and
+    ``tokenizer`` are kept for them.
     """
 
     def __init__(
         self,
+        model: Any = None,
+        tokenizer: Any = None,
         *,
         name: str,
         dim: int,
@@ -87,13 +81,9 @@ class Encoder:
         has_text: bool = True,
         precision: str | None = None,
     ) -> None:
-        self.name = name
-        self.dim = int(dim)
-        self.device = device
-        self.preprocess = preprocess
-        self.preprocess_id = preprocess_id
-        self.weights_id = weights_id
-        self.has_text = has_text
+        self.model, self.tokenizer = model, tokenizer
+        self.name, self.dim, self.device, self.preprocess = name, int(dim), device, preprocess
+        self.preprocess_id, self.weights_id, self.has_text = preprocess_id, weights_id, has_text
         self.precision = precision or device_precision(device)
 
     def __repr__(self) -> str:
@@ -125,6 +115,14 @@ class Encoder:
             raise RuntimeError(f"{self.name}: {what} have dimension {out.shape[1]}, expected {self.dim}")
         return l2_normalize(out, what).astype(np.float32, copy=False)
 
+    def _run(self, features: Callable[[Any], Any], batches: Iterable[Any], what: str) -> np.ndarray:
+        """``features`` of every batch without gradients (under autocast on CUDA), joined, checked and normalised."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            chunks = [features(batch).float().cpu().numpy() for batch in batches]
+        return self._finish(chunks, f"{self.name} {what}")
+
     def _pixel_batches(self, images: Any, batch_size: int) -> Iterator[Any]:
         import torch
 
@@ -135,51 +133,32 @@ class Encoder:
                 yield images[sl].to(self.device, dtype=torch.float32)
             return
         if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
-            raise ValueError(
-                "images must be a list of PIL images or a preprocessed (n, 3, H, W) tensor; "
-                f"got {type(images).__name__}"
-            )
+            got = type(images).__name__
+            raise ValueError(f"images must be a list of PIL images or a preprocessed (n, 3, H, W) tensor; got {got}")
         from PIL import Image
 
         for sl in _batches(len(images), batch_size):
             batch = images[sl]
-            for offset, img in enumerate(batch):
-                if not isinstance(img, Image.Image):
-                    raise ValueError(f"images[{sl.start + offset}] is a {type(img).__name__}, not a PIL image")
+            if bad := [i for i, img in enumerate(batch) if not isinstance(img, Image.Image)]:
+                raise ValueError(f"images[{sl.start + bad[0]}] is a {type(batch[bad[0]]).__name__}, not a PIL image")
             yield torch.stack([self.preprocess(img) for img in batch]).to(self.device, dtype=torch.float32)
 
     def encode_images(self, images: Any, batch_size: int = 64) -> np.ndarray:
         """Embed a list of PIL images (or a tensor already made by ``self.preprocess``): float32 (n, dim), unit norm."""
-        import torch
-
-        _check_batch_size(batch_size)
-        chunks = []
-        with torch.inference_mode(), self._autocast():
-            for pixels in self._pixel_batches(images, batch_size):
-                chunks.append(self._image_features(pixels).float().cpu().numpy())
-        return self._finish(chunks, f"{self.name} image embeddings")
+        check_positive_int(batch_size, "batch_size")
+        return self._run(self._image_features, self._pixel_batches(images, batch_size), "image embeddings")
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Embed a list of strings: float32 (m, dim), unit norm."""
-        import torch
-
         if not self.has_text:
             raise ValueError(f"encoder {self.name!r} is image-only: it has no text embeddings")
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise ValueError(f"texts must be a list of strings; got {type(texts).__name__}")
-        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-        if bad:
+        if bad := [i for i, t in enumerate(texts) if not isinstance(t, str)]:
             raise ValueError(f"texts[{bad[0]}] is a {type(texts[bad[0]]).__name__}, not a string")
-        _check_batch_size(batch_size)
-        chunks = []
-        with torch.inference_mode(), self._autocast():
-            for sl in _batches(len(texts), batch_size):
-                chunks.append(self._text_features(list(texts[sl])).float().cpu().numpy())
-        return self._finish(chunks, f"{self.name} text embeddings")
-
-
-def _check_batch_size(batch_size: int) -> None:
-    check_positive_int(batch_size, "batch_size")
+        check_positive_int(batch_size, "batch_size")
+        batches = (list(texts[sl]) for sl in _batches(len(texts), batch_size))
+        return self._run(self._text_features, batches, "text embeddings")
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from typing import Any
 from bliss_utils._checks import require
 from bliss_utils.encoders.base import TRANSFORMERS, Build, Encoder, finish_model, seeded
 from bliss_utils.encoders.hf_common import model_folder
+from bliss_utils.encoders.vit import TINY_VIT
 from bliss_utils.encoders.weights import TINY_SEED, random_weights
 
 BLIP_REPO = "Salesforce/blip-itm-base-coco"
@@ -29,21 +30,14 @@ TINY_WORDS = ("this", "is", "a", "photo", "of", "the")
 class BlipITCEncoder(Encoder):
     """BLIP's ITC image and text embeddings (``BlipForImageTextRetrieval`` without the ITM head)."""
 
-    def __init__(self, model: Any, tokenizer: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.model = model
-        self.tokenizer = tokenizer
-
     def _image_features(self, pixels: Any) -> Any:
         hidden = self.model.vision_model(pixel_values=pixels).last_hidden_state
         return self.model.vision_proj(hidden[:, 0, :])
 
     def _text_features(self, texts: list[str]) -> Any:
         tok = self.tokenizer(texts, padding=True, truncation=True, max_length=BLIP_MAX_TOKENS, return_tensors="pt")
-        hidden = self.model.text_encoder(
-            input_ids=tok["input_ids"].to(self.device),
-            attention_mask=tok["attention_mask"].to(self.device),
-        ).last_hidden_state
+        tok = {k: tok[k].to(self.device) for k in ("input_ids", "attention_mask")}
+        hidden = self.model.text_encoder(**tok).last_hidden_state
         return self.model.text_proj(hidden[:, 0, :])
 
 
@@ -76,17 +70,8 @@ def load_blip(build: Build) -> BlipITCEncoder:
 def tiny_vocab() -> list[str]:
     """A small generated WordPiece vocabulary: BERT's special tokens, characters, ``##`` continuations, a few words."""
     chars = string.ascii_lowercase + string.digits
-    return [
-        "[PAD]",
-        "[UNK]",
-        "[CLS]",
-        "[SEP]",
-        "[MASK]",
-        *TINY_WORDS,
-        *chars,
-        *string.punctuation,
-        *("##" + c for c in chars),
-    ]
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    return [*special, *TINY_WORDS, *chars, *string.punctuation, *("##" + c for c in chars)]
 
 
 def tiny_tokenizer() -> Any:
@@ -101,32 +86,14 @@ def tiny_blip_config(image_size: int) -> Any:
     """A small BlipConfig with the real model's structure, for ``image_size`` px inputs."""
     transformers = require(*TRANSFORMERS)
     # BlipVisionConfig initialises with std 1e-10 (fine before loading weights, degenerate for a random model)
-    vision = {
-        "hidden_size": 48,
-        "intermediate_size": 96,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "image_size": image_size,
-        "patch_size": 8,
-        "initializer_range": 0.02,
-        "layer_norm_eps": BLIP_VISION_LN_EPS,
-    }
+    vision = {**TINY_VIT, "image_size": image_size, "initializer_range": 0.02, "layer_norm_eps": BLIP_VISION_LN_EPS}
     vocab = tiny_vocab()
-    text = {
-        "vocab_size": len(vocab),
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "encoder_hidden_size": 48,
-        "max_position_embeddings": 64,
-        "pad_token_id": vocab.index("[PAD]"),
-        "bos_token_id": vocab.index("[CLS]"),
-        "sep_token_id": vocab.index("[SEP]"),
-        "eos_token_id": vocab.index("[SEP]"),
-        # at BERT's std 0.02 the residual stream keeps [CLS]'s own embedding: every text embeds alike (cos > 0.9999)
-        "initializer_range": 0.2,
-    }
+    text = {"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
+    text.update(num_attention_heads=2, encoder_hidden_size=TINY_VIT["hidden_size"], max_position_embeddings=64)
+    text.update(pad_token_id=vocab.index("[PAD]"), bos_token_id=vocab.index("[CLS]"))
+    text.update(sep_token_id=vocab.index("[SEP]"), eos_token_id=vocab.index("[SEP]"))
+    # at BERT's std 0.02 the residual stream keeps [CLS]'s own embedding: every text embeds alike (cos > 0.9999)
+    text["initializer_range"] = 0.2
     return transformers.BlipConfig(vision_config=vision, text_config=text, image_text_hidden_size=16)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from bliss_utils._checks import require, torch_device
-from bliss_utils.encoders.base import TRANSFORMERS, Encoder, finish_model
+from bliss_utils.encoders.base import TRANSFORMERS, Build, Encoder, EncoderSpec, finish_model
 from bliss_utils.encoders.hf_common import model_folder, pil_processor_class
 from bliss_utils.encoders.preprocessing import ResizeCropNormalize, choose_recipe, hf_image_processor_transform
 
@@ -22,9 +24,7 @@ class HFClipEncoder(Encoder):
     """A transformers dual encoder with get_image_features/get_text_features and its own tokenizer."""
 
     def __init__(self, model: Any, tokenizer: Any, max_tokens: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.model = model
-        self.tokenizer = tokenizer
+        super().__init__(model, tokenizer, **kwargs)
         self.max_tokens = max_tokens
 
     def _image_features(self, pixels: Any) -> Any:
@@ -36,8 +36,8 @@ class HFClipEncoder(Encoder):
         return _features(self.model.get_text_features(**tok))
 
 
-def _parts(repo_id: str, weights: str | Path | None, preprocess: str, local_only: bool) -> dict[str, Any]:
-    """Everything but the model: name, folder, weights identity, processor-based recipe, dimension (config.json)."""
+def _parts(repo_id: str, weights: str | Path | None, preprocess: str, local_only: bool) -> Build:
+    """Everything but the model as a :class:`Build` (no device yet): folder, identity, processor-based recipe."""
     transformers = require(*TRANSFORMERS)
     name = f"hf:{repo_id}"
     if not repo_id:
@@ -46,41 +46,21 @@ def _parts(repo_id: str, weights: str | Path | None, preprocess: str, local_only
         weights = repo_id
     folder, weights_id = model_folder(repo_id, name, weights, local_only)
     config = transformers.AutoConfig.from_pretrained(folder)
-    generic = transformers.AutoImageProcessor.from_pretrained(folder)
-    processor = pil_processor_class(type(generic).__name__.removesuffix("Fast").removesuffix("Pil")).from_pretrained(
-        folder
-    )
+    generic = type(transformers.AutoImageProcessor.from_pretrained(folder)).__name__
+    processor = pil_processor_class(generic.removesuffix("Fast").removesuffix("Pil")).from_pretrained(folder)
     if preprocess == "cifar":
-        recipe = choose_recipe(
-            ResizeCropNormalize(
-                _processor_size(processor), "bicubic", tuple(processor.image_mean), tuple(processor.image_std)
-            ),
-            "cifar",
-        )
-        transform, preprocess_id = recipe.build, recipe.id
+        mean, std = tuple(processor.image_mean), tuple(processor.image_std)
+        recipe = choose_recipe(ResizeCropNormalize(_processor_size(processor), "bicubic", mean, std), "cifar")
     else:
-        transform, preprocess_id = (
-            (lambda: hf_image_processor_transform(processor)[0]),
-            hf_image_processor_transform(processor)[1],
-        )
+        transform, preprocess_id = hf_image_processor_transform(processor)
+        recipe = SimpleNamespace(id=preprocess_id, build=lambda: transform)
     dim = int(getattr(config, "projection_dim", 0) or config.text_config.hidden_size)
-    return {
-        "name": name,
-        "folder": folder,
-        "weights_id": weights_id,
-        "transform": transform,
-        "preprocess_id": preprocess_id,
-        "dim": dim,
-        "config": config,
-    }
+    return Build(EncoderSpec(name, weights_id, recipe.id, dim), recipe, folder, None)
 
 
 def describe_hf_clip(repo_id: str, *, weights: str | Path | None = None, preprocess: str = "default") -> Any:
     """The identity of ``hf:REPO_ID`` from its config and processor files, without loading the model weights."""
-    from bliss_utils.encoders.registry import EncoderSpec
-
-    p = _parts(repo_id, weights, preprocess, local_only=True)
-    return EncoderSpec(p["name"], p["weights_id"], p["preprocess_id"], p["dim"])
+    return _parts(repo_id, weights, preprocess, local_only=True).spec
 
 
 def load_hf_clip(
@@ -88,27 +68,17 @@ def load_hf_clip(
 ) -> HFClipEncoder:
     """Build ``hf:REPO_ID`` (REPO_ID may also be a local folder saved with save_pretrained)."""
     transformers = require(*TRANSFORMERS)
-    p = _parts(repo_id, weights, preprocess, local_only=False)
-    model = transformers.AutoModel.from_pretrained(p["folder"])
+    build = _parts(repo_id, weights, preprocess, local_only=False)
+    model = transformers.AutoModel.from_pretrained(build.weights)
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
         raise ValueError(
-            f"{p['name']} loads a {type(model).__name__}, which has no get_image_features/get_text_features"
+            f"{build.spec.name} loads a {type(model).__name__}, which has no get_image_features/get_text_features"
         )
-    tokenizer = transformers.AutoTokenizer.from_pretrained(p["folder"])
+    tokenizer = transformers.AutoTokenizer.from_pretrained(build.weights)
     text_cfg = getattr(model.config, "text_config", model.config)
     max_tokens = int(getattr(text_cfg, "max_position_embeddings", 77))
-    device = torch_device(device)
-    return HFClipEncoder(
-        finish_model(model, device),
-        tokenizer,
-        max_tokens,
-        name=p["name"],
-        dim=p["dim"],
-        device=device,
-        preprocess=p["transform"](),
-        preprocess_id=p["preprocess_id"],
-        weights_id=p["weights_id"],
-    )
+    build = replace(build, device=torch_device(device))
+    return HFClipEncoder(finish_model(model, build.device), tokenizer, max_tokens, **build.encoder_fields())
 
 
 def _processor_size(processor: Any) -> int:

@@ -10,6 +10,10 @@ from bliss_utils.encoders.base import TRANSFORMERS
 from bliss_utils.encoders.weights import explicit_path, fingerprint, hf_snapshot, missing, weights_dir_entry
 
 _CONFIG_AND_TOKENIZER = ["*.json", "*.txt", "*.model", "merges.txt"]
+# a model's weights, in one file or sharded with an index
+_WEIGHT_FILES = [
+    f"{stem}{index}" for index in ("", ".index.json") for stem in ("model.safetensors", "pytorch_model.bin")
+]
 
 
 def pil_processor_class(name: str) -> Any:
@@ -20,15 +24,7 @@ def pil_processor_class(name: str) -> Any:
 
 
 def _has_weights(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and any(
-        (folder / f).is_file()
-        for f in (
-            "model.safetensors",
-            "pytorch_model.bin",
-            "model.safetensors.index.json",
-            "pytorch_model.bin.index.json",
-        )
-    )
+    return (folder / "config.json").is_file() and any((folder / f).is_file() for f in _WEIGHT_FILES)
 
 
 def model_folder(repo_id: str, encoder: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:

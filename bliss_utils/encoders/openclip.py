@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bliss_utils._checks import require, torch_device
+from bliss_utils.encoders import weights as wt
 from bliss_utils.encoders.base import OPEN_CLIP, Build, Encoder, EncoderSpec, finish_model, seeded
 from bliss_utils.encoders.preprocessing import OPENAI_MEAN, OPENAI_STD, ResizeCropNormalize, choose_recipe
-from bliss_utils.encoders.weights import (
-    TINY_SEED,
-    explicit_path,
-    fingerprint,
-    hf_first_file,
-    missing,
-    url_file,
-    weights_dir_entry,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -26,21 +19,13 @@ CLIP_MODEL = "ViT-B-16-quickgelu"
 CLIP_TAG = "openai"
 
 # 32 px with patch 8 keeps it fast on a CPU
-TINY_CLIP_CFG: dict[str, Any] = {
-    "embed_dim": 32,
-    "quick_gelu": True,
-    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": 2, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
+TINY_CLIP_CFG: dict[str, Any] = {"embed_dim": 32, "quick_gelu": True}
+TINY_CLIP_CFG["vision_cfg"] = {"image_size": 32, "patch_size": 8, "width": 64, "layers": 2, "head_width": 32}
+TINY_CLIP_CFG["text_cfg"] = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}
 
 
 class OpenClipEncoder(Encoder):
     """Any open_clip model (``encode_image`` / ``encode_text``) with its tokenizer."""
-
-    def __init__(self, model: Any, tokenizer: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.model = model
-        self.tokenizer = tokenizer
 
     def _image_features(self, pixels: Any) -> Any:
         return self.model.encode_image(pixels)
@@ -50,16 +35,14 @@ class OpenClipEncoder(Encoder):
 
 
 _STATE_DICT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")  # what counts as a weights file in $BLISS_WEIGHTS_DIR/<encoder>/
 
 
 def openai_url(model_name: str) -> str:
     """The URL of OpenAI's own TorchScript file for ``model_name`` (as open_clip lists it), or ''."""
     open_clip = require(*OPEN_CLIP)
-    return (
-        open_clip.get_pretrained_cfg(model_name, CLIP_TAG).get("url", "")
-        if CLIP_TAG in open_clip.list_pretrained_tags_by_model(model_name)
-        else ""
-    )
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    return open_clip.get_pretrained_cfg(model_name, CLIP_TAG).get("url", "") if CLIP_TAG in tags else ""
 
 
 def openai_sha256(model_name: str) -> str:
@@ -105,16 +88,14 @@ def load_openai_torchscript(path: Path, expected_sha256: str) -> Any:
 
 def _weights_id(path: Path) -> str:
     kind = "openai-torchscript" if is_torchscript(path) else "state-dict"
-    return f"{kind}@{fingerprint(path)}"
+    return f"{kind}@{wt.fingerprint(path)}"
 
 
 def _weights_dir_file(encoder: str, preferred: tuple[str, ...]) -> Path | None:
     """The weights file in ``$BLISS_WEIGHTS_DIR/<encoder>/``: the first of ``preferred`` there, else the first."""
-    local = weights_dir_entry(encoder)
-    if local is None or not local.is_dir():
+    if (local := wt.weights_dir_entry(encoder)) is None or not local.is_dir():
         return None
-    found = sorted(p for p in local.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
-    if not found:
+    if not (found := sorted(p for p in local.iterdir() if p.is_file() and p.suffix in _SUFFIXES)):
         return None
     rank = {n: i for i, n in enumerate(preferred)}
     chosen = min(found, key=lambda p: (rank.get(p.name, len(rank)), p.name))
@@ -128,18 +109,14 @@ def _tag_file(model_name: str, tag: str, encoder: str, local_only: bool) -> Path
     open_clip = require(*OPEN_CLIP)
     cfg = open_clip.get_pretrained_cfg(model_name, tag)
     preferred = (*([openai_filename(model_name)] if openai_sha256(model_name) else []), *_STATE_DICT_FILES)
-    local = _weights_dir_file(encoder, preferred if tag == CLIP_TAG else _STATE_DICT_FILES)
-    if local is not None:
+    if (local := _weights_dir_file(encoder, preferred if tag == CLIP_TAG else _STATE_DICT_FILES)) is not None:
         return local
-    hub = cfg.get("hf_hub", "")
-    if hub:
-        repo, filename = hub.rstrip("/"), ""
-        if not hub.endswith("/"):
-            repo, filename = hub.rsplit("/", 1)
-        return hf_first_file(repo, [filename] if filename else list(_STATE_DICT_FILES), encoder, local_only)
+    if hub := cfg.get("hf_hub", ""):
+        repo, filename = (hub.rstrip("/"), "") if hub.endswith("/") else hub.rsplit("/", 1)
+        return wt.hf_first_file(repo, [filename] if filename else list(_STATE_DICT_FILES), encoder, local_only)
     if cfg.get("url"):
-        return url_file(cfg["url"], encoder, local_only)
-    raise missing(encoder, f"the weights of open_clip tag {model_name}/{tag}", "open_clip_model.safetensors")
+        return wt.url_file(cfg["url"], encoder, local_only)
+    raise wt.missing(encoder, f"the weights of open_clip tag {model_name}/{tag}", "open_clip_model.safetensors")
 
 
 def _open_clip_file(spec: str, name: str, weights: str | Path | None, local_only: bool) -> tuple[Path, dict[str, Any]]:
@@ -153,34 +130,29 @@ def _open_clip_file(spec: str, name: str, weights: str | Path | None, local_only
         raise ValueError(f"{name!r} names no weights: use open_clip:{model_name}/TAG with TAG one of {tags}")
     cfg = open_clip.get_pretrained_cfg(model_name, pretrained) if pretrained in tags else {}
     if weights is not None:
-        return explicit_path(weights, name, f"the checkpoint for {spec}", "open_clip_model.safetensors"), cfg
+        return wt.explicit_path(weights, name, f"the checkpoint for {spec}", "open_clip_model.safetensors"), cfg
     if pretrained in tags:
         return _tag_file(model_name, pretrained, name, local_only), cfg
-    path = explicit_path(
-        pretrained, name, f"the checkpoint for {spec} (or a tag of {model_name}: {tags})", Path(pretrained).name
-    )
-    return path, cfg
+    fetch = f"the checkpoint for {spec} (or a tag of {model_name}: {tags})"
+    return wt.explicit_path(pretrained, name, fetch, Path(pretrained).name), cfg
 
 
-def _open_clip_recipe(model_name: str, cfg: dict[str, Any]) -> ResizeCropNormalize:
+def _open_clip_build(spec: str, weights: str | Path | None, preprocess: str, local_only: bool) -> tuple[Build, dict]:
+    """The identity of ``open_clip:MODEL/PRETRAINED`` as a :class:`Build` (no device yet) and the tag's config."""
     open_clip = require(*OPEN_CLIP)
+    name, model_name = f"open_clip:{spec}", spec.partition("/")[0]
+    path, cfg = _open_clip_file(spec, name, weights, local_only)
     size = open_clip.get_model_config(model_name)["vision_cfg"].get("image_size", 224)
-    return ResizeCropNormalize(
-        size=int(size[0] if isinstance(size, (tuple, list)) else size),
-        interpolation=cfg.get("interpolation", "bicubic"),
-        mean=tuple(cfg.get("mean", OPENAI_MEAN)),
-        std=tuple(cfg.get("std", OPENAI_STD)),
-    )
+    size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    mean, std = tuple(cfg.get("mean", OPENAI_MEAN)), tuple(cfg.get("std", OPENAI_STD))
+    recipe = choose_recipe(ResizeCropNormalize(size, cfg.get("interpolation", "bicubic"), mean, std), preprocess)
+    dim = int(open_clip.get_model_config(model_name)["embed_dim"])
+    return Build(EncoderSpec(name, _weights_id(path), recipe.id, dim), recipe, path, None), cfg
 
 
 def describe_open_clip_spec(spec: str, *, weights: str | Path | None = None, preprocess: str = "default") -> Any:
     """The identity of ``open_clip:MODEL/PRETRAINED`` without building it (weights found, never downloaded)."""
-    open_clip = require(*OPEN_CLIP)
-    name = f"open_clip:{spec}"
-    path, cfg = _open_clip_file(spec, name, weights, local_only=True)
-    model_name = spec.partition("/")[0]
-    recipe = choose_recipe(_open_clip_recipe(model_name, cfg), preprocess)
-    return EncoderSpec(name, _weights_id(path), recipe.id, int(open_clip.get_model_config(model_name)["embed_dim"]))
+    return _open_clip_build(spec, weights, preprocess, local_only=True)[0].spec
 
 
 def _build_open_clip(model_name: str, path: Path, cfg: dict[str, Any]) -> Any:
@@ -192,22 +164,13 @@ def _build_open_clip(model_name: str, path: Path, cfg: dict[str, Any]) -> Any:
 
 
 def load_open_clip_spec(
-    spec: str,
-    *,
-    device: Any = None,
-    weights: str | Path | None = None,
-    preprocess: str = "default",
+    spec: str, *, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
 ) -> OpenClipEncoder:
     """Build ``open_clip:MODEL/PRETRAINED`` (PRETRAINED: a tag of MODEL, or a local checkpoint file)."""
-    open_clip = require(*OPEN_CLIP)
-    path, cfg = _open_clip_file(spec, f"open_clip:{spec}", weights, local_only=False)
-    model_name = spec.partition("/")[0]
-    recipe = choose_recipe(_open_clip_recipe(model_name, cfg), preprocess)
-    described = EncoderSpec(
-        f"open_clip:{spec}", _weights_id(path), recipe.id, int(open_clip.get_model_config(model_name)["embed_dim"])
-    )
-    build = Build(described, recipe, path, torch_device(device))
-    return open_clip_encoder(_build_open_clip(model_name, path, cfg), open_clip.get_tokenizer(model_name), build)
+    build, cfg = _open_clip_build(spec, weights, preprocess, local_only=False)
+    build, model_name = replace(build, device=torch_device(device)), spec.partition("/")[0]
+    model = _build_open_clip(model_name, build.weights, cfg)
+    return open_clip_encoder(model, require(*OPEN_CLIP).get_tokenizer(model_name), build)
 
 
 def open_clip_encoder(model: Any, tokenizer: Any, build: Build) -> OpenClipEncoder:
@@ -234,7 +197,7 @@ def load_clip_vit_b16(build: Build) -> OpenClipEncoder:
     return open_clip_encoder(model, open_clip.get_tokenizer(CLIP_MODEL), build)
 
 
-def build_tiny_clip(seed: int = TINY_SEED) -> Any:
+def build_tiny_clip(seed: int = wt.TINY_SEED) -> Any:
     """The tiny open_clip CLIP (QuickGELU, real tokenizer vocabulary) with seeded random weights."""
     open_clip = require(*OPEN_CLIP)
     with seeded(seed):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -30,6 +30,7 @@ class ResizeCropNormalize:
     interpolation: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    resize_mode: ClassVar[str] = "shortest"  # open_clip's name of the resize step
 
     @property
     def id(self) -> str:
@@ -43,14 +44,8 @@ class ResizeCropNormalize:
         """The transform as a PIL -> (3, size, size) float tensor callable (open_clip's eval transform)."""
         import open_clip
 
-        return open_clip.image_transform(
-            self.size,
-            is_train=False,
-            mean=self.mean,
-            std=self.std,
-            interpolation=self.interpolation,
-            resize_mode="shortest",
-        )
+        mode, interpolation = self.resize_mode, self.interpolation
+        return open_clip.image_transform(self.size, False, self.mean, self.std, mode, interpolation)
 
 
 @dataclass(frozen=True)
@@ -77,15 +72,10 @@ class HFProcessorRecipe:
 
         from bliss_utils.encoders.hf_common import pil_processor_class
 
-        return pil_processor_class(self.processor)(
-            size={"height": self.size, "width": self.size},
-            resample=Image.Resampling[self.resample],
-            image_mean=list(self.mean),
-            image_std=list(self.std),
-            do_resize=True,
-            do_rescale=True,
-            do_normalize=True,
-        )
+        flags = dict.fromkeys(("do_resize", "do_rescale", "do_normalize"), True)
+        size, resample = {"height": self.size, "width": self.size}, Image.Resampling[self.resample]
+        stats = {"image_mean": list(self.mean), "image_std": list(self.std)}
+        return pil_processor_class(self.processor)(size=size, resample=resample, **stats, **flags)
 
     def build(self) -> Callable[[Any], Any]:
         """The transform as a PIL -> (3, size, size) float tensor callable."""
@@ -93,13 +83,10 @@ class HFProcessorRecipe:
 
 
 @dataclass(frozen=True)
-class SquashNormalize:
+class SquashNormalize(ResizeCropNormalize):
     """Resize to ``size`` x ``size`` ignoring the aspect ratio (``interpolation``), RGB, normalise; no crop."""
 
-    size: int
-    interpolation: str
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    resize_mode: ClassVar[str] = "squash"
 
     @property
     def id(self) -> str:
@@ -108,26 +95,13 @@ class SquashNormalize:
             f"resize-squash{self.size}-{self.interpolation}+rgb+normalize(mean={_fmt(self.mean)};std={_fmt(self.std)})"
         )
 
-    def build(self) -> Callable[[Any], Any]:
-        """The transform as a PIL -> (3, size, size) float tensor callable."""
-        import open_clip
-
-        return open_clip.image_transform(
-            self.size,
-            is_train=False,
-            mean=self.mean,
-            std=self.std,
-            interpolation=self.interpolation,
-            resize_mode="squash",
-        )
-
 
 Recipe = ResizeCropNormalize | HFProcessorRecipe | SquashNormalize
 
 
 def cifar_recipe(size: int) -> ResizeCropNormalize:
     """The authors' CIFAR-statistics preprocessing: bicubic resize, centre crop, CIFAR mean/std."""
-    return ResizeCropNormalize(size=size, interpolation="bicubic", mean=CIFAR_MEAN, std=CIFAR_STD)
+    return ResizeCropNormalize(size, "bicubic", CIFAR_MEAN, CIFAR_STD)
 
 
 def choose_recipe(default: Recipe, preprocess: str) -> Recipe:
@@ -137,6 +111,8 @@ def choose_recipe(default: Recipe, preprocess: str) -> Recipe:
 
 def recipes(default: Recipe) -> dict[str, Recipe]:
     """The recipes of every preprocessing option for an encoder whose own preprocessing is ``default``."""
+    if isinstance(default, SquashNormalize):  # a squash stays a squash (AnomalyCLIP's recipes)
+        return {"default": default, "cifar": replace(default, mean=CIFAR_MEAN, std=CIFAR_STD)}
     return {"default": default, "cifar": cifar_recipe(default.size)}
 
 

@@ -11,25 +11,14 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bliss_utils._checks import torch_device
+from bliss_utils.encoders import preprocessing as pp
 from bliss_utils.encoders.base import Build, Encoder, EncoderSpec, device_precision
-from bliss_utils.encoders.preprocessing import (
-    CIFAR_MEAN,
-    CIFAR_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    OPENAI_MEAN,
-    OPENAI_STD,
-    HFProcessorRecipe,
-    Recipe,
-    ResizeCropNormalize,
-    SquashNormalize,
-    recipes,
-)
 from bliss_utils.encoders.toy import TOY_ENCODERS, ToyEncoder, ToyRecipe
 
 logger = logging.getLogger(__name__)
@@ -45,83 +34,49 @@ class Backbone:
     builder: str
     weights: str
     dim: int
-    recipes: Mapping[str, Recipe] = field(repr=False)
+    recipes: Mapping[str, pp.Recipe] | pp.Recipe = field(repr=False)
     has_text: bool = True
     precision: str | None = None  # one precision on every device (the toys compute in numpy fp32); None: precision_for
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.recipes, Mapping):  # one recipe: the backbone's own, with its "cifar" counterpart
+            object.__setattr__(self, "recipes", pp.recipes(self.recipes))
 
-_CLIP_224 = ResizeCropNormalize(224, "bicubic", OPENAI_MEAN, OPENAI_STD)
+
+# each backbone's own preprocessing at a given size
+_CLIP = partial(pp.ResizeCropNormalize, interpolation="bicubic", mean=pp.OPENAI_MEAN, std=pp.OPENAI_STD)
 # SLIP evaluates with torchvision's default (bilinear) Resize and ImageNet statistics
-_SLIP_224 = ResizeCropNormalize(224, "bilinear", IMAGENET_MEAN, IMAGENET_STD)
+_SLIP = partial(pp.ResizeCropNormalize, interpolation="bilinear", mean=pp.IMAGENET_MEAN, std=pp.IMAGENET_STD)
 # the released BLIP and ViT-in21k preprocessor_config.json files: squash (no crop), BLIP bicubic, ViT bilinear
-_BLIP_384 = HFProcessorRecipe("BlipImageProcessor", 384, "BICUBIC", OPENAI_MEAN, OPENAI_STD)
-_VIT_224 = HFProcessorRecipe("ViTImageProcessor", 224, "BILINEAR", (0.5,) * 3, (0.5,) * 3)
+_BLIP = partial(pp.HFProcessorRecipe, "BlipImageProcessor", resample="BICUBIC", mean=pp.OPENAI_MEAN, std=pp.OPENAI_STD)
+_VIT = partial(pp.HFProcessorRecipe, "ViTImageProcessor", resample="BILINEAR", mean=(0.5,) * 3, std=(0.5,) * 3)
+# AnomalyCLIP: a bicubic squash, no crop (its "cifar" recipe stays a squash)
+_SQUASH = partial(pp.SquashNormalize, interpolation="bicubic", mean=pp.OPENAI_MEAN, std=pp.OPENAI_STD)
+# the smoke and rehearsal stand-ins: one fixed preprocessing and precision, whatever the option and device
+_TOY = partial(Backbone, "toy:load_toy", "toy:toy_weights", precision=ToyEncoder.PRECISION)
 TINY_SIZE = 32
 ANOMALYCLIP_SIZE = 518  # the authors' test resolution, from ViT-L/14's 336: positional embeddings interpolated
 # tiny-anomalyclip runs its 32 px model at 48 px to exercise the same interpolation
 TINY_ANOMALYCLIP_SIZE = 48
 
 _BACKBONES: dict[str, Backbone] = {
-    "clip-vit-b16": Backbone("openclip:load_clip_vit_b16", "openclip:clip_vit_b16_weights", 512, recipes(_CLIP_224)),
-    "blip": Backbone("blip:load_blip", "blip:blip_weights", 256, recipes(_BLIP_384)),
-    "slip-vit-b16": Backbone("slip:load_slip_vit_b16", "slip:slip_weights", 512, recipes(_SLIP_224)),
-    "vit-b16-in21k": Backbone("vit:load_vit_in21k", "vit:vit_weights", 768, recipes(_VIT_224), has_text=False),
-    "tiny-clip": Backbone(
-        "openclip:load_tiny_clip",
-        "weights:random_weights",
-        32,
-        recipes(ResizeCropNormalize(TINY_SIZE, "bicubic", OPENAI_MEAN, OPENAI_STD)),
-    ),
-    "tiny-blip": Backbone(
-        "blip:load_tiny_blip",
-        "blip:tiny_blip_weights",
-        16,
-        recipes(HFProcessorRecipe("BlipImageProcessor", TINY_SIZE, "BICUBIC", OPENAI_MEAN, OPENAI_STD)),
-    ),
-    "tiny-slip": Backbone(
-        "slip:load_tiny_slip",
-        "weights:random_weights",
-        24,
-        recipes(ResizeCropNormalize(TINY_SIZE, "bilinear", IMAGENET_MEAN, IMAGENET_STD)),
-    ),
-    "tiny-vit": Backbone(
-        "vit:load_tiny_vit",
-        "weights:random_weights",
-        48,
-        recipes(HFProcessorRecipe("ViTImageProcessor", TINY_SIZE, "BILINEAR", (0.5,) * 3, (0.5,) * 3)),
-        has_text=False,
-    ),
+    "clip-vit-b16": Backbone("openclip:load_clip_vit_b16", "openclip:clip_vit_b16_weights", 512, _CLIP(224)),
+    "blip": Backbone("blip:load_blip", "blip:blip_weights", 256, _BLIP(384)),
+    "slip-vit-b16": Backbone("slip:load_slip_vit_b16", "slip:slip_weights", 512, _SLIP(224)),
+    "vit-b16-in21k": Backbone("vit:load_vit_in21k", "vit:vit_weights", 768, _VIT(224), has_text=False),
+    "tiny-clip": Backbone("openclip:load_tiny_clip", "weights:random_weights", 32, _CLIP(TINY_SIZE)),
+    "tiny-blip": Backbone("blip:load_tiny_blip", "blip:tiny_blip_weights", 16, _BLIP(TINY_SIZE)),
+    "tiny-slip": Backbone("slip:load_tiny_slip", "weights:random_weights", 24, _SLIP(TINY_SIZE)),
+    "tiny-vit": Backbone("vit:load_tiny_vit", "weights:random_weights", 48, _VIT(TINY_SIZE), has_text=False),
     # AnomalyCLIP's backbone with the authors' learned prompts (docs/related_methods.md): a 518 px squash, no crop
     "anomalyclip-vit-l14-336": Backbone(
-        "anomalyclip:load_anomalyclip_vit_l14_336",
-        "anomalyclip:anomalyclip_weights",
-        768,
-        {
-            "default": SquashNormalize(ANOMALYCLIP_SIZE, "bicubic", OPENAI_MEAN, OPENAI_STD),
-            "cifar": SquashNormalize(ANOMALYCLIP_SIZE, "bicubic", CIFAR_MEAN, CIFAR_STD),
-        },
+        "anomalyclip:load_anomalyclip_vit_l14_336", "anomalyclip:anomalyclip_weights", 768, _SQUASH(ANOMALYCLIP_SIZE)
     ),
     "tiny-anomalyclip": Backbone(
-        "anomalyclip:load_tiny_anomalyclip",
-        "anomalyclip:tiny_anomalyclip_weights",
-        32,
-        {
-            "default": SquashNormalize(TINY_ANOMALYCLIP_SIZE, "bicubic", OPENAI_MEAN, OPENAI_STD),
-            "cifar": SquashNormalize(TINY_ANOMALYCLIP_SIZE, "bicubic", CIFAR_MEAN, CIFAR_STD),
-        },
+        "anomalyclip:load_tiny_anomalyclip", "anomalyclip:tiny_anomalyclip_weights", 32, _SQUASH(TINY_ANOMALYCLIP_SIZE)
     ),
     # smoke and rehearsal stand-ins whose towers agree (encoders/toy.py): one fixed preprocessing whatever the option
-    **{
-        n: Backbone(
-            "toy:load_toy",
-            "toy:toy_weights",
-            s.dim,
-            {"default": ToyRecipe(), "cifar": ToyRecipe()},
-            has_text=s.has_text,
-            precision=ToyEncoder.PRECISION,
-        )
-        for n, s in TOY_ENCODERS.items()
-    },
+    **{n: _TOY(s.dim, dict.fromkeys(PREPROCESS_OPTIONS, ToyRecipe()), s.has_text) for n, s in TOY_ENCODERS.items()},
 }
 
 # encoders added at run time by register_encoder: only a builder, nothing declared
@@ -185,8 +140,7 @@ def preprocess_for(encoder: str, mapping: Mapping[str, str] | str | None) -> str
     if isinstance(mapping, str):
         value = mapping
     elif isinstance(mapping, Mapping):
-        bad = {k: v for k, v in mapping.items() if v not in PREPROCESS_OPTIONS}
-        if bad:
+        if bad := {k: v for k, v in mapping.items() if v not in PREPROCESS_OPTIONS}:
             raise ValueError(f"preprocess options must be one of {list(PREPROCESS_OPTIONS)}; got {bad}")
         value = mapping.get(encoder, "default")
     else:
@@ -215,13 +169,11 @@ def describe_encoder(
     for prefix, (_, describer) in _OPEN_FORMS.items():
         if name.startswith(prefix):
             spec = _resolve(describer)(name[len(prefix) :], weights=weights, preprocess=preprocess)
-            return EncoderSpec(**{**asdict(spec), "precision": precision_for(device), "preprocess": preprocess})
+            return replace(spec, precision=precision_for(device), preprocess=preprocess)
     info = backbone(name)
     if info is None:
-        enc = load_encoder(name, device=device, weights=weights, preprocess=preprocess)
-        return EncoderSpec(
-            enc.name, enc.weights_id, enc.preprocess_id, enc.dim, enc.has_text, enc.precision, preprocess
-        )
+        e = load_encoder(name, device=device, weights=weights, preprocess=preprocess)
+        return EncoderSpec(e.name, e.weights_id, e.preprocess_id, e.dim, e.has_text, e.precision, preprocess)
     return _declared(name, info, weights, preprocess, device, local_only=True)[0]
 
 
@@ -236,10 +188,7 @@ def _declared(
 
 
 def load_encoder(
-    name: str,
-    device: Any = None,
-    weights: str | Path | None = None,
-    preprocess: str = "default",
+    name: str, device: Any = None, weights: str | Path | None = None, preprocess: str = "default"
 ) -> Encoder:
     """Build the encoder ``name`` on ``device`` (CUDA, then MPS, then CPU when None), in eval mode.
 

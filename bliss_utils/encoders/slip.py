@@ -18,13 +18,7 @@ from typing import Any
 from bliss_utils._checks import require
 from bliss_utils.encoders.base import OPEN_CLIP, Build, seeded
 from bliss_utils.encoders.openclip import OpenClipEncoder, open_clip_encoder
-from bliss_utils.encoders.weights import (
-    TINY_SEED,
-    explicit_path,
-    fingerprint,
-    url_file,
-    weights_dir_entry,
-)
+from bliss_utils.encoders.weights import TINY_SEED, explicit_path, fingerprint, url_file, weights_dir_entry
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +37,12 @@ TINY_SSL_DIMS = (64, 16)  # SimCLR head widths of the tiny checkpoint (the real 
 # SLIP's launcher keeps pathlib paths in ``args`` (e.g. output_dir). They are unpickled as pure paths: a PosixPath
 # saved on Linux cannot be instantiated on Windows, and pure paths do no I/O. Python 3.13 pickles them as
 # pathlib._local.
+_PURE = {"PosixPath": pathlib.PurePosixPath, "WindowsPath": pathlib.PureWindowsPath}
 _PATH_GLOBALS = [
-    (pure, f"{module}.{cls}")
-    for module in ("pathlib", "pathlib._local")
-    for cls, pure in (
-        ("PosixPath", pathlib.PurePosixPath),
-        ("PurePosixPath", pathlib.PurePosixPath),
-        ("WindowsPath", pathlib.PureWindowsPath),
-        ("PureWindowsPath", pathlib.PureWindowsPath),
-    )
+    (pure, f"{m}.{p}{c}") for m in ("pathlib", "pathlib._local") for c, pure in _PURE.items() for p in ("", "Pure")
 ]
+# open_clip's vision_cfg for SLIP's timm tower besides its name and size: [CLS] pooling, a bias-free linear projection
+_TIMM_TOWER = {"timm_model_pretrained": False, "timm_pool": "token", "timm_proj": "linear", "timm_proj_bias": False}
 
 
 # -- the checkpoint file ---------------------------------------------------------------------------------------------
@@ -62,14 +52,8 @@ def load_slip_checkpoint(path: str | Path) -> dict[str, Any]:
 
     import torch
 
-    serialization = torch.serialization
-    allow = [argparse.Namespace, *_PATH_GLOBALS]
     try:
-        if hasattr(serialization, "safe_globals"):
-            with serialization.safe_globals(allow):
-                ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        else:  # torch < 2.5: the allow-list is process-wide
-            serialization.add_safe_globals(allow)
+        with torch.serialization.safe_globals([argparse.Namespace, *_PATH_GLOBALS]):  # torch >= 2.5
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise ValueError(
@@ -92,54 +76,38 @@ def checkpoint_state_dict(ckpt: dict[str, Any]) -> dict[str, Any]:
 # -- the key mapping (Route A) -----------------------------------------------------------------------------------------
 def slip_to_open_clip(sd: dict[str, Any]) -> dict[str, Any]:
     """Map a SLIP state dict (``module.`` stripped) onto the keys of open_clip's CLIP with a timm tower."""
-    out = {}
-    for key, value in sd.items():
-        if key.startswith("image_mlp."):
-            continue  # SimCLR head: used in training only
-        if key == "image_projection":
-            out["visual.head.proj.weight"] = value.t().contiguous()  # x @ P == Linear(weight=P.T, bias=None)
-        elif key.startswith("visual."):
-            out["visual.trunk." + key[len("visual.") :]] = value
-        else:
-            out[key] = value
-    return out
+    sd = {k: v for k, v in sd.items() if not k.startswith("image_mlp.")}  # SimCLR head: used in training only
+    return _renamed(sd, ("image_projection", "visual.head.proj.weight"), ("visual.", "visual.trunk."))
 
 
 def open_clip_to_slip(sd: dict[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`slip_to_open_clip` (without the SimCLR head): used to build tiny SLIP-layout checkpoints."""
+    return _renamed(sd, ("visual.head.proj.weight", "image_projection"), ("visual.trunk.", "visual."))
+
+
+def _renamed(sd: dict[str, Any], projection: tuple[str, str], tower: tuple[str, str]) -> dict[str, Any]:
+    """``sd`` with key projection[0] transposed into projection[1] (x @ P == Linear(weight=P.T, bias=None)), the keys
+    under the prefix tower[0] moved under tower[1], every other key unchanged."""
     out = {}
     for key, value in sd.items():
-        if key == "visual.head.proj.weight":
-            out["image_projection"] = value.t().contiguous()
-        elif key.startswith("visual.trunk."):
-            out["visual." + key[len("visual.trunk.") :]] = value
+        if key == projection[0]:
+            out[projection[1]] = value.t().contiguous()
         else:
-            out[key] = value
+            out[tower[1] + key[len(tower[0]) :] if key.startswith(tower[0]) else key] = value
     return out
 
 
 def slip_config(sd: dict[str, Any], timm_model_name: str) -> dict[str, Any]:
     """open_clip CLIP keyword arguments for a SLIP state dict; the text tower's sizes are read from its shapes."""
-    width = int(sd["token_embedding.weight"].shape[1])
+    vocab, width = map(int, sd["token_embedding.weight"].shape)
     layers = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"transformer\.resblocks\.(\d+)\.", k)))
+    text = {"context_length": int(sd["positional_embedding"].shape[0]), "vocab_size": vocab, "width": width}
+    text.update(heads=max(1, width // 64), layers=layers)  # SLIP (like OpenAI CLIP) uses 64-wide heads: 8 at 512
     return {
         "embed_dim": int(sd["text_projection"].shape[1]),
         "quick_gelu": True,  # reaches the text tower only: open_clip's timm towers keep timm's exact GELU, as SLIP
-        "vision_cfg": {
-            "timm_model_name": timm_model_name,
-            "timm_model_pretrained": False,
-            "timm_pool": "token",
-            "timm_proj": "linear",
-            "timm_proj_bias": False,
-            "image_size": _vision_image_size(sd),
-        },
-        "text_cfg": {
-            "context_length": int(sd["positional_embedding"].shape[0]),
-            "vocab_size": int(sd["token_embedding.weight"].shape[0]),
-            "width": width,
-            "heads": max(1, width // 64),  # SLIP (like OpenAI CLIP) uses 64-wide heads: 8 heads at width 512
-            "layers": layers,
-        },
+        "vision_cfg": {"timm_model_name": timm_model_name, **_TIMM_TOWER, "image_size": _vision_image_size(sd)},
+        "text_cfg": text,
     }
 
 
@@ -189,19 +157,9 @@ def make_tiny_slip_checkpoint(seed: int = TINY_SEED) -> dict[str, Any]:
 
     open_clip = require(*OPEN_CLIP)
     _register_tiny_timm_model()
-    cfg = {
-        "embed_dim": TINY_EMBED_DIM,
-        "quick_gelu": True,
-        "vision_cfg": {
-            "timm_model_name": TINY_TIMM_MODEL,
-            "timm_model_pretrained": False,
-            "timm_pool": "token",
-            "timm_proj": "linear",
-            "timm_proj_bias": False,
-            "image_size": TINY_VISION["img_size"],
-        },
-        "text_cfg": {**TINY_TEXT, "heads": max(1, TINY_TEXT["width"] // 64)},
-    }
+    vision = {"timm_model_name": TINY_TIMM_MODEL, **_TIMM_TOWER, "image_size": TINY_VISION["img_size"]}
+    text = {**TINY_TEXT, "heads": max(1, TINY_TEXT["width"] // 64)}
+    cfg = {"embed_dim": TINY_EMBED_DIM, "quick_gelu": True, "vision_cfg": vision, "text_cfg": text}
     with seeded(seed):
         sd = open_clip_to_slip(open_clip.CLIP(**cfg).state_dict())
         hidden, out_dim = TINY_SSL_DIMS
@@ -209,12 +167,10 @@ def make_tiny_slip_checkpoint(seed: int = TINY_SEED) -> dict[str, Any]:
         for i, (n_in, n_out) in enumerate([(width, hidden), (hidden, hidden), (hidden, out_dim)], start=1):
             sd[f"image_mlp.layer{i}.weight"] = torch.randn(n_out, n_in) * 0.02
             sd[f"image_mlp.layer{i}.bias"] = torch.zeros(n_out)
-            if i < 3:
-                sd[f"image_mlp.bn{i}.weight"] = torch.ones(n_out)
-                sd[f"image_mlp.bn{i}.bias"] = torch.zeros(n_out)
-                sd[f"image_mlp.bn{i}.running_mean"] = torch.zeros(n_out)
-                sd[f"image_mlp.bn{i}.running_var"] = torch.ones(n_out)
-                sd[f"image_mlp.bn{i}.num_batches_tracked"] = torch.tensor(0)
+            if i < 3:  # BatchNorm after the first two layers
+                bn = {"weight": torch.ones(n_out), "bias": torch.zeros(n_out), "running_mean": torch.zeros(n_out)}
+                bn.update(running_var=torch.ones(n_out), num_batches_tracked=torch.tensor(0))
+                sd.update({f"image_mlp.bn{i}.{k}": v for k, v in bn.items()})
     args = argparse.Namespace(model="SLIP_TINY", ssl_mlp_dim=hidden, ssl_emb_dim=out_dim)
     return {"epoch": 0, "state_dict": {"module." + k: v for k, v in sd.items()}, "args": args}
 

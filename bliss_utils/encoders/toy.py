@@ -66,11 +66,7 @@ TOY_ENCODERS = {
 def _template_patterns() -> list[re.Pattern[str]]:
     # longest first, so the most specific template wins; "{}" alone is the fallback (the whole text is the label)
     templates = sorted({t for t in ENSEMBLE_TEMPLATES if t != "{}"}, key=len, reverse=True)
-    out = []
-    for t in templates:
-        before, after = t.split("{}")
-        out.append(re.compile(re.escape(before) + r"(.+)" + re.escape(after), flags=re.IGNORECASE | re.DOTALL))
-    return out
+    return [re.compile("(.+)".join(map(re.escape, t.split("{}"))), flags=re.IGNORECASE | re.DOTALL) for t in templates]
 
 
 _PATTERNS = _template_patterns()

@@ -15,14 +15,12 @@ from bliss_utils.encoders.hf_common import model_folder
 from bliss_utils.encoders.weights import TINY_SEED
 
 VIT_REPO = "google/vit-base-patch16-224-in21k"
+# the tiny ViT of tiny-vit, also tiny-blip's vision tower (transformers config names)
+TINY_VIT = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=2, patch_size=8)
 
 
 class ViTImageEncoder(Encoder):
     """A transformers ViTModel as an image-only encoder ([CLS] token of the last layer)."""
-
-    def __init__(self, model: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.model = model
 
     def _image_features(self, pixels: Any) -> Any:
         return self.model(pixel_values=pixels).last_hidden_state[:, 0, :]
@@ -43,14 +41,7 @@ def load_vit_in21k(build: Build) -> ViTImageEncoder:
 def load_tiny_vit(build: Build) -> ViTImageEncoder:
     """tiny-vit: a transformers ViTModel at tiny sizes with seeded random weights; image-only, no download."""
     transformers = require(*TRANSFORMERS)
-    config = transformers.ViTConfig(
-        hidden_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=96,
-        image_size=build.recipe.size,  # the registry's declared input size
-        patch_size=8,
-    )
+    config = transformers.ViTConfig(**TINY_VIT, image_size=build.recipe.size)  # the registry's declared input size
     with seeded(TINY_SEED):
         model = transformers.ViTModel(config, add_pooling_layer=False)
     return ViTImageEncoder(finish_model(model, build.device), **build.encoder_fields())

@@ -10,11 +10,12 @@ import logging
 import os
 import re
 import urllib.error
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from bliss_utils._filehash import file_fingerprint, folder_fingerprint
-from bliss_utils._io import download
+from bliss_utils._io import atomic_path, download
 from bliss_utils.encoders.errors import WeightsNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,7 @@ def folder_name(encoder: str) -> str:
 
 def weights_dir_entry(encoder: str, filename: str = "") -> Path | None:
     """``$BLISS_WEIGHTS_DIR/<encoder>[/<filename>]`` if BLISS_WEIGHTS_DIR is set and that path exists, else None."""
-    root = os.environ.get(ENV_WEIGHTS_DIR)
-    if not root:
+    if not (root := os.environ.get(ENV_WEIGHTS_DIR)):
         return None
     path = Path(root).expanduser() / folder_name(encoder) / filename
     return path if path.exists() else None
@@ -54,14 +54,9 @@ def missing(encoder: str, fetch: str, filename: str, detail: str = "") -> Weight
     else:  # a Hugging Face model: a folder with config.json, the weights, tokenizer and preprocessor files
         put = f"  - put the repo's files in the folder {where}/ (set the environment variable {ENV_WEIGHTS_DIR}), or"
         arg = f"  - pass load_encoder({encoder!r}, weights='/path/to/that/folder')."
-    lines = [
-        f"pretrained weights for encoder {encoder!r} not found{': ' + detail if detail else ''}.",
-        f"Fetch: {fetch}",
-        "Then either:",
-        put,
-        arg,
-        "With internet access and offline mode off, the weights download into the library's cache on first use.",
-    ]
+    head = f"pretrained weights for encoder {encoder!r} not found{': ' + detail if detail else ''}."
+    tail = "With internet access and offline mode off, the weights download into the library's cache on first use."
+    lines = [head, f"Fetch: {fetch}", "Then either:", put, arg, tail]
     if is_offline():
         on = [v for v in _OFFLINE_VARS if os.environ.get(v)]
         lines.append(f"(Offline mode is on: {', '.join(on)}; nothing was downloaded.)")
@@ -91,44 +86,33 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (errors.EntryNotFoundError, errors.HfHubHTTPError, errors.OfflineModeIsEnabled, ConnectionError)
 
 
+def _from_hub(download: Callable[..., str], local_only: bool, encoder: str, fetch: str, file: str, what: str) -> Path:
+    """``download(cache_dir=..., local_files_only=...)`` of huggingface_hub; its failures end in :func:`missing`."""
+    try:
+        return Path(download(cache_dir=_hf_cache_dir(), local_files_only=local_only or is_offline()))
+    except _hub_errors() as err:
+        detail = f"{type(err).__name__} while reading {what} from the Hugging Face cache"
+        raise missing(encoder, fetch, file, detail) from None
+
+
 def hf_snapshot(repo_id: str, patterns: Sequence[str], encoder: str, local_only: bool = False) -> Path:
     """Local folder with the files of ``repo_id`` matching ``patterns``, from the HF cache or downloaded into it."""
     from huggingface_hub import snapshot_download
 
-    try:
-        folder = snapshot_download(
-            repo_id,
-            allow_patterns=list(patterns),
-            cache_dir=_hf_cache_dir(),
-            local_files_only=local_only or is_offline(),
-        )
-    except _hub_errors() as err:
-        raise missing(
-            encoder,
-            f"the Hugging Face repo https://huggingface.co/{repo_id} (e.g. `hf download {repo_id}"
-            f" --local-dir <folder>`)",
-            "",
-            f"{type(err).__name__} while reading {repo_id} from the Hugging Face cache",
-        ) from None
-    return Path(folder)
+    fetch = (
+        f"the Hugging Face repo https://huggingface.co/{repo_id} (e.g. `hf download {repo_id} --local-dir <folder>`)"
+    )
+    download = partial(snapshot_download, repo_id, allow_patterns=list(patterns))
+    return _from_hub(download, local_only, encoder, fetch, "", repo_id)
 
 
 def hf_file(repo_id: str, filename: str, encoder: str, local_only: bool = False) -> Path:
     """Local path of ``filename`` from ``repo_id``, from the HF cache or downloaded into it."""
     from huggingface_hub import hf_hub_download
 
-    try:
-        path = hf_hub_download(
-            repo_id, filename, cache_dir=_hf_cache_dir(), local_files_only=local_only or is_offline()
-        )
-    except _hub_errors() as err:
-        raise missing(
-            encoder,
-            f"https://huggingface.co/{repo_id}/resolve/main/{filename}",
-            filename,
-            f"{type(err).__name__} while reading {repo_id}/{filename} from the Hugging Face cache",
-        ) from None
-    return Path(path)
+    fetch = f"https://huggingface.co/{repo_id}/resolve/main/{filename}"
+    download = partial(hf_hub_download, repo_id, filename)
+    return _from_hub(download, local_only, encoder, fetch, filename, f"{repo_id}/{filename}")
 
 
 def hf_first_file(repo_id: str, filenames: Sequence[str], encoder: str, local_only: bool = False) -> Path:
@@ -153,14 +137,11 @@ def url_file(url: str, encoder: str, local_only: bool = False) -> Path:
         return target
     if local_only or is_offline():
         raise missing(encoder, url, filename, f"not in the torch hub cache ({target})")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{filename}.{os.getpid()}.part")
     logger.info("downloading %s to %s", url, target)
     try:
-        download(url, tmp, _DOWNLOAD_TIMEOUT_S)
-        os.replace(tmp, target)
+        with atomic_path(target, suffix=".part") as tmp:  # a failed download leaves nothing behind
+            download(url, tmp, _DOWNLOAD_TIMEOUT_S)
     except (urllib.error.URLError, OSError) as err:
-        tmp.unlink(missing_ok=True)
         raise missing(encoder, url, filename, f"download failed ({err})") from None
     return target
 
@@ -175,12 +156,8 @@ def fingerprint(path: Path) -> str:
     """
     if path.is_file():
         return file_fingerprint(path)
-    names = sorted(
-        str(p.relative_to(path))
-        for p in path.rglob("*")
-        if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name == "config.json")
-    )
-    return folder_fingerprint(path, names)
+    files = [p for p in path.rglob("*") if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name == "config.json")]
+    return folder_fingerprint(path, sorted(str(p.relative_to(path)) for p in files))
 
 
 TINY_SEED = 0
