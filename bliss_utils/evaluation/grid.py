@@ -44,10 +44,8 @@ class EmbeddingSet:
     meta: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        arrays = {"train": self.train, "test": self.test}
-        for name in ("class_texts", "dictionary"):
-            if getattr(self, name) is not None:
-                arrays[name] = getattr(self, name)
+        names = ("train", "test", "class_texts", "dictionary")  # the optional two only when given
+        arrays = {n: getattr(self, n) for n in names if n in ("train", "test") or getattr(self, n) is not None}
         for name, a in arrays.items():
             if np.ndim(a) != 2:
                 raise ValueError(f"EmbeddingSet.{name} must be 2-D (n, dim); got shape {np.shape(a)}")
@@ -68,13 +66,6 @@ def few_shot_indices(labels: np.ndarray, n_shots: int, seed: int = 0) -> np.ndar
         rows = np.flatnonzero(labels == c)
         picked.append(rows if rows.size <= n_shots else rng.choice(rows, n_shots, replace=False))
     return np.sort(np.concatenate(picked))
-
-
-def _subset(data: EmbeddingSet, n_shots: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    if n_shots is None:
-        return data.train, data.train_labels
-    idx = few_shot_indices(np.asarray(data.train_labels), n_shots, seed)
-    return data.train[idx], data.train_labels[idx]
 
 
 def _check_splits(splits: Mapping[str, Sequence[Sequence[int]]], n_classes: int) -> None:
@@ -117,7 +108,10 @@ def _plan(method: str, data: EmbeddingSet, image: EmbeddingSet, sweeps: dict, pa
 
 def _fit_args(scorer: Any, source: EmbeddingSet, n_shots: int | None, seed: int) -> tuple:
     """The four fit arguments, None where the scorer does not read them."""
-    train, labels = _subset(source, n_shots, seed) if "images" in scorer.inputs else (None, None)
+    train, labels = (source.train, source.train_labels) if "images" in scorer.inputs else (None, None)
+    if train is not None and n_shots is not None:
+        idx = few_shot_indices(np.asarray(labels), n_shots, seed)
+        train, labels = train[idx], labels[idx]
     texts = source.class_texts if "class_texts" in scorer.inputs else None
     dictionary = source.dictionary if "dictionary" in scorer.inputs else None
     return train, labels, texts, dictionary
@@ -171,8 +165,7 @@ def evaluate_grid(
     if not methods:
         raise ValueError("methods is empty")
     n_classes = int(max(np.max(data.train_labels), np.max(data.test_labels))) + 1
-    if data.class_texts is not None:
-        n_classes = data.class_texts.shape[0]
+    n_classes = n_classes if data.class_texts is None else data.class_texts.shape[0]
     _check_splits(splits, n_classes)
     if n_shots is not None and n_shots < 1:
         raise ValueError(f"n_shots must be >= 1; got {n_shots}")

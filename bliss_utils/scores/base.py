@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,6 +22,35 @@ MAX_CACHED_MODELS = 3
 
 
 INPUTS = ("images", "class_texts", "dictionary")
+
+# What a number parameter may be: the phrase its error message uses, and the test (besides being finite).
+NUMBER_RULES: dict[str, Callable[[Any], bool]] = {
+    "a finite number": lambda v: True,
+    "a finite number >= 0": lambda v: v >= 0,
+    ">= 0": lambda v: v >= 0,
+    "a positive number": lambda v: v > 0,
+    "> 0": lambda v: v > 0,
+}
+
+
+def check_number(value: Any, name: str, rule: str = "a finite number", why: str = "") -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is finite and meets ``rule`` (a key of NUMBER_RULES)."""
+    if not (np.isfinite(value) and NUMBER_RULES[rule](value)):
+        raise ValueError(f"{name} must be {rule}; got {value!r}{why}")
+
+
+@contextlib.contextmanager
+def torch_threads(torch: Any, threads: int | None) -> Iterator[None]:
+    """Run the block on ``threads`` torch CPU threads, restored afterwards; None: torch's setting, untouched."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Scorer(BaseEstimator):
@@ -43,9 +73,9 @@ class Scorer(BaseEstimator):
         train_labels: Any,
         class_text_embeddings: Any | None = None,
         dictionary_embeddings: Any | None = None,
-    ) -> Scorer:  # pragma: no cover - every scorer defines it
+    ) -> Scorer:
         """Fit on the training part; the arguments a scorer does not declare in ``inputs`` may be None."""
-        raise NotImplementedError
+        raise NotImplementedError  # pragma: no cover - every scorer defines it
 
     def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:  # pragma: no cover
         """Anomaly score of each row of ``X`` for one set of normal classes; higher = more anomalous."""
@@ -58,14 +88,15 @@ class Scorer(BaseEstimator):
         (variant index, set index, scores of ``X``) over variants x sets of normal classes. Override to share a fit."""
         fitted = [clone(self).set_params(**params).fit(*fit_args) for params in variants]
         return (
-            (v, s, model.score_samples(X, normal))
-            for v, model in enumerate(fitted)
-            for s, normal in enumerate(normal_sets)
+            (v, s, m.score_samples(X, normal)) for v, m in enumerate(fitted) for s, normal in enumerate(normal_sets)
         )
 
 
 class _Scorer(Scorer):
     """Shared plumbing of a fitted scorer: input checks against the fitted state, normal classes."""
+
+    def _check_params(self) -> None:
+        """Parameter checks, run at fit time (``__init__`` only stores)."""
 
     def _check_fitted(self) -> None:
         check_is_fitted(self, "classes_")
@@ -104,17 +135,10 @@ class ImageScorer(_Scorer):
             raw = np.asarray(train_labels)
             n_classes = int(raw.max()) + 1 if raw.size and np.issubdtype(raw.dtype, np.number) else 1
         labels = as_labels(train_labels, z.shape[0], n_classes)
-        self.train_ = z
-        self.train_labels_ = labels
-        self.classes_ = np.unique(labels)
-        self.n_classes_ = n_classes
-        self.dim_ = z.shape[1]
-        self.dtype_ = z.dtype
+        self.train_, self.train_labels_, self.classes_, self.n_classes_ = z, labels, np.unique(labels), n_classes
+        self.dim_, self.dtype_ = z.shape[1], z.dtype
         self.models_: OrderedDict[frozenset, Any] = OrderedDict()
         return self
-
-    def _check_params(self) -> None:
-        """Parameter checks, run at fit time (``__init__`` only stores)."""
 
     def _train_of(self, classes: np.ndarray) -> np.ndarray:
         return self.train_[np.isin(self.train_labels_, classes)]

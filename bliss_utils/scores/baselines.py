@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bliss_utils._checks import as_labels, as_unit_embeddings, check_positive_int
-from bliss_utils.scores.base import MAX_CACHED_MODELS, ImageScorer, _Scorer
+from bliss_utils.scores.base import MAX_CACHED_MODELS, ImageScorer, _Scorer, check_number
 from bliss_utils.scores.bliss import BiasedCLIP
 from bliss_utils.scores.gmm import GMM
 from bliss_utils.scores.lunar import LUNAR
@@ -30,85 +30,68 @@ from bliss_utils.scores.lunar import LUNAR
 CHUNK_BYTES = 64 * 2**20
 
 
-def _fit_texts(
-    train_embeddings: Any | None, train_labels: Any | None, class_text_embeddings: Any
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Validate (optional) training images and the class texts; return normalised texts, images and labels."""
-    if class_text_embeddings is None:
-        raise ValueError("class_text_embeddings is required: this scorer compares images with the class texts")
-    arrays = as_unit_embeddings(class_text_embeddings=class_text_embeddings, train_embeddings=train_embeddings)
-    texts = arrays["class_text_embeddings"]
-    z = arrays.get("train_embeddings")
-    labels = None
-    if z is not None:
-        if train_labels is None:
-            raise ValueError("train_labels are required with train_embeddings")
-        labels = as_labels(train_labels, z.shape[0], texts.shape[0])
-    return texts, z, labels
+class _TextScorer(_Scorer):
+    """Scorers of image-text similarity alone: fitting stores the normalised class texts; the dictionary is ignored.
+
+    Training images are optional and only checked; when given, they fix which classes can be normal if
+    ``classes_from_images`` (RawSimilarity, as for BLISS), else every class may be normal (MCM: no statistics).
+    """
+
+    inputs: ClassVar[tuple[str, ...]] = ("images", "class_texts")
+    classes_from_images: ClassVar[bool] = True
+
+    def fit(
+        self,
+        train_embeddings: Any | None,
+        train_labels: Any | None = None,
+        class_text_embeddings: Any | None = None,
+        dictionary_embeddings: Any | None = None,
+    ) -> _TextScorer:
+        """Validate (optional) training images and the class texts; store the normalised texts."""
+        self._check_params()
+        if class_text_embeddings is None:
+            raise ValueError("class_text_embeddings is required: this scorer compares images with the class texts")
+        arrays = as_unit_embeddings(class_text_embeddings=class_text_embeddings, train_embeddings=train_embeddings)
+        texts, z, labels = arrays["class_text_embeddings"], arrays.get("train_embeddings"), None
+        if z is not None:
+            if train_labels is None:
+                raise ValueError("train_labels are required with train_embeddings")
+            labels = as_labels(train_labels, z.shape[0], texts.shape[0])
+        self.class_texts_, self.n_classes_, self.dim_, self.dtype_ = texts, texts.shape[0], texts.shape[1], texts.dtype
+        by_images = labels is not None and self.classes_from_images
+        self.classes_ = np.unique(labels) if by_images else np.arange(self.n_classes_)
+        return self
 
 
-class RawSimilarity(_Scorer):
+class RawSimilarity(_TextScorer):
     """Raw internal class score without normalisation ("w/o (5)" of Table 3): min over normal c of -sim(z, C_c).
 
     Training images are optional; when given, only classes with training images can be normal (as for BLISS),
     so that the comparison with BiasedCLIP and BLISS runs on the same classes.
     """
 
-    inputs: ClassVar[tuple[str, ...]] = ("images", "class_texts")
-
-    def fit(
-        self,
-        train_embeddings: Any | None,
-        train_labels: Any | None = None,
-        class_text_embeddings: Any | None = None,
-        dictionary_embeddings: Any | None = None,
-    ) -> RawSimilarity:
-        """Store the normalised class texts; the dictionary is ignored."""
-        texts, _, labels = _fit_texts(train_embeddings, train_labels, class_text_embeddings)
-        self.class_texts_ = texts
-        self.n_classes_ = texts.shape[0]
-        self.classes_ = np.arange(self.n_classes_) if labels is None else np.unique(labels)
-        self.dim_ = texts.shape[1]
-        self.dtype_ = texts.dtype
-        return self
-
     def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
         """-max over the normal classes of sim(z, C_c); higher = more anomalous."""
         x = self._prepare(X)
-        classes = self._normal(normal_classes)
-        return -(x @ self.class_texts_[classes].T).max(axis=1)
+        return -(x @ self.class_texts_[self._normal(normal_classes)].T).max(axis=1)
 
 
-class MCM(_Scorer):
+class MCM(_TextScorer):
     """Maximum Concept Matching (Ming et al. 2022): -max_c softmax(cos(z, C_c) / T) over the normal class texts.
 
-    Zero-shot: training images are not used (``train_embeddings`` may be None; when given they are only checked).
+    Zero-shot: training images are not used (``train_embeddings`` may be None; when given they are only checked),
+    and every class may be normal (no statistics are needed).
     Needs at least two normal classes: with one, the softmax is identically 1.
     """
 
-    inputs: ClassVar[tuple[str, ...]] = ("images", "class_texts")
     min_normal_classes: ClassVar[int] = 2
+    classes_from_images: ClassVar[bool] = False
 
     def __init__(self, temperature: float = 1.0) -> None:
         self.temperature = temperature
 
-    def fit(
-        self,
-        train_embeddings: Any | None,
-        train_labels: Any | None = None,
-        class_text_embeddings: Any | None = None,
-        dictionary_embeddings: Any | None = None,
-    ) -> MCM:
-        """Store the normalised class texts (every class may be normal: no statistics are needed)."""
-        if not (np.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"temperature must be a positive number; got {self.temperature!r}")
-        texts, _, _ = _fit_texts(train_embeddings, train_labels, class_text_embeddings)
-        self.class_texts_ = texts
-        self.n_classes_ = texts.shape[0]
-        self.classes_ = np.arange(self.n_classes_)
-        self.dim_ = texts.shape[1]
-        self.dtype_ = texts.dtype
-        return self
+    def _check_params(self) -> None:
+        check_number(self.temperature, "temperature", "a positive number")
 
     def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
         """-max softmax(cos / T) over the normal classes; higher = more anomalous."""
@@ -146,19 +129,6 @@ class DN2(ImageScorer):
     def _check_params(self) -> None:
         check_positive_int(self.k, "k")
 
-    def fit(
-        self,
-        train_embeddings: Any,
-        train_labels: Any,
-        class_text_embeddings: Any | None = None,
-        dictionary_embeddings: Any | None = None,
-    ) -> DN2:
-        """Store the normalised training images (see the class docstring)."""
-        super().fit(train_embeddings, train_labels, class_text_embeddings, dictionary_embeddings)
-        self._cache_key: bytes | None = None
-        self._cache: dict[int, np.ndarray] = {}
-        return self
-
     def _class_nearest(self, x: np.ndarray, c: int) -> np.ndarray:
         """(n_test, min(k, n_c)) largest similarities of each test row to class c's training images."""
         z = self.train_[self.train_labels_ == c]
@@ -181,14 +151,16 @@ class DN2(ImageScorer):
             raise ValueError(
                 f"k={self.k} is larger than the {n_train} training images of normal classes {classes.tolist()}"
             )
-        # the per-class lists are reused while the same test set comes back (one per trial of a protocol)
+        # the per-class lists are reused while the same test set comes back (one per trial of a protocol); DN2 fits no
+        # model per set of classes, so ``models_`` (emptied by fit) holds them, for the last test set only
         key = hashlib.blake2b(x.tobytes(), digest_size=16).digest() + str(x.shape).encode()
-        if key != self._cache_key:
-            self._cache_key, self._cache = key, {}
+        if key not in self.models_:
+            self.models_.clear()
+        cache = self.models_.setdefault(key, {})
         for c in classes:
-            if int(c) not in self._cache:
-                self._cache[int(c)] = self._class_nearest(x, int(c))
-        sims = np.concatenate([self._cache[int(c)] for c in classes], axis=1)
+            if int(c) not in cache:
+                cache[int(c)] = self._class_nearest(x, int(c))
+        sims = np.concatenate([cache[int(c)] for c in classes], axis=1)
         if sims.shape[1] > self.k:
             sims = np.partition(sims, sims.shape[1] - self.k, axis=1)[:, -self.k :]
         # float rounding can make 2 - 2 cos slightly negative for near-duplicates

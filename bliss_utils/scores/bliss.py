@@ -21,10 +21,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.utils.validation import check_is_fitted
 
-from bliss_utils._checks import as_class_list, as_labels, as_test_embeddings, as_unit_embeddings, check_positive_int
-from bliss_utils.scores.base import INPUTS, Scorer
+from bliss_utils._checks import as_labels, as_unit_embeddings, check_positive_int
+from bliss_utils.scores.base import INPUTS, _Scorer, check_number
 
 AGGREGATES = ("mean", "max")
 # Bytes one working array of a test chunk may take; keeps memory bounded whatever the test set and dictionary size.
@@ -62,7 +61,7 @@ def top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return values.numpy(), indices.numpy()
 
 
-class BLISS(Scorer):
+class BLISS(_Scorer):
     """Bias-corrected language-image similarity score; higher = more anomalous.
 
     Parameters
@@ -84,19 +83,13 @@ class BLISS(Scorer):
 
     def _check_params(self) -> None:
         check_positive_int(self.k, "k")
-        if not np.isfinite(self.lam):
-            raise ValueError(f"lam must be a finite number; got {self.lam!r}")
-        if not (np.isfinite(self.eps) and self.eps >= 0):
-            raise ValueError(f"eps must be a finite number >= 0; got {self.eps!r}")
+        check_number(self.lam, "lam")
+        check_number(self.eps, "eps", "a finite number >= 0")
         if self.aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {AGGREGATES}; got {self.aggregate!r}")
 
     def fit(
-        self,
-        train_embeddings: Any,
-        train_labels: Any,
-        class_text_embeddings: Any,
-        dictionary_embeddings: Any | None,
+        self, train_embeddings: Any, train_labels: Any, class_text_embeddings: Any, dictionary_embeddings: Any | None
     ) -> BLISS:
         """Fit the per-class statistics of Eq. 4 and 8 for every class that has training images.
 
@@ -136,24 +129,17 @@ class BLISS(Scorer):
             raise ValueError(
                 f"dictionary_embeddings is None: only lam = 0 (IC alone) works without one; lam={self.lam}"
             )
-        for arg, value in (("train_embeddings", train), ("class_text_embeddings", texts)):
-            if value is None:
+        given = dict(train_embeddings=train, class_text_embeddings=texts, dictionary_embeddings=dictionary)
+        for arg in ("train_embeddings", "class_text_embeddings"):
+            if given[arg] is None:
                 raise ValueError(f"{arg} is required: {type(self).__name__} standardises image-text similarities")
-        checked = as_unit_embeddings(
-            train_embeddings=train, class_text_embeddings=texts, dictionary_embeddings=dictionary
-        )
-        z, texts, dictionary = (
-            checked.get(n) for n in ("train_embeddings", "class_text_embeddings", "dictionary_embeddings")
-        )
+        checked = as_unit_embeddings(**given)
+        z, texts, dictionary = (checked.get(n) for n in given)
         if dictionary is not None and self.k > dictionary.shape[0]:
             raise ValueError(f"k={self.k} is larger than the dictionary ({dictionary.shape[0]} entries)")
         return z, as_labels(labels, z.shape[0], texts.shape[0]), texts, dictionary
 
     # ------------------------------------------------------------------ scoring
-    def _prepare(self, x: Any) -> np.ndarray:
-        check_is_fitted(self, "classes_")
-        return as_test_embeddings(x, self.dim_, self.dtype_, type(self).__name__)
-
     def _full(self, fitted_cols: np.ndarray) -> np.ndarray:
         """Scatter (n, n_fitted) columns into (n, n_classes), NaN for classes without statistics."""
         out = np.full((fitted_cols.shape[0], self.n_classes_), np.nan, dtype=self.dtype_)
@@ -202,28 +188,20 @@ class BLISS(Scorer):
 
     def ic_scores(self, X: Any) -> np.ndarray:
         """IC(x, c) of Eq. 5, shape (n_test, n_classes); NaN columns for classes without training images."""
-        x = self._prepare(X)
-        return self._full(self._ic(x, self.classes_))
+        return self._full(self._ic(self._prepare(X), self.classes_))
 
     def et_scores(self, X: Any) -> np.ndarray:
         """ET(x, c) of Eq. 9, shape (n_test, n_classes); NaN columns for classes without training images."""
-        x = self._prepare(X)
-        return self._full(self._et(x, self.classes_, [self.k])[self.k])
+        return self._full(self._et(self._prepare(X), self.classes_, [self.k])[self.k])
 
     def class_scores(self, X: Any) -> np.ndarray:
         """s(x, c) = IC + lam * ET (Eq. 10), shape (n_test, n_classes); NaN columns for unfitted classes."""
-        x = self._prepare(X)
-        return self._full(self._class_scores(x, self.classes_))
+        return self._full(self._class_scores(self._prepare(X), self.classes_))
 
     def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
         """s(x) = min over the normal classes of s(x, c) (Eq. 11), all fitted classes when None; higher = anomalous."""
         x = self._prepare(X)
         return self._class_scores(x, self._normal(normal_classes)).min(axis=1)
-
-    def _normal(self, normal_classes: Any | None) -> np.ndarray:
-        if normal_classes is None:
-            return self.classes_
-        return as_class_list(normal_classes, self.classes_, self.n_classes_)
 
     def components_at_min(self, X: Any, normal_classes: Any) -> tuple[np.ndarray, np.ndarray]:
         """(IC, ET) of each row of ``X`` at the normal class where Eq. 11's min is attained (Fig. 4)."""

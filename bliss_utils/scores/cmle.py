@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bliss_utils import _progress
-from bliss_utils._checks import as_embeddings, l2_normalize, require, torch_device
-from bliss_utils.scores.base import INPUTS, ImageScorer
+from bliss_utils._checks import as_embeddings, check_positive_int, l2_normalize, require, torch_device
+from bliss_utils.scores.base import INPUTS, ImageScorer, check_number, torch_threads
 from bliss_utils.scores.ssd import MahalanobisModel, fit_mahalanobis
 
 CAPTION_SOURCES = ("dictionary", "class_text")
@@ -201,29 +201,19 @@ class SSDCMLE(ImageScorer):
         self.device = device
 
     def _check_params(self) -> None:
-        for name in ("epochs",):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                raise ValueError(f"{name} must be a non-negative integer; got {v!r}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, np.integer)) or self.epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer; got {self.epochs!r}")
         for name in ("batch_size", "head_dim", "n_clusters", "n_neighbours", "n_caption_words"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer; got {v!r}")
+            check_positive_int(getattr(self, name), name)
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2 (SupCon needs pairs); got {self.batch_size}")
         if self.captions not in CAPTION_SOURCES:
             raise ValueError(f"captions must be one of {list(CAPTION_SOURCES)}; got {self.captions!r}")
-        if not (np.isfinite(self.supcon_weight) and self.supcon_weight > 0):
-            raise ValueError(
-                f"supcon_weight must be > 0; got {self.supcon_weight!r}: the LLE loss alone collapses "
-                "(a constant embedding gives it zero loss)"
-            )
-        if not (np.isfinite(self.lle_weight) and self.lle_weight >= 0):
-            raise ValueError(f"lle_weight must be >= 0; got {self.lle_weight!r}")
+        collapse = ": the LLE loss alone collapses (a constant embedding gives it zero loss)"
+        check_number(self.supcon_weight, "supcon_weight", "> 0", collapse)
+        check_number(self.lle_weight, "lle_weight", ">= 0")
         for name in ("lr", "temperature", "base_temperature"):
-            v = getattr(self, name)
-            if not (np.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive number; got {v!r}")
+            check_number(getattr(self, name), name, "a positive number")
         torch_device(self.device)
 
     def fit(
@@ -279,29 +269,23 @@ class SSDCMLE(ImageScorer):
         """(adapter, mean loss per epoch, optimiser steps, seconds) of the Adam epochs on SupCon + LLE."""
         generator = torch.Generator().manual_seed(int(self.random_state))
         dim = z.shape[1]
-        adapter = _residual_adapter(dim, self.hidden or dim, generator)
+        device = torch_device(self.device)  # the layers are drawn on the CPU, then moved
+        adapter = _residual_adapter(dim, self.hidden or dim, generator).to(device)
         head = torch.nn.Sequential(
             _linear(dim, dim, generator), torch.nn.ReLU(), _linear(dim, self.head_dim, generator)
-        )
-        device = torch_device(self.device)
-        adapter.to(device)
-        head.to(device)
+        ).to(device)
         optimiser = torch.optim.Adam([*adapter.parameters(), *head.parameters()], lr=self.lr, betas=tuple(self.betas))
         zt = torch.as_tensor(z, dtype=torch.float32, device=device)
         ct = torch.as_tensor(clusters, dtype=torch.int64, device=device)
         idx_t = torch.as_tensor(np.clip(nb_idx, 0, None), device=device)
         w_t = torch.as_tensor(nb_w, dtype=torch.float32, device=device)
         losses: list[float] = []
-        steps = 0
-        desc = f"SSD+CMLE on classes {classes.tolist()}"
+        steps, desc = 0, f"SSD+CMLE on classes {classes.tolist()}"
         epochs = _progress.progress(
             range(int(self.epochs)), desc=desc, unit="epoch", leave=False, disable=not self.progress
         )
-        before = torch.get_num_threads()
-        if self.torch_threads is not None:
-            torch.set_num_threads(int(self.torch_threads))
-        started = time.perf_counter()
-        try:
+        with torch_threads(torch, self.torch_threads):
+            started = time.perf_counter()
             for _ in epochs:
                 # drawn on the CPU so that a seed gives the same batches on every device
                 order = torch.randperm(zt.shape[0], generator=generator).to(device)
@@ -317,9 +301,7 @@ class SSDCMLE(ImageScorer):
                     steps += 1
                     total += float(loss.detach()) * batch.numel()
                 losses.append(total / zt.shape[0])
-        finally:
-            torch.set_num_threads(before)
-        return adapter, losses, steps, time.perf_counter() - started
+            return adapter, losses, steps, time.perf_counter() - started
 
     def _step_loss(
         self, torch: Any, adapter: Any, head: Any, zt: Any, ct: Any, idx_t: Any, w_t: Any, batch: Any

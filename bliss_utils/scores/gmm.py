@@ -24,7 +24,7 @@ import numpy as np
 
 from bliss_utils import _progress
 from bliss_utils._checks import check_positive_int, require, torch_device
-from bliss_utils.scores.base import ImageScorer
+from bliss_utils.scores.base import ImageScorer, check_number
 
 COMPONENTS = ("per-class", "one")
 
@@ -76,11 +76,9 @@ class GMM(ImageScorer):
     def _check_params(self) -> None:
         if self.components not in COMPONENTS:
             raise ValueError(f"components must be one of {COMPONENTS}; got {self.components!r}")
-        if not (np.isfinite(self.reg_covar) and self.reg_covar >= 0):
-            raise ValueError(f"reg_covar must be a finite number >= 0; got {self.reg_covar!r}")
+        check_number(self.reg_covar, "reg_covar", "a finite number >= 0")
         check_positive_int(self.max_iter, "max_iter")
-        if not (np.isfinite(self.tol) and self.tol >= 0):
-            raise ValueError(f"tol must be a finite number >= 0; got {self.tol!r}")
+        check_number(self.tol, "tol", "a finite number >= 0")
 
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
         torch = require("torch", "torch", "GMM")
@@ -91,31 +89,19 @@ class GMM(ImageScorer):
         groups = [own == c for c in classes] if self.components == "per-class" else [np.ones(len(own), dtype=bool)]
         resp = torch.from_numpy(np.stack(groups, axis=1).astype(np.float64)).to(device)
         weights, means, prec_chol = self._m_step(torch, x, resp)
-        log_likelihood = -math.inf
-        n_iter = 0
+        log_likelihood, desc = -math.inf, f"GMM EM on {len(classes)} classes"
         steps = _progress.progress(
-            range(1, self.max_iter + 1),
-            desc=f"GMM EM on {len(classes)} classes",
-            unit="step",
-            leave=False,
-            disable=not self.progress,
+            range(1, self.max_iter + 1), desc=desc, unit="step", leave=False, disable=not self.progress
         )
         with steps:  # closed (and cleared) when EM stops early too
-            for _ in steps:
-                n_iter += 1
+            for n_iter in steps:  # noqa: B007 - the step it stops at is the model's n_iter
                 log_prob = _weighted_log_prob(torch, x, weights, means, prec_chol)
                 norm = torch.logsumexp(log_prob, dim=1, keepdim=True)
                 previous, log_likelihood = log_likelihood, float(norm.mean())
                 weights, means, prec_chol = self._m_step(torch, x, torch.exp(log_prob - norm))
                 if abs(log_likelihood - previous) < self.tol:
                     break
-        return {
-            "weights": weights,
-            "means": means,
-            "precisions_cholesky": prec_chol,
-            "device": device,
-            "n_iter": n_iter,
-        }
+        return dict(weights=weights, means=means, precisions_cholesky=prec_chol, device=device, n_iter=n_iter)
 
     def _m_step(self, torch: Any, x: Any, resp: Any) -> tuple[Any, Any, Any]:
         """Weights, means and precision Cholesky factors from responsibilities (scikit-learn's M-step)."""
@@ -135,8 +121,7 @@ class GMM(ImageScorer):
 
     def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
         """Negative log-likelihood under the mixture fitted on the normal classes; higher = more anomalous."""
-        x = self._prepare(X)
-        model = self._model(self._normal(normal_classes))
+        x, model = self._prepare(X), self._model(self._normal(normal_classes))
         torch = require("torch", "torch", "GMM")
         xt = torch.from_numpy(x.astype(np.float64)).to(model["device"])
         log_prob = _weighted_log_prob(torch, xt, model["weights"], model["means"], model["precisions_cholesky"])

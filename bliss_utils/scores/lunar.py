@@ -22,7 +22,6 @@ PyOD's ``fit``: the skipped scoring, the neighbour index, and the thread rule fo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from copy import deepcopy
 from typing import Any
 
@@ -30,7 +29,7 @@ import numpy as np
 
 from bliss_utils import _malloc, _progress
 from bliss_utils._checks import check_positive_int, require
-from bliss_utils.scores.base import ImageScorer
+from bliss_utils.scores.base import ImageScorer, torch_threads
 
 # With torch_threads=None a fit on fewer images than this (and the scoring by its model) runs on one torch thread.
 # ``benchmarks/bench_knn.py --only threads`` (2 cores): beside another process using every core, 2 threads are 2 to 10
@@ -39,6 +38,8 @@ from bliss_utils.scores.base import ImageScorer
 # so no fit of the paper's full training sets changes. The thread count moves scores at float rounding (~1e-6), so
 # the rule is on the fit size alone: a model is fitted and scored on the same count.
 ONE_THREAD_BELOW = 500
+# LUNAR's own parameters; every other one is PyOD's, passed to pyod.models.lunar.LUNAR by name
+OWN_ARGS = ("torch_threads", "device", "progress")
 
 
 def _neighbour_index(n_neighbors: int, device: str | None) -> Any:
@@ -189,7 +190,7 @@ class LUNAR(ImageScorer):
 
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> Any:
         torch = require("torch", "torch", "LUNAR")
-        require("pyod.models.lunar", "pyod", "LUNAR")
+        pyod_lunar = require("pyod.models.lunar", "pyod", "LUNAR")
         from sklearn.preprocessing import MinMaxScaler
 
         # PyOD needs n_neighbours + 1 neighbours among the 90% of images left after the validation split
@@ -200,49 +201,23 @@ class LUNAR(ImageScorer):
                 f"normal classes {classes.tolist()} have {z.shape[0]}"
             )
         # PyOD seeds the global torch generator; fork it so fitting does not change the caller's random stream
-        from pyod.models.lunar import LUNAR as PyODLUNAR
-
         with torch.random.fork_rng(devices=[]), self._threads(torch, z.shape[0]):
-            model = PyODLUNAR(
-                model_type=self.model_type,
-                n_neighbours=self.n_neighbours,
-                negative_sampling=self.negative_sampling,
-                val_size=self.val_size,
-                scaler=MinMaxScaler(),
-                epsilon=self.epsilon,
-                proportion=self.proportion,
-                n_epochs=self.n_epochs,
-                lr=self.lr,
-                wd=self.wd,
-                random_state=self.random_state,
-            )
+            pyod_args = {name: value for name, value in self.get_params().items() if name not in OWN_ARGS}
+            model = pyod_lunar.LUNAR(scaler=MinMaxScaler(), **pyod_args)
             fast_fit(
                 model, z.astype(np.float32), self.device, f"LUNAR on {len(classes)} classes" if self.progress else None
             )
         model.n_fit_images_ = z.shape[0]  # fixes the thread count its scoring runs on
         return model
 
-    @contextlib.contextmanager
-    def _threads(self, torch: Any, n_images: int) -> Iterator[None]:
+    def _threads(self, torch: Any, n_images: int) -> contextlib.AbstractContextManager:
         """Run with ``torch_threads`` CPU threads; None: one thread for a fit on fewer than ONE_THREAD_BELOW images,
         else torch's setting."""
-        threads = self.torch_threads
-        if threads is None and n_images < ONE_THREAD_BELOW:
-            threads = 1
-        if threads is None:
-            yield
-            return
-        before = torch.get_num_threads()
-        torch.set_num_threads(int(threads))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+        return torch_threads(torch, self.torch_threads or (1 if n_images < ONE_THREAD_BELOW else None))
 
     def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
         """LUNAR's decision_function on the normal classes' model; higher = more anomalous."""
-        x = self._prepare(X)
-        model = self._model(self._normal(normal_classes))
+        x, model = self._prepare(X), self._model(self._normal(normal_classes))
         torch = require("torch", "torch", "LUNAR")
         with self._threads(torch, getattr(model, "n_fit_images_", ONE_THREAD_BELOW)):
             return np.asarray(model.decision_function(x.astype(np.float32)), dtype=np.float64)

@@ -105,9 +105,7 @@ def make_method(name: str, **params: Any) -> Scorer:
 def method_names(inputs: tuple[str, ...] | None = None) -> list[str]:
     """The registered names, in table order; with ``inputs``, only the methods that read exactly those inputs."""
     names = list(method_table())
-    if inputs is None:
-        return names
-    return [n for n in names if tuple(_inputs_of(n)) == tuple(inputs)]
+    return names if inputs is None else [n for n in names if tuple(_inputs_of(n)) == tuple(inputs)]
 
 
 def _inputs_of(name: str) -> tuple[str, ...]:

@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bliss_utils._checks import as_class_list, as_embeddings, as_test_embeddings, l2_normalize
+from bliss_utils._checks import as_embeddings, l2_normalize
 from bliss_utils.config import PACKAGE_DATA
-from bliss_utils.scores.base import Scorer
+from bliss_utils.scores.base import _Scorer
 
 AGNOSTIC_OBJECT = "object"
 AGNOSTIC_PAIR = ("a photo of an object.", "a photo of a damaged object.")
@@ -70,7 +70,7 @@ def pair_scores(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return x @ pairs[:, 1].T - x @ pairs[:, 0].T
 
 
-class PromptPairScore(Scorer):
+class PromptPairScore(_Scorer):
     """cos(z, g_a) - cos(z, g_n); higher = more anomalous.
 
     ``pairs`` is one (2, d) pair [g_n, g_a] (object-agnostic: the normal classes are ignored) or one pair per class,
@@ -96,30 +96,24 @@ class PromptPairScore(Scorer):
                 "give baseline_params={method: {'pairs': ...}}"
             )
         arr = np.asarray(self.pairs, dtype=np.float64)
-        if arr.ndim == 2:
-            arr = arr[None]
-            self.per_class_ = False
-        elif arr.ndim == 3:
-            self.per_class_ = True
-        else:
+        if arr.ndim not in (2, 3):
             raise ValueError(f"pairs must have shape (2, d) or (n_classes, 2, d); got {arr.shape}")
+        self.per_class_ = arr.ndim == 3
+        arr = arr if self.per_class_ else arr[None]
         if arr.shape[1] != 2 or arr.shape[2] == 0:
             raise ValueError(f"pairs must hold a [normal, abnormal] pair of d-vectors; got shape {arr.shape}")
         flat = l2_normalize(as_embeddings(arr.reshape(-1, arr.shape[2]), "pairs", dtype=np.float64), "pairs")
-        self.pairs_ = flat.reshape(arr.shape)
-        self.n_classes_ = arr.shape[0]
-        self.classes_ = np.arange(self.n_classes_)
-        self.dim_ = arr.shape[2]
+        self.pairs_, self.n_classes_, self.classes_ = flat.reshape(arr.shape), arr.shape[0], np.arange(arr.shape[0])
+        self.dim_, self.dtype_ = arr.shape[2], np.float64
         return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "pairs_"):
+            raise ValueError("this PromptPairScore instance is not fitted yet: call fit(...) before scoring")
 
     def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
         """Prompt-pair score of each row of ``X`` (min over the normal classes when per class)."""
-        if not hasattr(self, "pairs_"):
-            raise ValueError("this PromptPairScore instance is not fitted yet: call fit(...) before scoring")
-        x = as_test_embeddings(X, self.dim_, np.float64, type(self).__name__)
+        x = self._prepare(X)
         if not self.per_class_:
             return pair_scores(x, self.pairs_)[:, 0]
-        classes = (
-            self.classes_ if normal_classes is None else as_class_list(normal_classes, self.classes_, self.n_classes_)
-        )
-        return pair_scores(x, self.pairs_[classes]).min(axis=1)
+        return pair_scores(x, self.pairs_[self._normal(normal_classes)]).min(axis=1)

@@ -49,9 +49,6 @@ def fit_mahalanobis(train: np.ndarray) -> MahalanobisModel:
 class SSD(ImageScorer):
     """Mahalanobis distance to the normal classes' training images (one cluster); fitted per set of normal classes."""
 
-    def __init__(self) -> None:
-        pass
-
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> Any:
         return fit_mahalanobis(z)
 
