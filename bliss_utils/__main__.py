@@ -22,6 +22,28 @@ An interrupted run resumes from its last finished shard.
 """
 
 
+# the help of each embed option too long to share a line with its add_argument call, in the order --help lists them
+EMBED_HELP = {
+    "--encoder": "encoder name: clip-vit-b16, blip, slip-vit-b16, vit-b16-in21k, open_clip:MODEL/PRETRAINED, "
+    "hf:REPO_ID, or tiny-clip / tiny-blip / tiny-slip / tiny-vit (random weights, for tests)",
+    "--dataset": "cifar10, cifar100, tinyimagenet, or imagefolder:PATH "
+    "(PATH/train/<class>/*.jpg and PATH/test/<class>/*.jpg)",
+    "--split": "which split to embed (TinyImageNet's test split is its official validation split); default both",
+    "--root": "folder that holds the datasets (default: $BLISS_DATA_DIR or <project>/data)",
+    "--shard-size": "images per saved shard: an interrupted run loses at most one shard of work (default 5000)",
+    "--num-workers": "DataLoader worker processes that decode and preprocess images (default 0: in this process)",
+    "--device": "torch device, e.g. cuda, cuda:1, mps, cpu (default: CUDA, then MPS, then CPU)",
+    "--weights": "local weights file or folder for the encoder (offline use); default: the library's own cache",
+    "--preprocess": "'default': the backbone's own preprocessing; 'cifar': the authors' CIFAR-statistics normalisation "
+    "after a bicubic resize (they used it for CLIP). A bare OPTION applies to the encoder; ENCODER=OPTION "
+    "(repeatable, e.g. clip-vit-b16=cifar) only to that encoder, others get 'default'",
+    "--texts": "also embed the class names and the dictionary (needs an encoder with a text tower)",
+    "--dictionary": "dictionary for --texts: imagenet, cifar10, cifar100, tinyimagenet or english (default imagenet)",
+    "--dictionary-size": "keep the first N dictionary entries (english: N words)",
+    "--template": "prompt template with one {} (repeat to average several); default 'This is a photo of a {}'",
+}
+
+
 def _add_embed(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "embed",
@@ -31,93 +53,29 @@ def _add_embed(subparsers: Any) -> None:
         epilog=EMBED_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--encoder",
-        required=True,
-        help="encoder name: clip-vit-b16, blip, slip-vit-b16, vit-b16-in21k, open_clip:MODEL/PRETRAINED, "
-        "hf:REPO_ID, or tiny-clip / tiny-blip / tiny-slip / tiny-vit (random weights, for tests)",
-    )
-    p.add_argument(
-        "--dataset",
-        required=True,
-        help="cifar10, cifar100, tinyimagenet, or imagefolder:PATH "
-        "(PATH/train/<class>/*.jpg and PATH/test/<class>/*.jpg)",
-    )
-    p.add_argument(
-        "--split",
-        default="both",
-        choices=("train", "test", "both"),
-        help="which split to embed (TinyImageNet's test split is its official validation split); default both",
-    )
-    _add_data_options(p)
-    _add_encoder_options(p)
-    _add_text_options(p)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (cache hits, resumes, throughput)")
-    p.set_defaults(func=_run_embed)
 
+    def add(*flags: str, **kwargs: Any) -> None:
+        p.add_argument(*flags, help=EMBED_HELP[flags[-1]], **kwargs)
 
-def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--root", default=None, help="folder that holds the datasets (default: $BLISS_DATA_DIR or <project>/data)"
-    )
+    add("--encoder", required=True)
+    add("--dataset", required=True)
+    add("--split", default="both", choices=("train", "test", "both"))
+    add("--root", default=None)
     p.add_argument("--download", action="store_true", help="download CIFAR / TinyImageNet into --root if absent")
     p.add_argument("--cache-dir", default=None, help="embedding cache folder (default: <data>/embeddings)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
-    p.add_argument(
-        "--shard-size",
-        type=int,
-        default=5000,
-        help="images per saved shard: an interrupted run loses at most one shard of work (default 5000)",
-    )
-    p.add_argument(
-        "--num-workers",
-        type=int,
-        default=0,
-        help="DataLoader worker processes that decode and preprocess images (default 0: in this process)",
-    )
-
-
-def _add_encoder_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--device", default=None, help="torch device, e.g. cuda, cuda:1, mps, cpu (default: CUDA, then MPS, then CPU)"
-    )
-    p.add_argument(
-        "--weights",
-        default=None,
-        help="local weights file or folder for the encoder (offline use); default: the library's own cache",
-    )
-    p.add_argument(
-        "--preprocess",
-        action="append",
-        default=None,
-        metavar="[ENCODER=]OPTION",
-        help="'default': the backbone's own preprocessing; 'cifar': the authors' CIFAR-statistics normalisation "
-        "after a bicubic resize (they used it for CLIP). A bare OPTION applies to the encoder; ENCODER=OPTION "
-        "(repeatable, e.g. clip-vit-b16=cifar) only to that encoder, others get 'default'",
-    )
-
-
-def _add_text_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--texts",
-        action="store_true",
-        help="also embed the class names and the dictionary (needs an encoder with a text tower)",
-    )
-    p.add_argument(
-        "--dictionary",
-        default="imagenet",
-        help="dictionary for --texts: imagenet, cifar10, cifar100, tinyimagenet or english (default imagenet)",
-    )
-    p.add_argument(
-        "--dictionary-size", type=int, default=None, help="keep the first N dictionary entries (english: N words)"
-    )
-    p.add_argument(
-        "--template",
-        action="append",
-        default=None,
-        help="prompt template with one {} (repeat to average several); default 'This is a photo of a {}'",
-    )
+    add("--shard-size", type=int, default=5000)
+    add("--num-workers", type=int, default=0)
+    add("--device", default=None)
+    add("--weights", default=None)
+    add("--preprocess", action="append", default=None, metavar="[ENCODER=]OPTION")
+    add("--texts", action="store_true")
+    add("--dictionary", default="imagenet")
+    add("--dictionary-size", type=int, default=None)
+    add("--template", action="append", default=None)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (cache hits, resumes, throughput)")
+    p.set_defaults(func=_run_embed)
 
 
 def parse_preprocess(values: Sequence[str] | None) -> str | dict[str, str] | None:
@@ -146,18 +104,11 @@ def _run_embed(args: argparse.Namespace) -> int:
     encoder = _load_encoder(args)
     splits = ("train", "test") if args.split == "both" else (args.split,)
     class_names = None
+    sizes = {"batch_size": args.batch_size, "shard_size": args.shard_size, "num_workers": args.num_workers}
     for split in splits:
         ds = load_dataset(args.dataset, split, root=args.root, download=args.download)
         class_names = ds.class_names
-        emb, labels = image_embeddings(
-            encoder,
-            ds,
-            cache_dir=args.cache_dir,
-            batch_size=args.batch_size,
-            shard_size=args.shard_size,
-            progress=not args.no_progress,
-            num_workers=args.num_workers,
-        )
+        emb, labels = image_embeddings(encoder, ds, cache_dir=args.cache_dir, progress=not args.no_progress, **sizes)
         path = image_cache_path(encoder, ds, args.cache_dir)
         print(f"{encoder.name} {ds.name}/{split}: {emb.shape[0]} images x {emb.shape[1]} dims -> {path}")
     if args.texts:
@@ -177,7 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_embed(subparsers)
     reproduce.register(subparsers)
-    subparsers.choices["reproduce"].set_defaults(func=reproduce.run)
     return parser
 
 

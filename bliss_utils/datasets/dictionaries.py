@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 
 from bliss_utils import config
 from bliss_utils._checks import check_positive_int
@@ -71,9 +72,7 @@ def english_words(size: int) -> list[str]:
 _DICTIONARIES: dict[str, Callable[[], list[str]]] = {
     "imagenet": imagenet_entries,
     "imagenet-unique": imagenet_unique_entries,
-    "cifar10": lambda: class_names("cifar10"),
-    "cifar100": lambda: class_names("cifar100"),
-    "tinyimagenet": lambda: class_names("tinyimagenet"),
+    **{dataset: partial(class_names, dataset) for dataset in ("cifar10", "cifar100", "tinyimagenet")},
 }
 DICTIONARIES = (*_DICTIONARIES, "english")
 
@@ -93,13 +92,11 @@ def load_dictionary(name: str = "imagenet", size: int | None = None, exclude: It
         raise ValueError("exclude must be a list of labels, not a single string")
     drop = {clean_label(e).casefold() for e in exclude}
     if name == "english":
-        want = size or DEFAULT_ENGLISH_SIZE
-        entries = english_words(want + len(drop))
+        size = size or DEFAULT_ENGLISH_SIZE
+        entries = english_words(size + len(drop))
     elif name in _DICTIONARIES:
         entries = _DICTIONARIES[name]()
     else:
         raise ValueError(f"unknown dictionary {name!r}: valid names are {', '.join(DICTIONARIES)}")
     kept = [e for e in entries if clean_label(e).casefold() not in drop]
-    if name == "english":
-        size = size or DEFAULT_ENGLISH_SIZE
     return kept[:size] if size is not None else kept

@@ -129,18 +129,6 @@ def tinyimagenet_classes() -> list[tuple[str, str]]:
     return sorted(rows)
 
 
-def _names_cifar10() -> list[str]:
-    return _package_lines("cifar10_classes.txt")
-
-
-def _names_cifar100() -> list[str]:
-    return _package_lines("cifar100_classes.txt")
-
-
-def _names_tinyimagenet() -> list[str]:
-    return [paper_tinyimagenet_label(label) for _, label in tinyimagenet_classes()]
-
-
 def paper_tinyimagenet_label(label: str) -> str:
     """A TinyImageNet label as the authors prompt it: underscores replaced by spaces, nothing else changed."""
     return label.replace("_", " ")
@@ -155,9 +143,9 @@ def _checked_names(names: Sequence[str], what: str) -> list[str]:
 
 
 _CLASS_NAMES: dict[str, Callable[[], list[str]]] = {
-    "cifar10": _names_cifar10,
-    "cifar100": _names_cifar100,
-    "tinyimagenet": _names_tinyimagenet,
+    "cifar10": lambda: _package_lines("cifar10_classes.txt"),
+    "cifar100": lambda: _package_lines("cifar100_classes.txt"),
+    "tinyimagenet": lambda: [paper_tinyimagenet_label(label) for _, label in tinyimagenet_classes()],
 }
 
 
@@ -178,11 +166,9 @@ def class_names(dataset: str, names: str = "paper") -> list[str]:
     """
     if names not in NAME_STYLES:
         raise ValueError(f"names must be one of {list(NAME_STYLES)}; got {names!r}")
-    if not isinstance(dataset, str):
-        raise _unknown(dataset)
-    if dataset.startswith("imagefolder:"):
+    if isinstance(dataset, str) and dataset.startswith("imagefolder:"):
         return _folder_classes(Path(dataset.split(":", 1)[1]).expanduser())[0]
-    if dataset not in _CLASS_NAMES:
+    if not isinstance(dataset, str) or dataset not in _CLASS_NAMES:
         raise _unknown(dataset)
     raw = _CLASS_NAMES[dataset]()
     return [clean_label(c) for c in raw] if names == "clean" else raw
@@ -225,15 +211,8 @@ def _cifar_class(name: str, synthetic: bool) -> Any:
         return cls
     # Generated files cannot match the md5 sums of the real ones. check_integrity(path, md5=None) only checks that
     # the file exists, so this subclass runs torchvision's own reading code with the checksums switched off.
-    return type(
-        f"Synthetic{cls.__name__}",
-        (cls,),
-        {
-            "train_list": [[f, None] for f, _ in cls.train_list],
-            "test_list": [[f, None] for f, _ in cls.test_list],
-            "meta": {**cls.meta, "md5": None},
-        },
-    )
+    unchecked = {key: [[f, None] for f, _ in getattr(cls, key)] for key in ("train_list", "test_list")}
+    return type(f"Synthetic{cls.__name__}", (cls,), {**unchecked, "meta": {**cls.meta, "md5": None}})
 
 
 def _cifar_identity(name: str, split: str, folder: Path) -> str:
@@ -284,14 +263,8 @@ def _load_cifar(name: str, split: str, root: Path, download: bool) -> ImageDatas
     names = list(ds.classes)
     if names != class_names(name):
         log.warning("%s: class names on disk %s differ from the standard list; using the ones on disk", name, names[:5])
-    return ImageDataset(
-        name,
-        split,
-        names,
-        np.asarray(ds.targets),
-        arrays=np.ascontiguousarray(ds.data),
-        identity=_cifar_identity(name, split, folder),
-    )
+    arrays, identity = np.ascontiguousarray(ds.data), _cifar_identity(name, split, folder)
+    return ImageDataset(name, split, names, np.asarray(ds.targets), arrays=arrays, identity=identity)
 
 
 # ---------------------------------------------------------------------------------------------------- TinyImageNet
@@ -322,11 +295,8 @@ def _words(folder: Path) -> dict[str, str]:
     words = folder / "words.txt"
     if not words.is_file():
         return {}
-    out = {}
-    for line in words.read_text(encoding="utf-8").splitlines():
-        wnid, _, names = line.partition("\t")
-        out[wnid.strip()] = names.split(",")[0].strip()
-    return out
+    lines = (line.partition("\t") for line in words.read_text(encoding="utf-8").splitlines())
+    return {wnid.strip(): names.split(",")[0].strip() for wnid, _, names in lines}
 
 
 def _load_tinyimagenet(split: str, root: Path, download: bool) -> ImageDataset:
@@ -344,9 +314,7 @@ def _load_tinyimagenet(split: str, root: Path, download: bool) -> ImageDataset:
     labels: list[int] = []
     if split == "train":
         for wnid in wnids:
-            files = sorted(
-                p for p in (folder / "train" / wnid / "images").glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
-            )
+            files = _image_files(folder / "train" / wnid / "images", "*")
             if not files:
                 raise _tiny_missing(folder, f"no training images in {folder / 'train' / wnid / 'images'}")
             paths += files
@@ -371,6 +339,10 @@ def _load_tinyimagenet(split: str, root: Path, download: bool) -> ImageDataset:
 
 
 # ----------------------------------------------------------------------------------------------------- ImageFolder
+
+
+def _image_files(folder: Path, pattern: str) -> list[Path]:
+    return sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def _class_dirs(folder: Path) -> list[str]:
@@ -407,7 +379,7 @@ def _load_imagefolder(spec: str, split: str) -> ImageDataset:
     labels: list[int] = []
     for i, folder in enumerate(folders):
         if (split_dir / folder).is_dir():
-            files = sorted(p for p in (split_dir / folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            files = _image_files(split_dir / folder, "**/*")
             paths += files
             labels += [i] * len(files)
     if not paths:

@@ -16,10 +16,8 @@ ENSEMBLE_TEMPLATES = [
     "a bad photo of the {}.",
     "a origami {}.",
     "a photo of the large {}.",
-    "a {} in a video game.",
-    "art of the {}.",
-    "a photo of the small {}.",
 ]
+ENSEMBLE_TEMPLATES += ["a {} in a video game.", "art of the {}.", "a photo of the small {}."]
 
 
 def clean_label(label: str) -> str:

@@ -11,13 +11,8 @@ from bliss_utils.config import PACKAGE_DATA
 SPLITS_FILE = PACKAGE_DATA / "splits.json"
 
 # (dataset, number of normal classes) for every setting of the paper's Table 1
-PAPER_SETTINGS: list[tuple[str, int]] = [
-    ("cifar10", 1),
-    ("cifar10", 6),
-    ("cifar10", 9),
-    ("cifar100", 20),
-    ("tinyimagenet", 20),
-]
+PAPER_SETTINGS: list[tuple[str, int]] = [("cifar10", 1), ("cifar10", 6), ("cifar10", 9), ("cifar100", 20)]
+PAPER_SETTINGS.append(("tinyimagenet", 20))
 
 _N_CLASSES = {"cifar10": 10, "cifar100": 100, "tinyimagenet": 200}
 
@@ -33,22 +28,18 @@ def n_classes(dataset: str) -> int:
 def _load_splits() -> dict[str, dict[int, tuple[tuple[int, ...], ...]]]:
     """Read and verify splits.json once (immutable copy, so callers cannot corrupt the cache)."""
     raw = json.loads(SPLITS_FILE.read_text(encoding="utf-8"))
-    out: dict[str, dict[int, tuple[tuple[int, ...], ...]]] = {}
-    for dataset, settings in raw.items():
-        if dataset.startswith("_"):
-            continue
-        n_cls = n_classes(dataset)
-        out[dataset] = {}
-        for n_normal_str, trials in settings.items():
-            n_normal = int(n_normal_str)
-            checked = []
-            for trial in trials:
-                trial = tuple(int(c) for c in trial)
-                if len(trial) != n_normal or len(set(trial)) != n_normal or not all(0 <= c < n_cls for c in trial):
-                    raise ValueError(f"{SPLITS_FILE} is corrupt: {dataset} {n_normal}-class trial {list(trial)}")
-                checked.append(trial)
-            out[dataset][n_normal] = tuple(checked)
-    return out
+
+    def checked(dataset: str, n_normal: int, trial: list) -> tuple[int, ...]:
+        trial = tuple(int(c) for c in trial)
+        if len(trial) != n_normal or len(set(trial)) != n_normal or not all(0 <= c < n_classes(dataset) for c in trial):
+            raise ValueError(f"{SPLITS_FILE} is corrupt: {dataset} {n_normal}-class trial {list(trial)}")
+        return trial
+
+    return {
+        dataset: {int(n): tuple(checked(dataset, int(n), trial) for trial in trials) for n, trials in settings.items()}
+        for dataset, settings in raw.items()
+        if not dataset.startswith("_")
+    }
 
 
 def class_splits(dataset: str, n_normal: int) -> list[list[int]]:

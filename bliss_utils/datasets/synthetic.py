@@ -22,8 +22,7 @@ from bliss_utils.datasets.images import (
     CIFAR_FILES,
     SYNTHETIC_MARKER,
     TINYIMAGENET_FOLDER,
-    _names_cifar10,
-    _names_cifar100,
+    class_names,
     tinyimagenet_classes,
 )
 from bliss_utils.datasets.looks import class_images
@@ -114,10 +113,11 @@ def make_fake_cifar(
     chunk: int = CHUNK,
 ) -> Path:
     """Write a fake CIFAR-10/100 in CIFAR's own format under ``root`` (``chunk`` images drawn at a time); return it."""
-    _check_counts(n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class)
+    counts = {"n_train_per_class": n_train_per_class, "n_test_per_class": n_test_per_class}
+    _check_counts(**counts)
     if name not in ("cifar10", "cifar100"):
         raise ValueError(f"name must be 'cifar10' or 'cifar100'; got {name!r}")
-    names = _names_cifar10() if name == "cifar10" else _names_cifar100()
+    names = class_names(name)
     k = len(names)
     train_y, test_y = _labels(k, n_train_per_class), _labels(k, n_test_per_class)
     # CIFAR stores each image as 3072 bytes: the 1024 red, then green, then blue values, row-major
@@ -126,10 +126,7 @@ def make_fake_cifar(
     train_x, test_x = flat[: len(train_y)], flat[len(train_y) :]
     layout = CIFAR_FILES[name]
     folder = Path(root) / layout.folder
-    _fresh_folder(
-        folder, dataset=name, seed=seed, n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class
-    )
-
+    _fresh_folder(folder, dataset=name, seed=seed, **counts)
     write = _write_cifar10 if name == "cifar10" else _write_cifar100
     write(folder, layout, names, (train_y, train_x), (test_y, test_x))
     return folder
@@ -178,7 +175,8 @@ def make_fake_tinyimagenet(
     """
     from PIL import Image
 
-    _check_counts(n_train_per_class=n_train_per_class, n_val_per_class=n_val_per_class)
+    counts = {"n_train_per_class": n_train_per_class, "n_val_per_class": n_val_per_class}
+    _check_counts(**counts)
     classes = tinyimagenet_classes()
     if n_classes is not None:
         if not 1 <= n_classes <= len(classes):
@@ -186,9 +184,7 @@ def make_fake_tinyimagenet(
         classes = classes[:n_classes]
     k = len(classes)
     folder = Path(root) / TINYIMAGENET_FOLDER
-    _fresh_folder(
-        folder, dataset="tinyimagenet", seed=seed, n_train_per_class=n_train_per_class, n_val_per_class=n_val_per_class
-    )
+    _fresh_folder(folder, dataset="tinyimagenet", seed=seed, **counts)
     wnids = [w for w, _ in classes]
     # the real wnids.txt is not sorted: shuffling checks that the loader sorts, as an ImageFolder would
     order = np.random.default_rng(seed).permutation(k)

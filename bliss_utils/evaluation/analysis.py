@@ -18,12 +18,20 @@ def _unit(x: np.ndarray, name: str) -> np.ndarray:
     return l2_normalize(as_embeddings(x, name, dtype=np.float64), name)
 
 
-def _labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
+def _units(**arrays: np.ndarray) -> list[np.ndarray]:
+    out = {name: _unit(x, name) for name, x in arrays.items()}
+    check_same_dim(**out)
+    return list(out.values())
+
+
+def _labels(y: np.ndarray, n: int, name: str, n_texts: int | None = None) -> np.ndarray:
     arr = np.asarray(y)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name} must be 1-D of length {n}; got shape {arr.shape}")
     if arr.dtype.kind not in "iu":
         raise ValueError(f"{name} must be integer class indices; got dtype {arr.dtype}")
+    if n_texts is not None and (arr.min() < 0 or arr.max() >= n_texts):
+        raise ValueError(f"{name} must index the {n_texts} class texts; got range {arr.min()}..{arr.max()}")
     return arr.astype(np.int64)
 
 
@@ -49,30 +57,19 @@ def mean_cosine_similarities(
     image-other-text with every other class text; text-dictionary every class text with every dictionary entry.
     Images beyond ``max_images`` are subsampled (seeded) to bound the (n, n) image-image product.
     """
-    z = _unit(images, "images")
-    t = _unit(class_texts, "class_texts")
-    check_same_dim(images=z, class_texts=t)
-    y = _labels(image_labels, len(z), "image_labels")
-    if y.min() < 0 or y.max() >= len(t):
-        raise ValueError(f"image_labels must index the {len(t)} class texts; got range {y.min()}..{y.max()}")
+    z, t = _units(images=images, class_texts=class_texts)
+    y = _labels(image_labels, len(z), "image_labels", len(t))
     sub = (
-        np.arange(len(z))
-        if len(z) <= max_images
-        else np.sort(np.random.default_rng(seed).choice(len(z), max_images, replace=False))
+        slice(None) if len(z) <= max_images else np.sort(np.random.default_rng(seed).choice(len(z), max_images, False))
     )
     sims = z @ t.T
-    own = sims[np.arange(len(z)), y]
+    own = float(sims[np.arange(len(z)), y].mean())
     other_mask = np.ones_like(sims, dtype=bool)
     other_mask[np.arange(len(z)), y] = False
-    out = {
-        "text_text": _mean_offdiagonal(t),
-        "image_image": _mean_offdiagonal(z[sub]),
-        "image_own_text": float(own.mean()),
-        "image_other_text": float(sims[other_mask].mean()) if other_mask.any() else float("nan"),
-    }
+    out = {"text_text": _mean_offdiagonal(t), "image_image": _mean_offdiagonal(z[sub]), "image_own_text": own}
+    out["image_other_text"] = float(sims[other_mask].mean()) if other_mask.any() else float("nan")
     if dictionary is not None:
-        d = _unit(dictionary, "dictionary")
-        check_same_dim(class_texts=t, dictionary=d)
+        _, d = _units(class_texts=t, dictionary=dictionary)
         out["text_dictionary"] = float((t @ d.T).mean())
     return out
 
@@ -81,9 +78,7 @@ def tsne_inputs(
     images: np.ndarray, image_labels: np.ndarray, class_texts: np.ndarray, n_per_class: int = 100, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stack a per-class image subsample and the class texts for Fig. 1b: (points, is_text, labels)."""
-    z = _unit(images, "images")
-    t = _unit(class_texts, "class_texts")
-    check_same_dim(images=z, class_texts=t)
+    z, t = _units(images=images, class_texts=class_texts)
     y = _labels(image_labels, len(z), "image_labels")
     rows = few_shot_indices(y, n_per_class, seed)
     classes = np.unique(y[rows])
@@ -117,18 +112,10 @@ def similarity_distributions(
     classes: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Fig. 2: sim(image, its own class text) for every image, sim(class text, entry) for every class x entry pair."""
-    z = _unit(images, "images")
-    t = _unit(class_texts, "class_texts")
-    d = _unit(dictionary, "dictionary")
-    check_same_dim(images=z, class_texts=t, dictionary=d)
-    y = _labels(image_labels, len(z), "image_labels")
-    if y.min() < 0 or y.max() >= len(t):
-        raise ValueError(f"image_labels must index the {len(t)} class texts; got range {y.min()}..{y.max()}")
+    z, t, d = _units(images=images, class_texts=class_texts, dictionary=dictionary)
+    y = _labels(image_labels, len(z), "image_labels", len(t))
     cls = np.unique(y) if classes is None else np.asarray(classes, dtype=np.int64)
-    return {
-        "image_to_own_text": np.einsum("ij,ij->i", z, t[y]),
-        "text_to_dictionary": (t[cls] @ d.T).ravel(),
-    }
+    return {"image_to_own_text": np.einsum("ij,ij->i", z, t[y]), "text_to_dictionary": (t[cls] @ d.T).ravel()}
 
 
 def distribution_summary(samples: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -140,25 +127,15 @@ def distribution_summary(samples: dict[str, np.ndarray]) -> pd.DataFrame:
             raise ValueError(f"sample {name!r} is empty")
         counts, edges = np.histogram(v, bins=min(60, max(5, v.size // 5)))
         peak = int(np.argmax(counts))
-        rows.append(
-            {
-                "distribution": name,
-                "n": int(v.size),
-                "mean": float(v.mean()),
-                "median": float(np.median(v)),
-                "p05": float(np.percentile(v, 5)),
-                "p95": float(np.percentile(v, 95)),
-                "peak": float((edges[peak] + edges[peak + 1]) / 2),
-            }
-        )
+        stats = {"n": int(v.size), "mean": float(v.mean()), "median": float(np.median(v))}
+        stats |= {"p05": float(np.percentile(v, 5)), "p95": float(np.percentile(v, 95))}
+        rows.append({"distribution": name, **stats, "peak": float((edges[peak] + edges[peak + 1]) / 2)})
     return pd.DataFrame(rows)
 
 
 def mean_dictionary_similarity(images: np.ndarray, dictionary: np.ndarray) -> np.ndarray:
     """Mean cosine similarity of each image to the whole dictionary (the x-axis of Fig. 3)."""
-    z = _unit(images, "images")
-    d = _unit(dictionary, "dictionary")
-    check_same_dim(images=z, dictionary=d)
+    z, d = _units(images=images, dictionary=dictionary)
     return z @ d.mean(axis=0)  # mean of dot products = dot with the mean entry
 
 
@@ -193,19 +170,11 @@ def errors_by_quantile(
     fn = a & ~flagged
     fp = ~a & flagged
     order = np.argsort(m, kind="stable")
-    rows = []
-    for q, idx in enumerate(np.array_split(order, n_quantiles), start=1):
-        rows.append(
-            {
-                "quantile": q,
-                "n": len(idx),
-                "mean_dictionary_similarity": float(m[idx].mean()),
-                "n_anomalies": int(a[idx].sum()),
-                "fn": int(fn[idx].sum()),
-                "fp": int(fp[idx].sum()),
-            }
-        )
-    out = pd.DataFrame(rows)
+    parts = np.array_split(order, n_quantiles)
+    out = pd.DataFrame({"quantile": range(1, n_quantiles + 1), "n": [len(idx) for idx in parts]})
+    out["mean_dictionary_similarity"] = [float(m[idx].mean()) for idx in parts]
+    for column, counted in (("n_anomalies", a), ("fn", fn), ("fp", fp)):
+        out[column] = [int(counted[idx].sum()) for idx in parts]
     out["fn_share"] = out["fn"] / max(int(fn.sum()), 1)
     out["fp_share"] = out["fp"] / max(int(fp.sum()), 1)
     out["fn_rate"] = out["fn"] / out["n"]

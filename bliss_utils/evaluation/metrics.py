@@ -83,13 +83,7 @@ def one_sided_ttest(a: Any, b: Any) -> float:
 
 
 def one_sided_ttest_from_stats(
-    mean_a: float,
-    std_a: float,
-    n_a: int,
-    mean_b: float,
-    std_b: float,
-    n_b: int,
-    population_std: bool = True,
+    mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_b: int, population_std: bool = True
 ) -> float:
     """Welch's one-sided t-test (H1: mean a > mean b) from summary statistics, e.g. the paper's "mean ± std" cells."""
     from scipy import stats

@@ -27,27 +27,11 @@ GREEN = "#009E73"
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000", "#999999", "#882255"]
 
 # Sized for a single column of a two-column paper at 100 % scale: fonts stay >= 8 pt once printed.
-STYLE: dict[str, Any] = {
-    "figure.figsize": (3.5, 2.6),
-    "figure.dpi": 100,
-    "savefig.dpi": 300,
-    "savefig.bbox": "tight",
-    "font.size": 9,
-    "axes.titlesize": 9,
-    "axes.labelsize": 9,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "legend.fontsize": 7.5,
-    "legend.frameon": False,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "grid.linewidth": 0.5,
-    "lines.linewidth": 1.5,
-    "pdf.fonttype": 42,  # embed TrueType so the PDF text stays editable/searchable
-    "ps.fonttype": 42,
-}
+STYLE: dict[str, Any] = {"figure.figsize": (3.5, 2.6), "figure.dpi": 100, "savefig.dpi": 300, "savefig.bbox": "tight"}
+STYLE |= {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8}
+STYLE |= {"legend.fontsize": 7.5, "legend.frameon": False, "axes.spines.top": False, "axes.spines.right": False}
+STYLE |= {"axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5, "lines.linewidth": 1.5}
+STYLE |= {"pdf.fonttype": 42, "ps.fonttype": 42}  # embed TrueType so the PDF text stays editable/searchable
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -123,6 +107,15 @@ def save_figure(
     return paths
 
 
+def _untitled_legend(ax: Any) -> None:
+    if ax.get_legend() is not None:
+        ax.get_legend().set_title(None)
+
+
+def _metric_label(y: str) -> str:
+    return y.upper() if y in ("auroc", "fpr95") else y
+
+
 def plot_tsne(
     ax: Any,
     coords: np.ndarray,
@@ -167,22 +160,11 @@ def plot_distributions(
     if not samples:
         raise ValueError("samples is empty: give at least one named array to plot")
     long = pd.concat([pd.DataFrame({"value": np.ravel(v), "sample": k}) for k, v in samples.items()], ignore_index=True)
-    sns.histplot(
-        long,
-        x="value",
-        hue="sample",
-        stat="density",
-        common_norm=False,
-        element="poly",
-        fill=False,
-        bins=60,
-        palette=list(colours[: len(samples)]),
-        ax=ax,
-    )
+    density = {"stat": "density", "common_norm": False, "element": "poly", "fill": False, "bins": 60}
+    sns.histplot(long, x="value", hue="sample", **density, palette=list(colours[: len(samples)]), ax=ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
-    if ax.get_legend() is not None:
-        ax.get_legend().set_title(None)
+    _untitled_legend(ax)
 
 
 def plot_error_quantiles(ax: Any, table: Any, ylabel: bool = True, legend: bool = True) -> None:
@@ -194,8 +176,7 @@ def plot_error_quantiles(ax: Any, table: Any, ylabel: bool = True, legend: bool 
     sns.barplot(long, x="quantile", y="share", hue="error", palette=[BLUE, ORANGE], ax=ax, legend=legend)
     ax.set_xlabel("dictionary-similarity quantile (low to high)")
     ax.set_ylabel("share of errors" if ylabel else "")
-    if legend and ax.get_legend() is not None:
-        ax.get_legend().set_title(None)
+    _untitled_legend(ax)
 
 
 def plot_ic_et(
@@ -236,23 +217,13 @@ def plot_metric_curve(
     """Ablation curves from per-trial rows: mean of ``y`` against ``x`` per ``hue``, shaded ± std over trials."""
     import seaborn as sns
 
-    sns.lineplot(
-        trials,
-        x=x,
-        y=y,
-        hue=hue,
-        errorbar="sd",
-        marker="o",
-        markersize=4,
-        palette=PALETTE[: trials[hue].nunique()],
-        ax=ax,
-    )
+    palette = PALETTE[: trials[hue].nunique()]
+    sns.lineplot(trials, x=x, y=y, hue=hue, errorbar="sd", marker="o", markersize=4, palette=palette, ax=ax)
     if xlog:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(y.upper() if y in ("auroc", "fpr95") else y)
-    if ax.get_legend() is not None:
-        ax.get_legend().set_title(None)
+    ax.set_ylabel(_metric_label(y))
+    _untitled_legend(ax)
 
 
 def plot_grouped_bars(
@@ -268,25 +239,13 @@ def plot_grouped_bars(
     """Grouped bars of the mean of ``y`` over trials per ``x`` and ``hue``, with ± std error bars."""
     import seaborn as sns
 
-    sns.barplot(
-        trials,
-        x=x,
-        y=y,
-        hue=hue,
-        order=order,
-        hue_order=hue_order,
-        errorbar="sd",
-        capsize=0.1,
-        err_kws={"linewidth": 0.8},
-        palette=PALETTE[: trials[hue].nunique()],
-        ax=ax,
-        legend=legend,
-    )
+    palette = PALETTE[: trials[hue].nunique()]
+    bars = {"errorbar": "sd", "capsize": 0.1, "err_kws": {"linewidth": 0.8}, "palette": palette}
+    sns.barplot(trials, x=x, y=y, hue=hue, order=order, hue_order=hue_order, **bars, ax=ax, legend=legend)
     ax.set_xlabel("")
-    ax.set_ylabel(y.upper() if y in ("auroc", "fpr95") else y)
+    ax.set_ylabel(_metric_label(y))
     ax.tick_params(axis="x", labelrotation=30)
-    if legend and ax.get_legend() is not None:
-        ax.get_legend().set_title(None)
+    _untitled_legend(ax)
 
 
 def plot_efficiency(axes: Sequence[Any], table: Any) -> None:

@@ -24,26 +24,11 @@ from bliss_utils.config import results_dir
 logger = logging.getLogger(__name__)
 
 # display names, in the row order of the paper's Table 1; † marks adaptations of related methods
-METHOD_LABELS = {
-    "cac": "CAC",
-    "csi": "CSI",
-    "dn2": "DN2",
-    "lunar": "LUNAR",
-    "gmm": "GMM",
-    "dino-ft": "DINO-FT",
-    "zoc": "ZOC",
-    "ssd": "SSD†",
-    "ssd-cmle": "SSD+CMLE†",
-    "anomalyclip": "AnomalyCLIP†",
-    "agnostic-pair": "Object-agnostic pair†",
-    "agnostic-cpe": "Object-agnostic CPE†",
-    "object-aware-cpe": "Object-aware CPE†",
-    "mcm": "MCM",
-    "bce-cl": "BCE-CL",
-    "raw-similarity": "w/o (5)",
-    "biased-clip": "Biased-CLIP",
-    "bliss": "BLISS",
-}
+METHOD_LABELS = {"cac": "CAC", "csi": "CSI", "dn2": "DN2", "lunar": "LUNAR", "gmm": "GMM", "dino-ft": "DINO-FT"}
+METHOD_LABELS |= {"zoc": "ZOC", "ssd": "SSD†", "ssd-cmle": "SSD+CMLE†", "anomalyclip": "AnomalyCLIP†"}
+METHOD_LABELS |= {"agnostic-pair": "Object-agnostic pair†", "agnostic-cpe": "Object-agnostic CPE†"}
+METHOD_LABELS |= {"object-aware-cpe": "Object-aware CPE†", "mcm": "MCM", "bce-cl": "BCE-CL"}
+METHOD_LABELS |= {"raw-similarity": "w/o (5)", "biased-clip": "Biased-CLIP", "bliss": "BLISS"}
 SETTING_ORDER = ["cifar10-1", "cifar10-6", "cifar10-9", "cifar100-20", "tinyimagenet-20"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RUN_TIMES = "run_times.csv"  # notebook, seconds, peak_rss_gib, mode: one row per notebook, written by reproduce
@@ -180,18 +165,9 @@ def provenance(
     rows = []
     for s in sets:
         enc = dict((getattr(s, "meta", {}) or {}).get("encoder") or {})
-        rows.append(
-            {
-                "encoder": s.encoder,
-                "paper_backbone": paper_backbone.get(s.encoder, s.encoder),
-                "weights": enc.get("weights_id", ""),
-                "preprocess": enc.get("preprocess_id", ""),
-                "dataset": s.dataset,
-                "train": len(s.train),
-                "test": len(s.test),
-                "smoke": bool(smoke),
-            }
-        )
+        ids = {"weights": enc.get("weights_id", ""), "preprocess": enc.get("preprocess_id", "")}
+        data = {"dataset": s.dataset, "train": len(s.train), "test": len(s.test), "smoke": bool(smoke)}
+        rows.append({"encoder": s.encoder, "paper_backbone": paper_backbone.get(s.encoder, s.encoder), **ids, **data})
     return pd.DataFrame(rows).drop_duplicates(ignore_index=True)
 
 
@@ -224,15 +200,8 @@ def write_report(out_dir: str | Path | None = None, mode: str | None = None) -> 
         prov = prov.drop_duplicates(subset=["encoder", "weights", "preprocess", "dataset"])
         lines += ["## What produced these numbers", "", prov.to_markdown(index=False, disable_numparse=True), ""]
     if not times.empty:
-        lines += [
-            "## Run time and peak memory",
-            "",
-            "Wall time of each notebook (s) and the peak resident memory of its kernel (GiB), as measured",
-            "by `reproduce`.",
-            "",
-            times.to_markdown(index=False),
-            "",
-        ]
+        about = ["Wall time of each notebook (s) and the peak resident memory of its kernel (GiB), as measured"]
+        lines += ["## Run time and peak memory", "", *about, "by `reproduce`.", "", times.to_markdown(index=False), ""]
     if not tables:
         lines += ["No table beside the paper yet: run the notebooks (`python -m bliss_utils reproduce`)."]
     for path in tables:

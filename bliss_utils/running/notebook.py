@@ -31,15 +31,10 @@ def execute(job: dict[str, Any]) -> dict[str, Any]:
     import papermill as pm
 
     try:
+        run = {"parameters": job["parameters"], "kernel_name": job["kernel"], "cwd": job["cwd"], "progress_bar": False}
+        # stderr_file: bars, warnings
         pm.execute_notebook(
-            job["input"],
-            job["output"],
-            parameters=job["parameters"],
-            kernel_name=job["kernel"],
-            cwd=job["cwd"],
-            progress_bar=False,
-            request_save_on_cell_execute=True,
-            stderr_file=sys.stderr,  # bars, warnings
+            job["input"], job["output"], **run, request_save_on_cell_execute=True, stderr_file=sys.stderr
         )
     except pm.PapermillExecutionError as err:
         return {"failed": f"failed in cell {err.exec_count}: {err.ename}: {err.evalue}"}

@@ -101,15 +101,16 @@ def declared_parameters(path: Path) -> dict[str, Any]:
 
 
 def _needs(params: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
-    datasets, encoders = {}, {}
-    for p in params:
-        for key in _DATASET_KEYS:
-            values = p.get(key) or []
-            datasets.update(dict.fromkeys([values] if isinstance(values, str) else values))
-        for key in _ENCODER_KEYS:
-            values = p.get(key) or []
-            encoders.update(dict.fromkeys([values] if isinstance(values, str) else values))
-    return [d for d in datasets if d], [e for e in encoders if e]
+    def named(keys: tuple[str, ...]) -> list[str]:
+        values = [p.get(key) or [] for p in params for key in keys]
+        return [v for v in dict.fromkeys(v for vs in values for v in ([vs] if isinstance(vs, str) else vs)) if v]
+
+    return named(_DATASET_KEYS), named(_ENCODER_KEYS)
+
+
+def _stop(what: str, problems: list[str]) -> PreflightError:
+    hint = "Without network or data, `python -m bliss_utils reproduce --smoke` runs the pipeline on generated data."
+    return PreflightError(f"missing {what}; fetch them, then run again:\n" + "\n".join(problems) + f"\n{hint}")
 
 
 def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bool = False) -> None:
@@ -121,9 +122,6 @@ def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bo
     from bliss_utils.encoders import WeightsNotFoundError, load_encoder
 
     datasets, encoders = _needs(params)
-    offline_hint = (
-        "Without network or data, `python -m bliss_utils reproduce --smoke` runs the pipeline on generated data."
-    )
     problems = []
     for dataset in datasets:
         try:
@@ -137,9 +135,7 @@ def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bo
                 f"see docs/data.md, and put it under {data_root}"
             )
     if problems:  # stop before loading any model: these are quick to report
-        raise PreflightError(
-            "missing datasets; fetch them, then run again:\n" + "\n".join(problems) + f"\n{offline_hint}"
-        )
+        raise _stop("datasets", problems)
     if download and any("anomalyclip" in (p.get("RELATED") or []) for p in params):
         from bliss_utils.encoders import anomalyclip_prompts
 
@@ -168,9 +164,23 @@ def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bo
         else:
             os.environ[OFFLINE_VAR] = previous
     if problems:
-        raise PreflightError(
-            "missing weights; fetch them, then run again:\n" + "\n".join(problems) + f"\n{offline_hint}"
-        )
+        raise _stop("weights", problems)
+
+
+# the help of each option too long to share a line with its add_argument call, in the order --help lists them
+HELP = {
+    "--smoke": "inject notebooks/smoke.json: stand-in encoders on generated data, minutes on a CPU; "
+    "tests the pipeline, NOT the paper's numbers",
+    "--rehearsal": "inject notebooks/rehearsal.json: the paper's settings with cheap stand-in encoders at "
+    "the real dimensions on generated data of the real sizes; measures time and memory, "
+    "its numbers mean nothing",
+    "--output-dir": "write figures/ and results/ under this folder (default: the repo's)",
+    "--data-root": "datasets folder (default: $BLISS_DATA_DIR or <repo>/data; "
+    "smoke, rehearsal: generated under <output-dir>/data or out/<mode>/data)",
+    "--set": "override a notebook parameter (VALUE as JSON, e.g. --set LAM=0.75); repeatable",
+    "--only": "only notebooks starting with these, e.g. 04 06",
+    "--skip-preflight": "do not check datasets and weights first (e.g. when a copied embedding cache holds everything)",
+}
 
 
 def register(subparsers: Any) -> None:
@@ -183,47 +193,21 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     stand_in = p.add_mutually_exclusive_group()
-    stand_in.add_argument(
-        "--smoke",
-        action="store_true",
-        help="inject notebooks/smoke.json: stand-in encoders on generated data, minutes on a CPU; "
-        "tests the pipeline, NOT the paper's numbers",
-    )
-    stand_in.add_argument(
-        "--rehearsal",
-        action="store_true",
-        help="inject notebooks/rehearsal.json: the paper's settings with cheap stand-in encoders at "
-        "the real dimensions on generated data of the real sizes; measures time and memory, "
-        "its numbers mean nothing",
-    )
-    p.add_argument(
-        "--output-dir", default="", help="write figures/ and results/ under this folder (default: the repo's)"
-    )
-    p.add_argument(
-        "--data-root",
-        default="",
-        help="datasets folder (default: $BLISS_DATA_DIR or <repo>/data; "
-        "smoke, rehearsal: generated under <output-dir>/data or out/<mode>/data)",
-    )
+    for flag in ("--smoke", "--rehearsal"):
+        stand_in.add_argument(flag, action="store_true", help=HELP[flag])
+
+    def add(flag: str, **kwargs: Any) -> None:
+        p.add_argument(flag, help=HELP[flag], **kwargs)
+
+    add("--output-dir", default="")
+    add("--data-root", default="")
     p.add_argument("--device", default="", help="torch device for embedding (default: CUDA, then MPS, then CPU)")
     p.add_argument("--max-trials", type=int, default=0, help="trials per setting (default 0: every trial)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a notebook parameter (VALUE as JSON, e.g. --set LAM=0.75); repeatable",
-    )
-    p.add_argument(
-        "--only", nargs="+", default=None, metavar="NN", help="only notebooks starting with these, e.g. 04 06"
-    )
+    add("--set", action="append", default=[], metavar="NAME=VALUE")
+    add("--only", nargs="+", default=None, metavar="NN")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
     p.add_argument("--download", action="store_true", help="fetch missing datasets and weights first (needs internet)")
-    p.add_argument(
-        "--skip-preflight",
-        action="store_true",
-        help="do not check datasets and weights first (e.g. when a copied embedding cache holds everything)",
-    )
+    add("--skip-preflight", action="store_true")
     p.set_defaults(func=run)
 
 
@@ -269,18 +253,8 @@ def run_notebook(path: Path, out: Path, parameters: Mapping[str, Any], kernel: s
     """Execute one notebook in a short-lived process (``bliss_utils.running.notebook``); return its result record."""
     with tempfile.TemporaryDirectory(prefix="bliss-run-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
-        job.write_text(
-            json.dumps(
-                {
-                    "input": str(path),
-                    "output": str(out),
-                    "parameters": dict(parameters),
-                    "kernel": kernel,
-                    "cwd": str(cwd),
-                    "result": str(result),
-                }
-            )
-        )
+        spec = {"input": str(path), "output": str(out), "parameters": dict(parameters), "kernel": kernel}
+        job.write_text(json.dumps({**spec, "cwd": str(cwd), "result": str(result)}))
         proc = subprocess.run([sys.executable, "-m", "bliss_utils.running.notebook", str(job)], cwd=cwd, check=False)
         if result.is_file():
             return json.loads(result.read_text(encoding="utf-8"))
@@ -317,6 +291,10 @@ def _injections(paths: list[Path], mode: str, stand_in: dict, overrides: dict) -
     return inject
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def _run_each(paths: list[Path], inject: dict, results: Path, mode: str, kernel: str, root: Path) -> bool:
     """Run the notebooks in order, recording each one's time and peak memory; False at the first failure."""
     executed = results / "executed"
@@ -325,22 +303,15 @@ def _run_each(paths: list[Path], inject: dict, results: Path, mode: str, kernel:
     for i, path in enumerate(paths, 1):
         out = executed / path.name
         started = time.perf_counter()
-        print(f"[{i}/{len(paths)}] {path.name} ...", file=sys.stderr, flush=True)
+        _say(f"[{i}/{len(paths)}] {path.name} ...")
         outcome = run_notebook(path, out, inject[path], kernel, root)
         seconds = time.perf_counter() - started
         if "failed" in outcome:
             record_run_time(results, path.stem, None, math.nan, mode)
-            print(
-                f"error: {path.name} {outcome['failed']}\n  the executed copy with the full traceback: {out}",
-                file=sys.stderr,
-            )
+            _say(f"error: {path.name} {outcome['failed']}\n  the executed copy with the full traceback: {out}")
             return False
         record_run_time(results, path.stem, seconds, outcome["peak_rss_gib"], mode)
-        print(
-            f"  {path.name} done in {seconds:.0f} s, peak {outcome['peak_rss_gib']:.1f} GiB",
-            file=sys.stderr,
-            flush=True,
-        )
+        _say(f"  {path.name} done in {seconds:.0f} s, peak {outcome['peak_rss_gib']:.1f} GiB")
     return True
 
 
@@ -363,14 +334,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.skip_preflight:
         preflight([{**declared_parameters(p), **inject[p]} for p in paths], data_root, download=args.download)
     figures, results = output_dirs(args.output_dir)
-    print(f"reproduce: {len(paths)} notebooks, mode {MODE_LABELS.get(mode, mode)}", file=sys.stderr)
+    _say(f"reproduce: {len(paths)} notebooks, mode {MODE_LABELS.get(mode, mode)}")
     started_all = time.perf_counter()
     if not _run_each(paths, inject, results, mode, args.kernel, root):
         return 1
-    report = write_report(results, mode=mode)
-    elapsed = time.perf_counter() - started_all
-    print(
-        f"all notebooks done in {elapsed:.0f} s\nfigures: {figures}\ntables:  {results}\nreport:  {report}",
-        file=sys.stderr,
-    )
+    report, elapsed = write_report(results, mode=mode), time.perf_counter() - started_all
+    _say(f"all notebooks done in {elapsed:.0f} s\nfigures: {figures}\ntables:  {results}\nreport:  {report}")
     return 0
