@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from bliss_utils._io import atomic_path
+from bliss_utils.config import PACKAGE_DATA
 from bliss_utils.datasets.images import (
     CIFAR_FILES,
     SYNTHETIC_MARKER,
@@ -34,28 +35,7 @@ GENERATOR_VERSION = 2
 CHUNK = 5000
 
 # CIFAR-100's 20 superclasses, each with its 5 fine classes (the dataset's own grouping).
-_CIFAR100_COARSE = {
-    "aquatic_mammals": ["beaver", "dolphin", "otter", "seal", "whale"],
-    "fish": ["aquarium_fish", "flatfish", "ray", "shark", "trout"],
-    "flowers": ["orchid", "poppy", "rose", "sunflower", "tulip"],
-    "food_containers": ["bottle", "bowl", "can", "cup", "plate"],
-    "fruit_and_vegetables": ["apple", "mushroom", "orange", "pear", "sweet_pepper"],
-    "household_electrical_devices": ["clock", "keyboard", "lamp", "telephone", "television"],
-    "household_furniture": ["bed", "chair", "couch", "table", "wardrobe"],
-    "insects": ["bee", "beetle", "butterfly", "caterpillar", "cockroach"],
-    "large_carnivores": ["bear", "leopard", "lion", "tiger", "wolf"],
-    "large_man-made_outdoor_things": ["bridge", "castle", "house", "road", "skyscraper"],
-    "large_natural_outdoor_scenes": ["cloud", "forest", "mountain", "plain", "sea"],
-    "large_omnivores_and_herbivores": ["camel", "cattle", "chimpanzee", "elephant", "kangaroo"],
-    "medium_mammals": ["fox", "porcupine", "possum", "raccoon", "skunk"],
-    "non-insect_invertebrates": ["crab", "lobster", "snail", "spider", "worm"],
-    "people": ["baby", "boy", "girl", "man", "woman"],
-    "reptiles": ["crocodile", "dinosaur", "lizard", "snake", "turtle"],
-    "small_mammals": ["hamster", "mouse", "rabbit", "shrew", "squirrel"],
-    "trees": ["maple_tree", "oak_tree", "palm_tree", "pine_tree", "willow_tree"],
-    "vehicles_1": ["bicycle", "bus", "motorcycle", "pickup_truck", "train"],
-    "vehicles_2": ["lawn_mower", "rocket", "streetcar", "tank", "tractor"],
-}
+_CIFAR100_COARSE = json.loads((PACKAGE_DATA / "cifar100_superclasses.json").read_text(encoding="utf-8"))
 
 
 def chunked_images(
