@@ -118,6 +118,7 @@ def test_a_failing_notebook_is_reported_in_one_line(tmp_path: Path, monkeypatch,
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     (tmp_path / "notebooks").mkdir()
     nbformat.write(nb, tmp_path / "notebooks" / "00_fails.ipynb")
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # the kernel's bar is part of what is checked
     monkeypatch.setattr(reproduce, "notebook_paths", lambda root=None: [tmp_path / "notebooks" / "00_fails.ipynb"])
     args = argparse.Namespace(
         smoke=False,
