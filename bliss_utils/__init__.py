@@ -30,6 +30,9 @@ _EXPORTS = {
     "class_splits": "datasets.splits",
     "evaluate_grid": "evaluation.grid",
     "EmbeddingSet": "evaluation.grid",
+    "load_embedding_set": "embeddings",
+    "image_embeddings": "embeddings",
+    "text_embeddings": "embeddings",
     "load_encoder": "encoders",
     "progress": "_progress",
 }

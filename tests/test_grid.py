@@ -159,6 +159,11 @@ def test_summarize_by_extra_columns(data):
     assert len(table) == 2 * len(SPLITS)
 
 
+def test_summarize_by_a_column_it_already_groups_by(data):
+    frame = evaluate_grid(data, SPLITS, methods=("bliss", "mcm"))
+    pd.testing.assert_frame_equal(summarize(frame, by=["method"]), summarize(frame))  # was pandas' "already exists"
+
+
 def test_one_normal_class_normalisation_cannot_change_the_auroc() -> None:
     """Table 3's first row: with one normal class, IC = (sim_mean - sim) / sigma is a positive affine map of the raw
     score -sim, so w/o (5) and w (5) must have the same AUROC in every trial (the paper's CLIP cell differs)."""

@@ -189,7 +189,7 @@ def evaluate_grid(
 def summarize(results: pandas.DataFrame, metric: str = "auroc", by: Sequence[str] = ()) -> pandas.DataFrame:
     """Mean and population std over trials of ``metric`` for every (dataset, encoder, setting, method, lam, k, n_shots)
     and every value of the extra columns ``by`` (e.g. a dictionary label an ablation added)."""
-    keys = [c for c in COLUMNS if c not in ("trial", "auroc", "fpr95", "seconds")] + list(by)
+    keys = list(dict.fromkeys([c for c in COLUMNS if c not in ("trial", "auroc", "fpr95", "seconds")] + list(by)))
     grouped = results.groupby(keys, dropna=False)[metric]
     out = grouped.agg(mean="mean", std=lambda s: float(np.std(s, ddof=0)), n_trials="count")
     return out.reset_index()

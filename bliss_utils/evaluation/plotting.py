@@ -250,6 +250,7 @@ def plot_grouped_bars(
 
 def plot_efficiency(axes: Sequence[Any], table: Any) -> None:
     """Two panels: scoring time and AUROC against dictionary size (columns entries, seconds, auroc)."""
+    table = table.sort_values("entries", kind="stable")  # the line joins the points by size, not in table order
     for ax, y, label in zip(axes, ("seconds", "auroc"), ("fit + score time (s)", "AUROC")):
         ax.plot(table["entries"], table[y], marker="o", ms=3, color=BLUE)
         ax.set_xscale("log")
