@@ -255,3 +255,23 @@ def test_the_notebook_runner_measures_its_own_kernel(tmp_path: Path) -> None:
     # a second small run is not lifted by the big one before it: each run is measured alone
     again = reproduce.run_notebook(tmp_path / "big.ipynb", tmp_path / "c.ipynb", {"N": 0}, "python3", ROOT)
     assert again["peak_rss_gib"] < big["peak_rss_gib"] - 0.25
+
+
+def test_a_set_name_no_selected_notebook_declares_is_refused() -> None:
+    paths = reproduce.notebook_paths(ROOT)
+    with pytest.raises(ValueError, match=r"no selected notebook \(00_embeddings.ipynb.*\) declares LAMBDA; their para"):
+        reproduce._injections(paths, "paper", {}, {"LAMBDA": 0.75}, ["LAMBDA"])
+    given = {"LAM": 1, "NUM_WORKERS": 4}  # an int may stand for a float
+    inject = reproduce._injections(paths, "paper", {}, given, list(given))
+    assert {p.stem for p in paths if "NUM_WORKERS" in inject[p]} == {"00_embeddings"}  # only where declared
+    assert all(inject[p].get("LAM") == 1 for p in paths if "LAM" in reproduce.declared_parameters(p))
+
+
+def test_a_set_value_of_the_wrong_type_is_refused() -> None:
+    declared = {"04_main_results.ipynb": {"LAM": 0.5, "SMOKE": False, "DATASETS": ["cifar10"]}}
+    for name, value, kind in (("LAM", "high", "str"), ("SMOKE", "True", "str"), ("DATASETS", "cifar10", "str")):
+        with pytest.raises(ValueError, match=rf"{name}=.* is a {kind}, but 04_main_results.ipynb declares {name}"):
+            reproduce.check_overrides(declared, {name: value})
+    with pytest.raises(ValueError, match="declares LAM as a float"):
+        reproduce.check_overrides(declared, {"LAM": True})  # a bool is not a number here
+    reproduce.check_overrides(declared, {"LAM": 2, "SMOKE": True, "DATASETS": ["cifar100"]})

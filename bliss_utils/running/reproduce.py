@@ -278,11 +278,38 @@ def _selected(root: Path, only: list[str] | None) -> list[Path]:
     return paths
 
 
-def _injections(paths: list[Path], mode: str, stand_in: dict, overrides: dict) -> dict[Path, dict]:
-    """Per notebook, the values to inject: the mode's stand-ins, then the command line's, those it declares."""
+def _fits(value: Any, default: Any) -> bool:
+    """Whether ``value`` may replace a parameter declared with ``default`` (an int may stand for a float)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def check_overrides(declared: Mapping[str, Mapping[str, Any]], overrides: Mapping[str, Any]) -> None:
+    """Raise a ValueError for a command-line parameter no selected notebook declares, or one of the wrong type."""
+    for name, value in overrides.items():
+        owners = {nb: params[name] for nb, params in declared.items() if name in params}
+        if not owners:
+            known = sorted({k for params in declared.values() for k in params})
+            raise ValueError(f"no selected notebook ({', '.join(declared)}) declares {name}; their parameters: {known}")
+        for nb, default in owners.items():
+            if not _fits(value, default):
+                raise ValueError(
+                    f"{name}={value!r} is a {type(value).__name__}, but {nb} declares {name} as a "
+                    f'{type(default).__name__} (default {default!r}); --set values are JSON: true, 0.5, ["a"]'
+                )
+
+
+def _injections(paths: list[Path], mode: str, stand_in: dict, overrides: dict, checked: Sequence[str] = ()) -> dict:
+    """Per notebook, the values to inject: the mode's stand-ins, then the command line's, those it declares; the
+    ``checked`` names (those given with --set) must be declared by one of them, with their type."""
+    params = {p: declared_parameters(p) for p in paths}
+    check_overrides({p.name: declared for p, declared in params.items()}, {k: overrides[k] for k in checked})
     inject = {}
     for p in paths:
-        declared = declared_parameters(p)
+        declared = params[p]
         wanted = {**stand_in.get("all", {}), **stand_in.get(p.stem, {}), **overrides}  # the command line wins
         unknown = set(stand_in.get(p.stem, {})) - set(declared)
         if unknown:
@@ -330,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["DATA_ROOT"] = str(make_generated_data(data_root.resolve(), stand_in["data"]))
         overrides.setdefault("CACHE_DIR", str(Path(overrides["DATA_ROOT"]) / "embeddings"))
     data_root = Path(overrides.get("DATA_ROOT") or data_dir())
-    inject = _injections(paths, mode, stand_in, overrides)
+    inject = _injections(paths, mode, stand_in, overrides, [item.partition("=")[0] for item in args.set])
     if not args.skip_preflight:
         preflight([{**declared_parameters(p), **inject[p]} for p in paths], data_root, download=args.download)
     figures, results = output_dirs(args.output_dir)
