@@ -246,7 +246,7 @@ def bench_threads(sizes: list[int], n_epochs: int = 20, busy: bool = False) -> N
             hog.join()
 
 
-def _thread_rows(LUNAR: type, sizes: list[int], n_epochs: int) -> None:  # noqa: N803 (the class)
+def _thread_rows(LUNAR: type, sizes: list[int], n_epochs: int) -> None:
     warm, warm_labels, warm_test = unit_data(10, 9, 10)
     for threads in (1, 2):  # imports and first-call set-up, outside the timings
         LUNAR(n_epochs=2, torch_threads=threads, progress=False).fit(warm, warm_labels).score_samples(warm_test)

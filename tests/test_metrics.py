@@ -168,12 +168,24 @@ def _trials(cells):
     """Per-trial results like evaluate_grid's (plus "group") from {(setting, group, method): [auroc, ...]}."""
     return pd.DataFrame(
         [
-            {"dataset": setting.rsplit("-", 1)[0], "encoder": "enc", "setting": setting, "trial": t, "method": method,
-             "lam": np.nan, "k": np.nan, "n_shots": 0, "auroc": a, "fpr95": 0.5, "seconds": 0.0, "group": group}
+            {
+                "dataset": setting.rsplit("-", 1)[0],
+                "encoder": "enc",
+                "setting": setting,
+                "trial": t,
+                "method": method,
+                "lam": np.nan,
+                "k": np.nan,
+                "n_shots": 0,
+                "auroc": a,
+                "fpr95": 0.5,
+                "seconds": 0.0,
+                "group": group,
+            }
             for (setting, group, method), aurocs in cells.items()
             for t, a in enumerate(aurocs)
         ]
-    )  # fmt: skip
+    )
 
 
 def _rows(trials, reported=()):
@@ -229,9 +241,15 @@ def test_star_against_a_reported_row_uses_its_mean_and_population_std():
     rows = _rows(trials, [("image-only", "csi", "s-1", mean, std, n)])
     ours = np.asarray(OURS)
     p = stats.ttest_ind_from_stats(
-        ours.mean(), ours.std(ddof=1), ours.size, mean, std * np.sqrt(n / (n - 1)), n,
-        equal_var=False, alternative="greater",
-    ).pvalue  # fmt: skip
+        ours.mean(),
+        ours.std(ddof=1),
+        ours.size,
+        mean,
+        std * np.sqrt(n / (n - 1)),
+        n,
+        equal_var=False,
+        alternative="greater",
+    ).pvalue
     _assert_star_at(p, trials, rows)
 
 

@@ -151,7 +151,7 @@ def prompts_from_state(state: Any, width: int | None = None, sha256: str = "") -
         raise ValueError(f"not an AnomalyCLIP checkpoint: expected a dict with key 'prompt_learner'; found {found}")
     sd = state["prompt_learner"]
     if not isinstance(sd, dict):
-        raise ValueError(f"checkpoint['prompt_learner'] must be a state dict; got {type(sd).__name__}")  # noqa: TRY004
+        raise ValueError(f"checkpoint['prompt_learner'] must be a state dict; got {type(sd).__name__}")
     deep_keys = [f"compound_prompts_text.{i}" for i in range(N_DEEP_LAYERS)]
     required = ["ctx_pos", "ctx_neg", *deep_keys]
     if missing := [k for k in required if k not in sd]:
@@ -182,7 +182,7 @@ def load_prompt_checkpoint(path: str | Path, width: int | None = None) -> Learne
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user-facing problem
+    except Exception as err:  # any unreadable file is the same user-facing problem
         raise ValueError(f"{path} is not a readable torch checkpoint ({type(err).__name__}: {err})") from None
     return prompts_from_state(state, width, sha256_of(path))
 
