@@ -302,14 +302,15 @@ def check_overrides(declared: Mapping[str, Mapping[str, Any]], overrides: Mappin
                 )
 
 
-def _injections(paths: list[Path], mode: str, stand_in: dict, overrides: dict, checked: Sequence[str] = ()) -> dict:
-    """Per notebook, the values to inject: the mode's stand-ins, then the command line's, those it declares; the
-    ``checked`` names (those given with --set) must be declared by one of them, with their type."""
-    params = {p: declared_parameters(p) for p in paths}
+def _injections(
+    params: Mapping[Path, dict], mode: str, stand_in: dict, overrides: dict, checked: Sequence[str] = ()
+) -> dict:
+    """Per notebook (``params``: each one's declared parameters), the values to inject: the mode's stand-ins, then
+    the command line's, those it declares; the ``checked`` names (given with --set) must be declared by one of them,
+    with their type."""
     check_overrides({p.name: declared for p, declared in params.items()}, {k: overrides[k] for k in checked})
     inject = {}
-    for p in paths:
-        declared = params[p]
+    for p, declared in params.items():
         wanted = {**stand_in.get("all", {}), **stand_in.get(p.stem, {}), **overrides}  # the command line wins
         unknown = set(stand_in.get(p.stem, {})) - set(declared)
         if unknown:
@@ -357,9 +358,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["DATA_ROOT"] = str(make_generated_data(data_root.resolve(), stand_in["data"]))
         overrides.setdefault("CACHE_DIR", str(Path(overrides["DATA_ROOT"]) / "embeddings"))
     data_root = Path(overrides.get("DATA_ROOT") or data_dir())
-    inject = _injections(paths, mode, stand_in, overrides, [item.partition("=")[0] for item in args.set])
+    params = {p: declared_parameters(p) for p in paths}  # papermill reads each notebook once
+    inject = _injections(params, mode, stand_in, overrides, [item.partition("=")[0] for item in args.set])
     if not args.skip_preflight:
-        preflight([{**declared_parameters(p), **inject[p]} for p in paths], data_root, download=args.download)
+        preflight([{**params[p], **inject[p]} for p in paths], data_root, download=args.download)
     figures, results = output_dirs(args.output_dir)
     _say(f"reproduce: {len(paths)} notebooks, mode {MODE_LABELS.get(mode, mode)}")
     started_all = time.perf_counter()
