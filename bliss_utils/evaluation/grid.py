@@ -106,12 +106,17 @@ def _plan(method: str, data: EmbeddingSet, image: EmbeddingSet, sweeps: dict, pa
     return _Plan(scorer, variants, source)
 
 
-def _fit_args(scorer: Any, source: EmbeddingSet, n_shots: int | None, seed: int) -> tuple:
+def _training_part(source: EmbeddingSet, n_shots: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training images and labels the grid fits on: all, or ``n_shots`` per class (one seeded draw)."""
+    if n_shots is None:
+        return source.train, source.train_labels
+    idx = few_shot_indices(np.asarray(source.train_labels), n_shots, seed)
+    return source.train[idx], source.train_labels[idx]
+
+
+def _fit_args(scorer: Any, source: EmbeddingSet, training: tuple[np.ndarray, np.ndarray]) -> tuple:
     """The four fit arguments, None where the scorer does not read them."""
-    train, labels = (source.train, source.train_labels) if "images" in scorer.inputs else (None, None)
-    if train is not None and n_shots is not None:
-        idx = few_shot_indices(np.asarray(labels), n_shots, seed)
-        train, labels = train[idx], labels[idx]
+    train, labels = training if "images" in scorer.inputs else (None, None)
     texts = source.class_texts if "class_texts" in scorer.inputs else None
     dictionary = source.dictionary if "dictionary" in scorer.inputs else None
     return train, labels, texts, dictionary
@@ -122,14 +127,14 @@ def _method_rows(method: str, plan: _Plan, jobs: list, fit_args: tuple, bar: Any
     classes left out); the seconds of a row are the time the scorer took to yield it."""
     scorer, variants, source = plan
     kept = [i for i, job in enumerate(jobs) if len(job[2]) >= scorer.min_normal_classes]
+    anomalies = [~np.isin(np.asarray(source.test_labels), jobs[i][2]) for i in kept]  # one mask per trial
     stream = scorer.score_grid(fit_args, source.test, [jobs[i][2] for i in kept], variants)
     rows, started = [], time.perf_counter()
     for v, s, scores in stream:
-        (setting, trial, normal), variant = jobs[kept[s]], variants[v]
-        anomaly = ~np.isin(np.asarray(source.test_labels), normal)
+        (setting, trial, _), variant = jobs[kept[s]], variants[v]
         row = {"encoder": source.encoder, "setting": setting, "trial": trial, "method": method}
         row.update(lam=variant.get("lam", np.nan), k=variant.get("k", np.nan))
-        row.update(auroc=100 * auroc(scores, anomaly), fpr95=100 * fpr95(scores, anomaly))
+        row.update(auroc=100 * auroc(scores, anomalies[s]), fpr95=100 * fpr95(scores, anomalies[s]))
         rows.append(((kept[s], v), {**row, "seconds": time.perf_counter() - started}))
         bar.update(1)
         started = time.perf_counter()
@@ -167,9 +172,9 @@ def evaluate_grid(
     n_classes = int(max(np.max(data.train_labels), np.max(data.test_labels))) + 1
     n_classes = n_classes if data.class_texts is None else data.class_texts.shape[0]
     _check_splits(splits, n_classes)
-    if n_shots is not None and n_shots < 1:
-        raise ValueError(f"n_shots must be >= 1; got {n_shots}")
     image = image_data if image_data is not None else data
+    # drawn once per embedding set (few_shot_indices refuses an n_shots below 1 before any fit)
+    training = {id(source): _training_part(source, n_shots, seed) for source in (data, image)}
     sweeps, params = _sweeps(lams, ks, eps, aggregate), baseline_params or {}
     plans = {m: _plan(m, data, image, sweeps, params) for m in dict.fromkeys(methods)}
     jobs = [(name, t, list(map(int, normal))) for name, trials in splits.items() for t, normal in enumerate(trials)]
@@ -180,7 +185,7 @@ def evaluate_grid(
         total=total, desc=f"{name}: rows", unit="row", disable=not progress or len(jobs) < 2
     ) as bar:
         for m, (method, plan) in enumerate(plans.items()):
-            fit_args = _fit_args(plan.scorer, plan.source, n_shots, seed)
+            fit_args = _fit_args(plan.scorer, plan.source, training[id(plan.source)])
             keyed += [((job, m, v), row) for (job, v), row in _method_rows(method, plan, jobs, fit_args, bar)]
     rows = [{"dataset": data.dataset, "n_shots": n_shots, **row} for _, row in sorted(keyed, key=lambda kr: kr[0])]
     return pd.DataFrame(rows, columns=COLUMNS)
