@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,22 @@ def check_positive_int(value: Any, name: str, allow_none: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         kind = "a positive integer or None" if allow_none else "a positive integer"
         raise ValueError(f"{name} must be {kind}; got {value!r}")
+
+
+# What a number parameter may be: the phrase its error message uses, and the test (besides being finite).
+NUMBER_RULES: dict[str, Callable[[Any], bool]] = {
+    "a finite number": lambda v: True,
+    "a finite number >= 0": lambda v: v >= 0,
+    ">= 0": lambda v: v >= 0,
+    "a positive number": lambda v: v > 0,
+    "> 0": lambda v: v > 0,
+}
+
+
+def check_number(value: Any, name: str, rule: str = "a finite number", why: str = "") -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is finite and meets ``rule`` (a key of NUMBER_RULES)."""
+    if not (np.isfinite(value) and NUMBER_RULES[rule](value)):
+        raise ValueError(f"{name} must be {rule}; got {value!r}{why}")
 
 
 def as_unit_embeddings(**arrays: Any) -> dict[str, np.ndarray]:

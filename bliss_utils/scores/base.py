@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,21 +22,6 @@ MAX_CACHED_MODELS = 3
 
 
 INPUTS = ("images", "class_texts", "dictionary")
-
-# What a number parameter may be: the phrase its error message uses, and the test (besides being finite).
-NUMBER_RULES: dict[str, Callable[[Any], bool]] = {
-    "a finite number": lambda v: True,
-    "a finite number >= 0": lambda v: v >= 0,
-    ">= 0": lambda v: v >= 0,
-    "a positive number": lambda v: v > 0,
-    "> 0": lambda v: v > 0,
-}
-
-
-def check_number(value: Any, name: str, rule: str = "a finite number", why: str = "") -> None:
-    """Raise a ValueError naming ``name`` unless ``value`` is finite and meets ``rule`` (a key of NUMBER_RULES)."""
-    if not (np.isfinite(value) and NUMBER_RULES[rule](value)):
-        raise ValueError(f"{name} must be {rule}; got {value!r}{why}")
 
 
 @contextlib.contextmanager

@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bliss_utils._checks import as_labels, as_unit_embeddings, check_positive_int
-from bliss_utils.scores.base import MAX_CACHED_MODELS, ImageScorer, _Scorer, check_number
+from bliss_utils._checks import as_labels, as_unit_embeddings, check_number, check_positive_int
+from bliss_utils.scores.base import MAX_CACHED_MODELS, ImageScorer, _Scorer
 from bliss_utils.scores.bliss import BiasedCLIP
 from bliss_utils.scores.gmm import GMM
 from bliss_utils.scores.lunar import LUNAR

@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import clone
 
-from bliss_utils._checks import as_labels, as_unit_embeddings, check_positive_int
-from bliss_utils.scores.base import INPUTS, _Scorer, check_number
+from bliss_utils._checks import as_labels, as_unit_embeddings, check_number, check_positive_int
+from bliss_utils.scores.base import INPUTS, _Scorer
 
 AGGREGATES = ("mean", "max")
 # Bytes one working array of a test chunk may take; keeps memory bounded whatever the test set and dictionary size.

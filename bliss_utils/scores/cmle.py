@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bliss_utils import _progress
-from bliss_utils._checks import as_embeddings, check_positive_int, l2_normalize, require, torch_device
-from bliss_utils.scores.base import INPUTS, ImageScorer, check_number, torch_threads
+from bliss_utils._checks import as_embeddings, check_number, check_positive_int, l2_normalize, require, torch_device
+from bliss_utils.scores.base import INPUTS, ImageScorer, torch_threads
 from bliss_utils.scores.ssd import MahalanobisModel, fit_mahalanobis
 
 CAPTION_SOURCES = ("dictionary", "class_text")

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from bliss_utils import _progress
-from bliss_utils._checks import check_positive_int, require, torch_device
-from bliss_utils.scores.base import ImageScorer, check_number
+from bliss_utils._checks import check_number, check_positive_int, require, torch_device
+from bliss_utils.scores.base import ImageScorer
 
 COMPONENTS = ("per-class", "one")
 

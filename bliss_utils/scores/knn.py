@@ -70,12 +70,10 @@ class BlockedKNN:
         self.fit_X_ = x  # as given (LUNAR's float32): rows are upcast to float64 where distances are computed
         self.n_samples_fit_ = x.shape[0]
         self.center_ = x.mean(axis=0, dtype=np.float64)
-        centred = np.ascontiguousarray(x - self.center_, dtype=np.float32)
         if self.backend_ == "faiss":
-            faiss = require("faiss", "faiss-cpu", "LUNAR's neighbour search on the CPU")
-            self._index = faiss.IndexFlatL2(centred.shape[1])
-            self._index.add(centred)
+            self._index = self._faiss_index()
         else:
+            centred = np.ascontiguousarray(x - self.center_, dtype=np.float32)
             self._index = torch.from_numpy(centred).to(self.device_)
             self._index_sq = (self._index * self._index).sum(dim=1)
         self._position = {key: i for i, key in enumerate(_digests(x))}
@@ -93,9 +91,14 @@ class BlockedKNN:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         if state.get("backend_") == "faiss":
-            faiss = require("faiss", "faiss-cpu", "LUNAR's neighbour search on the CPU")
-            self._index = faiss.IndexFlatL2(self.fit_X_.shape[1])
-            self._index.add(np.ascontiguousarray(self.fit_X_ - self.center_, dtype=np.float32))
+            self._index = self._faiss_index()
+
+    def _faiss_index(self) -> Any:
+        """faiss's exact flat index over the centred float32 rows (built at fit, and again when unpickled)."""
+        faiss = require("faiss", "faiss-cpu", "LUNAR's neighbour search on the CPU")
+        index = faiss.IndexFlatL2(self.fit_X_.shape[1])
+        index.add(np.ascontiguousarray(self.fit_X_ - self.center_, dtype=np.float32))
+        return index
 
     def kneighbors(
         self, X: Any, n_neighbors: int | None = None, return_distance: bool = True
