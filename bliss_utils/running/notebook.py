@@ -9,7 +9,9 @@ goes to ``result`` as JSON: {"peak_rss_gib"} on success, {"failed": one-line rea
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +31,23 @@ def children_peak_rss_gib() -> float:
 def execute(job: dict[str, Any]) -> dict[str, Any]:
     """Run the notebook ``job`` names; return what the result file holds."""
     import papermill as pm
+    from jupyter_client.manager import KernelManager
 
-    try:
+    # IPC sockets in a private folder where there are any: a local kernel needs no TCP port, and ipykernel warns
+    # about unencrypted TCP
+    with tempfile.TemporaryDirectory(prefix="bliss-kernel-") as sockets:
+        ipc = {"transport": "ipc", "ip": str(Path(sockets) / "kernel")} if os.name == "posix" else {}
+        km = KernelManager(kernel_name=job["kernel"], **ipc)
         run = {"parameters": job["parameters"], "kernel_name": job["kernel"], "cwd": job["cwd"], "progress_bar": False}
-        # stderr_file: bars, warnings
-        pm.execute_notebook(
-            job["input"], job["output"], **run, request_save_on_cell_execute=True, stderr_file=sys.stderr
-        )
-    except pm.PapermillExecutionError as err:
-        return {"failed": f"failed in cell {err.exec_count}: {err.ename}: {err.evalue}"}
+        try:  # stderr_file: bars, warnings
+            pm.execute_notebook(
+                job["input"], job["output"], **run, km=km, request_save_on_cell_execute=True, stderr_file=sys.stderr
+            )
+        except pm.PapermillExecutionError as err:
+            return {"failed": f"failed in cell {err.exec_count}: {err.ename}: {err.evalue}"}
+        finally:  # papermill leaves a kernel it was given running
+            if km.has_kernel:
+                km.shutdown_kernel()
     return {"peak_rss_gib": children_peak_rss_gib()}
 
 
