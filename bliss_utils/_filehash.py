@@ -1,7 +1,8 @@
 """sha256 of large files (weights, dataset archives), computed once per file version and remembered on disk.
 
 A file version is (absolute path, size, mtime_ns): a replaced or edited file is hashed again. The memo is a small
-JSON file in the data folder, written atomically; losing it only costs the time to hash again.
+JSON file in the data folder (when there is one: no folder is made for it), written atomically; losing it only costs
+the time to hash again.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def file_sha256(path: str | Path) -> str:
     sha = digest.hexdigest()
     with _LOCK:
         _SEEN[key] = sha
+        if not memo.parent.is_dir():  # no data folder: nothing is written outside one
+            return sha
         known = _read_memo(memo)  # read again: another process may have added entries meanwhile
         known[key] = sha
         try:

@@ -9,14 +9,17 @@ PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 
 
 def find_project_root(start: Path | None = None) -> Path:
-    """Return ``$BLISS_ROOT``, else the nearest folder above ``start`` holding ``pyproject.toml``, else the cwd."""
+    """Return ``$BLISS_ROOT``, else the checkout above ``start`` (the cwd), else the one this package was installed
+    from (``pip install -e``), else the cwd."""
     env = os.environ.get("BLISS_ROOT")
     if env:
         return Path(env).expanduser().resolve()
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "bliss_utils").is_dir():
-            return folder
+    # a script or kernel started outside the checkout still finds its data, notebooks and outputs
+    for top in (here, Path(__file__).resolve().parent):
+        for folder in (top, *top.parents):
+            if (folder / "pyproject.toml").is_file() and (folder / "bliss_utils").is_dir():
+                return folder
     return here
 
 
