@@ -7,8 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pandas as pd
 import pytest
 
@@ -195,3 +199,69 @@ def test_notebooks_run_from_a_copied_cache_without_models_or_data(
     key = ["group", "dataset", "setting", "trial", "method"]
     ours, first = (f.drop(columns="seconds").sort_values(key, ignore_index=True) for f in (ours, first))  # wall times
     pd.testing.assert_frame_equal(ours, first)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_each_notebook_names_itself_to_open_session(path: Path) -> None:
+    # SMOKE = True on its own reads this notebook file's declared defaults: a copied cell naming another would lie
+    assert f'open_session(globals(), \\"{path.stem}\\"' in path.read_text(encoding="utf-8")
+
+
+def _edited(path: Path, **values: object) -> nbformat.NotebookNode:
+    """``path`` with only its parameters cell edited, as a JupyterLab user would before Run All."""
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    for name, value in values.items():
+        line = next(s for s in cell.source.splitlines() if s.startswith(f"{name}:"))
+        kind = line.split(":")[1].split("=")[0].strip()
+        cell.source = cell.source.replace(line, f"{name}: {kind} = {value!r}  # edited")
+    return nb
+
+
+def _run_all(nb: nbformat.NotebookNode) -> None:
+    client = nbclient.NotebookClient(
+        nb, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+    )
+    client.execute()
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_one_notebook_runs_in_smoke_mode_with_plain_papermill(smoke_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(ROOT / "notebooks" / "04_main_results.ipynb"),
+        str(tmp_path / "04.ipynb"),
+    ]
+    given = ["-p", "SMOKE", "True", "-p", "DATA_ROOT", str(smoke_run / "data"), "-p", "OUTPUT_DIR", str(out)]
+    subprocess.run([*command, *given, "--cwd", str(ROOT / "notebooks")], check=True, capture_output=True)
+    # the same stand-ins, sizes and data as reproduce --smoke: the same numbers
+    ours, first = (
+        pd.read_csv(d / "results" / "table1_trials.csv").drop(columns="seconds") for d in (out, smoke_run / "out")
+    )
+    pd.testing.assert_frame_equal(ours, first)
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_run_all_after_editing_only_the_parameters_cell(smoke_run: Path, tmp_path: Path) -> None:
+    path = ROOT / "notebooks" / "02_similarity_distributions.ipynb"
+    _run_all(_edited(path, SMOKE=True, DATA_ROOT=str(smoke_run / "data"), OUTPUT_DIR=str(tmp_path)))
+    name = "results/paper_02_fig2_peaks.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / name), pd.read_csv(smoke_run / "out" / name))
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_paper_mode_without_data_stops_with_a_short_message(tmp_path: Path) -> None:
+    path = ROOT / "notebooks" / "02_similarity_distributions.ipynb"
+    nb = _edited(path, DATA_ROOT=str(tmp_path / "no-data"), CACHE_DIR=str(tmp_path / "cache"))
+    with pytest.raises(nbclient.exceptions.CellExecutionError):
+        _run_all(nb)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert len(errors) == 1 and errors[0].ename == "NotebookStop"
+    assert len(errors[0].traceback) == 1, "a library traceback instead of the message"
+    assert str(tmp_path / "no-data") in errors[0].evalue and "SMOKE = True" in errors[0].evalue

@@ -261,9 +261,9 @@ def test_a_set_name_no_selected_notebook_declares_is_refused() -> None:
     paths = reproduce.notebook_paths(ROOT)
     declared = {p: reproduce.declared_parameters(p) for p in paths}
     with pytest.raises(ValueError, match=r"no selected notebook \(00_embeddings.ipynb.*\) declares LAMBDA; their para"):
-        reproduce._injections(declared, "paper", {}, {"LAMBDA": 0.75}, ["LAMBDA"])
+        reproduce._injections(declared, {}, {"LAMBDA": 0.75}, ["LAMBDA"])
     given = {"LAM": 1, "NUM_WORKERS": 4}  # an int may stand for a float
-    inject = reproduce._injections(declared, "paper", {}, given, list(given))
+    inject = reproduce._injections(declared, {}, given, list(given))
     assert {p.stem for p in paths if "NUM_WORKERS" in inject[p]} == {"00_embeddings"}  # only where declared
     assert all(inject[p].get("LAM") == 1 for p in paths if "LAM" in declared[p])
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from bliss_utils.running.session import open_session
+from bliss_utils.running import reproduce
+from bliss_utils.running.session import apply_smoke, open_session
+
+ROOT = Path(__file__).resolve().parents[1]
 
 NOTEBOOK = {
     "DATA_ROOT": "",
@@ -21,7 +25,13 @@ NOTEBOOK = {
 }
 
 
-def test_shared_parameters_resolve_once(tmp_path: Path) -> None:
+@pytest.fixture
+def injected(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a kernel `reproduce --smoke` started: the smoke values are already in the namespace."""
+    monkeypatch.setenv(reproduce.STAND_INS_VAR, "smoke")
+
+
+def test_shared_parameters_resolve_once(tmp_path: Path, injected: None) -> None:
     session = open_session({**NOTEBOOK, "OUTPUT_DIR": str(tmp_path)}, style=False)
     assert (session.figures, session.results) == (tmp_path / "figures", tmp_path / "results")
     assert session.where == {"root": None, "cache_dir": "/tmp/cache", "device": None}  # "": the default
@@ -31,7 +41,7 @@ def test_shared_parameters_resolve_once(tmp_path: Path) -> None:
     assert session.label("tiny-clip") == "clip-vit-b16 (stand-in: tiny-clip)" and session.label("vit") == "vit"
 
 
-def test_a_missing_or_mistyped_shared_parameter_is_named() -> None:
+def test_a_missing_or_mistyped_shared_parameter_is_named(injected: None) -> None:
     missing = {k: v for k, v in NOTEBOOK.items() if k != "DEVICE"}
     with pytest.raises(NameError, match="does not define DEVICE"):
         open_session(missing, style=False)
@@ -39,3 +49,44 @@ def test_a_missing_or_mistyped_shared_parameter_is_named() -> None:
         open_session({**NOTEBOOK, "SMOKE": "yes"}, style=False)
     with pytest.raises(TypeError, match="DATA_ROOT must be a str"):
         open_session({**NOTEBOOK, "DATA_ROOT": None}, style=False)
+
+
+def _declared(stem: str) -> dict:
+    return reproduce.declared_parameters(ROOT / "notebooks" / f"{stem}.ipynb")
+
+
+def test_smoke_on_its_own_fills_the_declared_defaults_and_explicit_values_win(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(reproduce.STAND_INS_VAR, raising=False)
+    stem, smoke = "05_ablations", reproduce.mode_settings("smoke", ROOT)
+    namespace = {**_declared(stem), "SMOKE": True, "DATA_ROOT": str(tmp_path / "data"), "KS": [7]}  # KS: given
+    session = open_session(namespace, stem, style=False)
+    assert namespace["KS"] == [7] and namespace["LAMS"] == smoke[stem]["LAMS"]  # the notebook's own block
+    assert namespace["ENCODER"] == smoke["all"]["ENCODER"] and session.backbone("toy-clip") == "clip-vit-b16"
+    assert namespace["CACHE_DIR"] == str(tmp_path / "data" / "embeddings")
+    marker = json.loads((tmp_path / "data" / reproduce.GENERATED_MARKER).read_text())
+    assert marker["cifar10"] == smoke["data"]["cifar10"]  # generated on first use, with smoke.json's sizes
+    assert apply_smoke({**_declared(stem), "SMOKE": True, "DATA_ROOT": str(tmp_path / "data")}, stem)  # reused
+
+
+def test_smoke_leaves_the_namespace_alone_when_reproduce_injected_it(tmp_path: Path, injected: None) -> None:
+    namespace = {**_declared("02_similarity_distributions"), "SMOKE": True, "OUTPUT_DIR": str(tmp_path)}
+    before = dict(namespace)
+    open_session(namespace, "02_similarity_distributions", style=False)
+    assert namespace == before
+
+
+def test_smoke_on_its_own_needs_the_notebook_name_and_refuses_a_folder_of_real_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(reproduce.STAND_INS_VAR, raising=False)
+    with pytest.raises(ValueError, match="needs open_session"):
+        open_session(dict(NOTEBOOK), style=False)
+    with pytest.raises(FileNotFoundError, match="no notebook"):
+        apply_smoke(dict(NOTEBOOK), "99_missing")
+    (tmp_path / "cifar-10-batches-py").mkdir()  # someone's real CIFAR-10
+    namespace = {**_declared("02_similarity_distributions"), "SMOKE": True, "DATA_ROOT": str(tmp_path)}
+    with pytest.raises(FileExistsError, match="did not write"):
+        open_session(namespace, "02_similarity_distributions", style=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["cifar-10-batches-py"]

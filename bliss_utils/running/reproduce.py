@@ -38,9 +38,11 @@ Figures go to <output-dir>/figures (default figures/), tables and REPORT.md to <
 results/), executed notebooks to <results>/executed/, each notebook's time and peak memory to
 <results>/run_times.csv.
 """
+STAND_INS_VAR = "BLISS_STAND_INS"  # set for the kernels reproduce starts: it injected the stand-in values itself
 OFFLINE_VAR = "BLISS_OFFLINE"  # read by bliss_utils.encoders at call time: use local weights only
 # the stand-in modes and the one file each keeps its injected settings in (notebooks/)
 MODE_FILES = {"smoke": "smoke.json", "rehearsal": "rehearsal.json"}
+GENERATED_MARKER = "BLISS_GENERATED_DATA.json"  # in a folder of generated data: the sizes it was made with
 # parameters the preflight reads to know which datasets and encoders the notebooks need
 _DATASET_KEYS = ("DATASETS", "DATASET")
 _ENCODER_KEYS = ("ENCODER", "IMAGE_ENCODER", "BACKBONES")
@@ -71,6 +73,11 @@ def mode_settings(mode: str, root: Path | None = None) -> dict[str, Any]:
     return settings
 
 
+def generated_data_root(mode: str, root: Path | None = None) -> Path:
+    """Where a stand-in mode generates its data when no folder is given: ``<repo>/out/<mode>/data`` (git-ignored)."""
+    return (root or find_project_root()) / "out" / mode / "data"
+
+
 def make_generated_data(root: Path, sizes: Mapping[str, Any]) -> Path:
     """Generate the datasets of a stand-in mode under ``root`` once (a marker records the sizes; others regenerate).
 
@@ -78,10 +85,15 @@ def make_generated_data(root: Path, sizes: Mapping[str, Any]) -> Path:
     """
     from bliss_utils.datasets import synthetic
 
-    marker = root / "BLISS_GENERATED_DATA.json"
+    marker = root / GENERATED_MARKER
     wanted = json.dumps({**sizes, "generator": synthetic.GENERATOR_VERSION}, sort_keys=True)
     if marker.is_file() and marker.read_text(encoding="utf-8") == wanted:
         return root
+    if not marker.is_file() and root.is_dir() and any(p.name != "embeddings" for p in root.iterdir()):
+        raise FileExistsError(
+            f"{root} holds files that generated data did not write (real datasets?); stand-in modes generate their "
+            "data into an empty folder or one they made: give another DATA_ROOT, or leave it empty for the default"
+        )
     root.mkdir(parents=True, exist_ok=True)
     seed = int(sizes.get("seed", 0))
     synthetic.make_fake_cifar(root, "cifar10", *sizes["cifar10"], seed=seed)
@@ -249,13 +261,22 @@ def record_run_time(results: Path, notebook: str, seconds: float | None, peak_gi
     return atomic_write_text(path, rows.sort_values("notebook").to_csv(index=False))
 
 
-def run_notebook(path: Path, out: Path, parameters: Mapping[str, Any], kernel: str, cwd: Path) -> dict[str, Any]:
-    """Execute one notebook in a short-lived process (``bliss_utils.running.notebook``); return its result record."""
+def run_notebook(
+    path: Path, out: Path, parameters: Mapping[str, Any], kernel: str, cwd: Path, mode: str = "paper"
+) -> dict[str, Any]:
+    """Execute one notebook in a short-lived process (``bliss_utils.running.notebook``); return its result record.
+
+    In a stand-in ``mode`` its kernel is told (``STAND_INS_VAR``) that ``parameters`` already hold the stand-ins.
+    """
+    env = {k: v for k, v in os.environ.items() if k != STAND_INS_VAR} | (
+        {STAND_INS_VAR: mode} if mode in MODE_FILES else {}
+    )
     with tempfile.TemporaryDirectory(prefix="bliss-run-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
         spec = {"input": str(path), "output": str(out), "parameters": dict(parameters), "kernel": kernel}
         job.write_text(json.dumps({**spec, "cwd": str(cwd), "result": str(result)}))
-        proc = subprocess.run([sys.executable, "-m", "bliss_utils.running.notebook", str(job)], cwd=cwd, check=False)
+        command = [sys.executable, "-m", "bliss_utils.running.notebook", str(job)]
+        proc = subprocess.run(command, cwd=cwd, env=env, check=False)
         if result.is_file():
             return json.loads(result.read_text(encoding="utf-8"))
     return {"failed": f"its runner exited with status {proc.returncode} (the error is printed above)"}
@@ -302,20 +323,24 @@ def check_overrides(declared: Mapping[str, Mapping[str, Any]], overrides: Mappin
                 )
 
 
-def _injections(
-    params: Mapping[Path, dict], mode: str, stand_in: dict, overrides: dict, checked: Sequence[str] = ()
-) -> dict:
+def stand_in_values(settings: Mapping[str, Any], stem: str, declared: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a stand-in mode's ``settings`` give notebook ``stem``: its ``all`` block, then its own, those the
+    notebook ``declared``; a name in its own block that the notebook lacks is an error."""
+    own = settings.get(stem, {})
+    if unknown := sorted(set(own) - set(declared)):
+        raise ValueError(f"the stand-in settings name {unknown} for {stem}, which its parameters cell lacks")
+    return {k: v for k, v in {**settings.get("all", {}), **own}.items() if k in declared}
+
+
+def _injections(params: Mapping[Path, dict], stand_in: dict, overrides: dict, checked: Sequence[str] = ()) -> dict:
     """Per notebook (``params``: each one's declared parameters), the values to inject: the mode's stand-ins, then
     the command line's, those it declares; the ``checked`` names (given with --set) must be declared by one of them,
     with their type."""
     check_overrides({p.name: declared for p, declared in params.items()}, {k: overrides[k] for k in checked})
     inject = {}
     for p, declared in params.items():
-        wanted = {**stand_in.get("all", {}), **stand_in.get(p.stem, {}), **overrides}  # the command line wins
-        unknown = set(stand_in.get(p.stem, {})) - set(declared)
-        if unknown:
-            raise ValueError(f"{MODE_FILES[mode]} sets {sorted(unknown)} for {p.name}, which its parameters cell lacks")
-        inject[p] = {k: v for k, v in wanted.items() if k in declared}
+        given = {k: v for k, v in overrides.items() if k in declared}
+        inject[p] = {**stand_in_values(stand_in, p.stem, declared), **given}  # the command line wins
     return inject
 
 
@@ -332,7 +357,7 @@ def _run_each(paths: list[Path], inject: dict, results: Path, mode: str, kernel:
         out = executed / path.name
         started = time.perf_counter()
         _say(f"[{i}/{len(paths)}] {path.name} ...")
-        outcome = run_notebook(path, out, inject[path], kernel, root)
+        outcome = run_notebook(path, out, inject[path], kernel, root, mode)
         seconds = time.perf_counter() - started
         if "failed" in outcome:
             record_run_time(results, path.stem, None, math.nan, mode)
@@ -354,12 +379,14 @@ def run(args: argparse.Namespace) -> int:
     mode = "smoke" if args.smoke else "rehearsal" if args.rehearsal else "paper"
     stand_in = mode_settings(mode, root) if mode in MODE_FILES else {}
     if stand_in:  # generated data, with its own embedding cache beside it
-        data_root = Path(overrides.get("DATA_ROOT") or (out_root / ("data" if args.output_dir else f"out/{mode}/data")))
+        data_root = Path(
+            overrides.get("DATA_ROOT") or (out_root / "data" if args.output_dir else generated_data_root(mode, root))
+        )
         overrides["DATA_ROOT"] = str(make_generated_data(data_root.resolve(), stand_in["data"]))
         overrides.setdefault("CACHE_DIR", str(Path(overrides["DATA_ROOT"]) / "embeddings"))
     data_root = Path(overrides.get("DATA_ROOT") or data_dir())
     params = {p: declared_parameters(p) for p in paths}  # papermill reads each notebook once
-    inject = _injections(params, mode, stand_in, overrides, [item.partition("=")[0] for item in args.set])
+    inject = _injections(params, stand_in, overrides, [item.partition("=")[0] for item in args.set])
     if not args.skip_preflight:
         preflight([{**params[p], **inject[p]} for p in paths], data_root, download=args.download)
     figures, results = output_dirs(args.output_dir)

@@ -7,12 +7,15 @@ default (``""``: the project's folder or the automatic device; ``DICTIONARY_SIZE
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bliss_utils.config import output_dirs
+from bliss_utils.config import find_project_root, output_dirs
+from bliss_utils.running.reproduce import STAND_INS_VAR
 
 # parameter -> the type every notebook declares it with
 SHARED = {"DATA_ROOT": str, "CACHE_DIR": str, "OUTPUT_DIR": str, "DEVICE": str, "SMOKE": bool, "PAPER_BACKBONE": dict}
@@ -24,6 +27,32 @@ TEXT_SETTINGS = {
     "TEMPLATE": "template",
     "NAMES": "names",
 }
+
+
+SMOKE_HINT = (
+    "To try this notebook without them, on generated data with stand-in encoders: set SMOKE = True in its "
+    "parameters cell (or `papermill NOTEBOOK OUT.ipynb -p SMOKE True`)."
+)
+
+
+class NotebookStop(FileNotFoundError):
+    """What a notebook needs is missing; IPython and papermill show this message alone, not a library traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+def _stop_if_missing(load: Callable[[], Any], smoke: bool) -> Any:
+    """``load()``, with a missing dataset or checkpoint in paper mode turned into a :class:`NotebookStop`."""
+    from bliss_utils.datasets.images import DatasetNotFoundError
+    from bliss_utils.encoders import WeightsNotFoundError
+
+    try:
+        return load()
+    except (DatasetNotFoundError, WeightsNotFoundError) as err:
+        if smoke:
+            raise
+        raise NotebookStop(f"{err}\n\n{SMOKE_HINT}") from None
 
 
 @dataclass(frozen=True)
@@ -41,7 +70,8 @@ class Session:
         """Cached embeddings of ``encoder`` on ``dataset`` with the notebook's settings, ``changes`` applied."""
         from bliss_utils import embeddings
 
-        return embeddings.load_embedding_set(encoder, dataset, **{**self.text, **self.where, **changes})
+        kwargs = {**self.text, **self.where, **changes}
+        return _stop_if_missing(partial(embeddings.load_embedding_set, encoder, dataset, **kwargs), self.smoke)
 
     def text_embeddings(self, encoder: str, texts: list[str], template: str | list[str]) -> Any:
         """Cached embeddings of ``texts`` through ``encoder``'s text tower with ``template``."""
@@ -49,7 +79,8 @@ class Session:
 
         preprocess = self.text.get("preprocess")
         where = {k: v for k, v in self.where.items() if k != "root"}
-        return embeddings.text_embeddings(encoder, texts, template=template, preprocess=preprocess, **where)
+        load = partial(embeddings.text_embeddings, encoder, texts, template=template, preprocess=preprocess, **where)
+        return _stop_if_missing(load, self.smoke)
 
     def backbone(self, encoder: str) -> str:
         """The paper's backbone ``encoder`` stands in for (itself outside smoke mode)."""
@@ -75,8 +106,43 @@ def _checked(namespace: Mapping[str, Any], name: str, kind: type) -> Any:
     return value
 
 
-def open_session(namespace: Mapping[str, Any], style: bool = True) -> Session:
-    """Resolve the shared parameters of a notebook's namespace (``globals()``) once; ``style`` sets the figure style."""
+def apply_smoke(namespace: MutableMapping[str, Any], notebook: str) -> dict[str, Any]:
+    """Put ``notebooks/smoke.json``'s values into ``namespace`` where a parameter still holds the value the notebook
+    file ``notebook`` declares, generate the smoke data on first use, and return what changed.
+
+    Parameters given explicitly (a papermill ``-p``, an edit of the parameters cell) differ from the file and win.
+    """
+    from bliss_utils.running import reproduce
+
+    root = find_project_root()
+    path = root / "notebooks" / f"{notebook}.ipynb"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"open_session(..., notebook={notebook!r}): no notebook {path} (start the kernel inside the repository, "
+            "or set $BLISS_ROOT to it)"
+        )
+    declared, settings = reproduce.declared_parameters(path), reproduce.mode_settings("smoke", root)
+    wanted = reproduce.stand_in_values(settings, notebook, declared)
+    changes = {k: v for k, v in wanted.items() if namespace.get(k) == declared[k]}
+    data = Path(namespace.get("DATA_ROOT") or reproduce.generated_data_root("smoke", root)).expanduser().resolve()
+    changes["DATA_ROOT"] = str(reproduce.make_generated_data(data, settings["data"]))
+    if not namespace.get("CACHE_DIR"):  # beside the generated data, as reproduce --smoke keeps it
+        changes["CACHE_DIR"] = str(data / "embeddings")
+    namespace.update(changes)
+    print("SMOKE: stand-ins from notebooks/smoke.json (not the paper's numbers):", changes)
+    return changes
+
+
+def open_session(namespace: MutableMapping[str, Any], notebook: str = "", style: bool = True) -> Session:
+    """Resolve the shared parameters of a notebook's namespace (``globals()``) once; ``style`` sets the figure style.
+
+    With ``SMOKE = True`` in a notebook run on its own, ``notebook`` (its file's name without .ipynb) is needed:
+    :func:`apply_smoke` fills the namespace with the smoke values first (``reproduce`` injects them itself).
+    """
+    if namespace.get("SMOKE") is True and not os.environ.get(STAND_INS_VAR):
+        if not notebook:
+            raise ValueError("SMOKE = True on its own needs open_session(globals(), notebook=<its file name>)")
+        apply_smoke(namespace, notebook)
     shared = {name: _checked(namespace, name, kind) for name, kind in SHARED.items()}
     text = {arg: namespace[name] for name, arg in TEXT_SETTINGS.items() if name in namespace}
     if "dictionary_size" in text:
