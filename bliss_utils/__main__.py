@@ -41,6 +41,8 @@ EMBED_HELP = {
     "--dictionary": "dictionary for --texts: imagenet, cifar10, cifar100, tinyimagenet or english (default imagenet)",
     "--dictionary-size": "keep the first N dictionary entries (english: N words)",
     "--template": "prompt template with one {} (repeat to average several); default 'This is a photo of a {}'",
+    "--skip-bad-images": "decode every image file first and leave out (and list) those that cannot be read; without "
+    "it, embedding refuses to start while one is unreadable, naming them",
 }
 
 
@@ -73,6 +75,7 @@ def _add_embed(subparsers: Any) -> None:
     add("--dictionary", default="imagenet")
     add("--dictionary-size", type=int, default=None)
     add("--template", action="append", default=None)
+    add("--skip-bad-images", action="store_true")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (cache hits, resumes, throughput)")
     p.set_defaults(func=_run_embed)
@@ -106,7 +109,9 @@ def _run_embed(args: argparse.Namespace) -> int:
     class_names = None
     sizes = {"batch_size": args.batch_size, "shard_size": args.shard_size, "num_workers": args.num_workers}
     for split in splits:
-        ds = load_dataset(args.dataset, split, root=args.root, download=args.download)
+        ds = load_dataset(
+            args.dataset, split, root=args.root, download=args.download, skip_bad_images=args.skip_bad_images
+        )
         class_names = ds.class_names
         emb, labels = image_embeddings(encoder, ds, cache_dir=args.cache_dir, progress=not args.no_progress, **sizes)
         path = image_cache_path(encoder, ds, args.cache_dir)

@@ -16,6 +16,7 @@ from bliss_utils import _progress
 from bliss_utils._checks import l2_normalize, to_numpy
 from bliss_utils.cache import store
 from bliss_utils.cache.identity import encoder_identity, image_fields, text_identity, texts_sha
+from bliss_utils.datasets.files import BadImageError, describe_bad, find_bad_images
 from bliss_utils.datasets.images import ImageDataset
 from bliss_utils.datasets.prompts import make_prompts
 
@@ -73,6 +74,17 @@ def _shard_path(shard_dir: Path, rows: range) -> Path:
     return shard_dir / f"{rows.start:09d}-{rows.stop:09d}.npz"
 
 
+def _check_files(ds: ImageDataset, rows: list[int]) -> None:
+    """Decode the files of ``rows`` before embedding any: a bad one stops the run now, naming every bad file."""
+    if ds.paths is None or not rows:
+        return
+    if bad := find_bad_images([ds.paths[i] for i in rows]):
+        raise BadImageError(
+            f"{ds.name}/{ds.split}: {len(bad)} image files cannot be read; nothing was embedded:\n{describe_bad(bad)}\n"
+            "Replace or delete them, or skip them: load_dataset(..., skip_bad_images=True), embed --skip-bad-images"
+        )
+
+
 def compute_images(encoder: Any, ds: ImageDataset, path: Path, preprocess: str, how: Batching) -> store.Found:
     """Embed every image of ``ds`` into ``path``, saving finished shards so an interrupted run resumes."""
     if len(ds) == 0:
@@ -89,6 +101,7 @@ def compute_images(encoder: Any, ds: ImageDataset, path: Path, preprocess: str, 
             parts[r.start] = shard[1]["embeddings"]
     if done := sum(len(r) for r in ranges if r.start in parts):
         log.info("%s: resuming, %d of %d images already embedded", path.name, done, len(ds))
+    _check_files(ds, [i for r in ranges if r.start not in parts for i in r])
     started = time.perf_counter()
     desc = f"{ident['name']} {ds.name}/{ds.split}"
     with _progress.progress(total=len(ds), initial=done, unit="img", desc=desc, disable=not how.progress) as bar:

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bliss_utils import config
+from bliss_utils.datasets.files import count_by_suffix, describe_bad, find_bad_images, read_rgb
 from bliss_utils.datasets.prompts import clean_label
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class ImageDataset:
         self.labels = np.asarray(labels, dtype=np.int64)
         self.arrays = arrays
         self.paths = [Path(p) for p in paths] if paths is not None else None
+        self.base = base
         self.transform: Callable[[Any], Any] | None = None
         n = len(arrays) if arrays is not None else len(self.paths)
         if self.labels.shape != (n,):
@@ -95,13 +97,12 @@ class ImageDataset:
         return len(self.labels)
 
     def image(self, index: int) -> Any:
-        """Return image ``index`` as an RGB PIL image (no transform)."""
+        """Return image ``index`` as an RGB PIL image (no transform; files converted as ``datasets.files`` says)."""
         from PIL import Image
 
         if self.arrays is not None:
             return Image.fromarray(self.arrays[index])
-        with Image.open(self.paths[index]) as img:
-            return img.convert("RGB")
+        return read_rgb(self.paths[index])
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         img = self.image(index)
@@ -345,6 +346,12 @@ def _image_files(folder: Path, pattern: str) -> list[Path]:
     return sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+def _other_files(folder: Path) -> list[Path]:
+    """Files under ``folder`` that are not images by their suffix (hidden ones, like .DS_Store, aside)."""
+    files = (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS)
+
+
 def _class_dirs(folder: Path) -> list[str]:
     return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
 
@@ -384,7 +391,27 @@ def _load_imagefolder(spec: str, split: str) -> ImageDataset:
             labels += [i] * len(files)
     if not paths:
         raise DatasetNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {split_dir}/<class>/")
+    if skipped := _other_files(split_dir):
+        log.warning("%s: skipped %d files that are not images (%s)", split_dir, len(skipped), count_by_suffix(skipped))
+    if loose := _image_files(split_dir, "*"):
+        log.warning("%s: skipped %d images outside the class folders (e.g. %s)", split_dir, len(loose), loose[0].name)
     return ImageDataset(f"imagefolder:{path}", split, names, labels, paths=paths, base=path)
+
+
+def without_bad_images(ds: ImageDataset) -> ImageDataset:
+    """``ds`` less the image files that do not decode (listed in a warning); its identity is that of the rest."""
+    if ds.paths is None:
+        return ds
+    bad = find_bad_images(ds.paths)
+    if not bad:
+        return ds
+    log.warning("%s/%s: skipping %d unreadable images:\n%s", ds.name, ds.split, len(bad), describe_bad(bad))
+    skip = {p for p, _ in bad}
+    keep = [i for i, p in enumerate(ds.paths) if p not in skip]
+    if not keep:
+        raise DatasetNotFoundError(f"{ds.name}/{ds.split}: none of its {len(ds)} images can be read")
+    paths, labels = [ds.paths[i] for i in keep], ds.labels[keep]
+    return ImageDataset(ds.name, ds.split, ds.class_names, labels, paths=paths, base=ds.base)
 
 
 # ------------------------------------------------------------------------------------------------------- registry
@@ -396,13 +423,21 @@ DATASETS: dict[str, Callable[[str, Path, bool], ImageDataset]] = {
 }
 
 
-def load_dataset(name: str, split: str, root: str | Path | None = None, download: bool = False) -> ImageDataset:
+def load_dataset(
+    name: str, split: str, root: str | Path | None = None, download: bool = False, skip_bad_images: bool = False
+) -> ImageDataset:
     """Load split ``"train"`` or ``"test"`` of ``cifar10``, ``cifar100``, ``tinyimagenet`` or ``imagefolder:<path>``.
 
     ``root`` defaults to :func:`bliss_utils.config.data_dir`; ``download=True`` fetches CIFAR or TinyImageNet
-    when absent.
+    when absent; ``skip_bad_images=True`` decodes every file now and leaves out those that fail (see
+    :func:`without_bad_images`; otherwise embedding refuses to start while one is unreadable).
     Missing files raise :class:`DatasetNotFoundError` saying what to download and where to put it.
     """
+    ds = _load(name, split, root, download)
+    return without_bad_images(ds) if skip_bad_images else ds
+
+
+def _load(name: str, split: str, root: str | Path | None, download: bool) -> ImageDataset:
     if split not in SPLITS:
         raise ValueError(
             f"unknown split {split!r}: use 'train' or 'test' (TinyImageNet's test is its official val split)"
