@@ -118,12 +118,25 @@ def _dictionary_entries(dictionary: Any, size: int | None, exclude: Sequence[str
     return load_dictionary(dictionary, size=size, exclude=exclude) if isinstance(dictionary, str) else list(dictionary)
 
 
-def _class_names(dataset: str, train_meta: dict, test_meta: dict, names: str) -> list[str]:
-    """The class names both splits' files record, in the prompts' style ``names``."""
+def _class_names(dataset: str, train_meta: dict, test_meta: dict, names: str | Mapping[str, str]) -> list[str]:
+    """The class names both splits' files record, in the prompts' style ``names`` (or renamed by a mapping)."""
     class_names = train_meta.get("class_names")
     if class_names != test_meta.get("class_names"):
         raise ValueError(f"{dataset}: train and test splits list different classes")
+    if isinstance(names, Mapping):
+        return renamed(class_names, names, dataset)
     return [clean_label(n) for n in class_names] if names == "clean" else class_names
+
+
+def renamed(class_names: Sequence[str], words: Mapping[str, str], dataset: str = "the dataset") -> list[str]:
+    """``class_names`` with each one ``words`` maps (by the name or by the folder name it was cleaned from)
+    replaced by its words; a key that names no class is an error."""
+    by_clean = {clean_label(k): v for k, v in words.items()}
+    if unknown := sorted(k for k in words if k not in class_names and clean_label(k) not in class_names):
+        raise ValueError(f"class names {unknown} are not classes of {dataset}; its classes: {list(class_names)}")
+    if bad := [v for v in words.values() if not isinstance(v, str) or not v.strip()]:
+        raise ValueError(f"the words for a class must be a non-empty string; got {bad[0]!r}")
+    return [words.get(n, by_clean.get(n, n)) for n in class_names]
 
 
 def load_embedding_set(
@@ -137,7 +150,7 @@ def load_embedding_set(
     dictionary_size: int | None = None,
     dictionary_exclude: Sequence[str] = (),
     template: str | Sequence[str] = PAPER_TEMPLATE,
-    names: str = "paper",
+    names: str | Mapping[str, str] = "paper",
     root: str | Path | None = None,
     download: bool = False,
     cache_dir: str | Path | None = None,
@@ -151,13 +164,14 @@ def load_embedding_set(
 
     ``dictionary`` is a name for :func:`bliss_utils.datasets.dictionaries.load_dictionary`, a list of entries, or
     None; ``names`` the style of the class names in the prompts (``"paper"``: as the authors wrote them, e.g.
-    CIFAR-100's ``aquarium_fish``; ``"clean"``: underscores as spaces). Image-only encoders give no texts.
+    CIFAR-100's ``aquarium_fish``; ``"clean"``: underscores as spaces) or a mapping {class or folder name: the words
+    its prompt uses}, other classes keeping their names. Image-only encoders give no texts.
     ``cached_only=True`` reads the cache and never builds a model: a miss is a :class:`NotCachedError`.
     """
     from bliss_utils.evaluation.grid import EmbeddingSet
 
-    if names not in NAME_STYLES:
-        raise ValueError(f"names must be one of {list(NAME_STYLES)}; got {names!r}")
+    if not isinstance(names, Mapping) and names not in NAME_STYLES:
+        raise ValueError(f"names must be one of {list(NAME_STYLES)} or a mapping of class name -> words; got {names!r}")
     req = EncoderRequest(encoder, weights, preprocess, device, cached_only)
     how = Batching(batch_size, shard_size, num_workers, progress)
     train, train_labels, train_meta = lookup.images(req, dataset, "train", root, download, cache_dir, how)

@@ -1,5 +1,6 @@
 """Image folders as users have them: every PIL mode read as RGB the documented way, unreadable files found and named
-before any embedding, finished shards kept, and the bad files skipped and listed on request."""
+before any embedding, finished shards kept, and the bad files skipped and listed on request; a flat test folder is
+unlabelled; class names can be given."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from conftest import FakeEncoder
 from PIL import Image
 
 from bliss_utils.datasets.files import BadImageError, to_rgb
-from bliss_utils.datasets.images import load_dataset
+from bliss_utils.datasets.images import UNLABELLED, load_dataset
 from bliss_utils.datasets.synthetic import make_fake_imagefolder
-from bliss_utils.embeddings import image_cache_path, image_embeddings
+from bliss_utils.embeddings import image_cache_path, image_embeddings, load_embedding_set, renamed, text_embeddings
 
 
 def test_every_mode_becomes_rgb_as_pil_converts_it_with_16_bit_scaled() -> None:
@@ -78,3 +79,24 @@ def test_bad_images_are_skipped_and_listed_on_request_and_other_files_counted(fo
     assert emb.shape[0] == len(kept) and labels.tolist() == kept.labels.tolist()
     with pytest.raises(BadImageError, match=str(bad)):  # read one by one, it still names the file
         full.image(full.paths.index(bad))
+
+
+def test_a_flat_test_folder_is_unlabelled_and_class_names_can_be_given(folder, tmp_path) -> None:
+    for p in sorted((folder / "test").rglob("*.png")):
+        p.rename(folder / "test" / f"{p.parent.name}-{p.name}")  # no class folders left: unlabelled images
+    for d in (folder / "test").iterdir():
+        if d.is_dir():
+            d.rmdir()
+    test = load_dataset(f"imagefolder:{folder}", "test")
+    assert not test.labelled and set(test.labels.tolist()) == {UNLABELLED} and len(test) == 12
+    assert test.class_names == ["cat", "dog"] and load_dataset(f"imagefolder:{folder}", "train").labelled
+    words = {"cat": "tabby cat"}
+    data = load_embedding_set(
+        FakeEncoder(), f"imagefolder:{folder}", dictionary=["a", "b"], names=words, cache_dir=tmp_path
+    )
+    assert data.meta["class_names"] == ["tabby cat", "dog"] and (data.test_labels == UNLABELLED).all()
+    expected = text_embeddings(FakeEncoder(), ["tabby cat", "dog"], cache_dir=tmp_path / "t")
+    np.testing.assert_allclose(data.class_texts, expected, atol=1e-6)
+    with pytest.raises(ValueError, match=r"class names \['horse'\] are not classes of"):
+        renamed(["cat", "dog"], {"horse": "a horse"})
+    assert renamed(["T-shirt top", "bag"], {"T-shirt_top": "shirt"}) == ["shirt", "bag"]  # by its folder name

@@ -31,6 +31,7 @@ TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 SYNTHETIC_MARKER = "BLISS_SYNTHETIC.json"
 # images per class in the released (train, test) splits; TinyImageNet's test split is its labelled val
 PER_CLASS = {"cifar10": (5000, 1000), "cifar100": (500, 100), "tinyimagenet": (500, 50)}
+UNLABELLED = -1  # the label of every image of an unlabelled test split (a flat folder of images)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
@@ -78,8 +79,10 @@ class ImageDataset:
         n = len(arrays) if arrays is not None else len(self.paths)
         if self.labels.shape != (n,):
             raise ValueError(f"{name}/{split}: {n} images but labels of shape {self.labels.shape}")
-        if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
-            raise ValueError(f"{name}/{split}: labels outside 0..{len(self.class_names) - 1}")
+        if n and self.labelled and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
+            raise ValueError(
+                f"{name}/{split}: labels outside 0..{len(self.class_names) - 1} (or {UNLABELLED} for every image)"
+            )
         self.identity = identity or self._fingerprint(base)
 
     def _fingerprint(self, base: Path | None) -> str:
@@ -95,6 +98,11 @@ class ImageDataset:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the images carry class labels (an unlabelled split has :data:`UNLABELLED` everywhere)."""
+        return not (self.labels == UNLABELLED).all() or len(self.labels) == 0
 
     def image(self, index: int) -> Any:
         """Return image ``index`` as an RGB PIL image (no transform; files converted as ``datasets.files`` says)."""
@@ -382,6 +390,22 @@ def _load_imagefolder(spec: str, split: str) -> ImageDataset:
         raise DatasetNotFoundError(
             f"image folder {path} has no {split}/ subfolder (expected {split_dir}/<class>/<image>)"
         )
+    paths, labels = _labelled_files(split_dir, folders)
+    loose = _image_files(split_dir, "*")
+    if not paths and loose and split == "test":  # a flat folder: test images without labels
+        paths, labels = loose, [UNLABELLED] * len(loose)
+    elif loose:
+        log.warning("%s: skipped %d images outside the class folders (e.g. %s)", split_dir, len(loose), loose[0].name)
+    if not paths:
+        where = f"{split_dir}/<class>/" + (" (or, unlabelled, directly in test/)" if split == "test" else "")
+        raise DatasetNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {where}")
+    if skipped := _other_files(split_dir):
+        log.warning("%s: skipped %d files that are not images (%s)", split_dir, len(skipped), count_by_suffix(skipped))
+    return ImageDataset(f"imagefolder:{path}", split, names, labels, paths=paths, base=path)
+
+
+def _labelled_files(split_dir: Path, folders: list[str]) -> tuple[list[Path], list[int]]:
+    """The images of each class folder under ``split_dir`` (any depth), labelled by the folder's index."""
     paths: list[Path] = []
     labels: list[int] = []
     for i, folder in enumerate(folders):
@@ -389,13 +413,7 @@ def _load_imagefolder(spec: str, split: str) -> ImageDataset:
             files = _image_files(split_dir / folder, "**/*")
             paths += files
             labels += [i] * len(files)
-    if not paths:
-        raise DatasetNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {split_dir}/<class>/")
-    if skipped := _other_files(split_dir):
-        log.warning("%s: skipped %d files that are not images (%s)", split_dir, len(skipped), count_by_suffix(skipped))
-    if loose := _image_files(split_dir, "*"):
-        log.warning("%s: skipped %d images outside the class folders (e.g. %s)", split_dir, len(loose), loose[0].name)
-    return ImageDataset(f"imagefolder:{path}", split, names, labels, paths=paths, base=path)
+    return paths, labels
 
 
 def without_bad_images(ds: ImageDataset) -> ImageDataset:
