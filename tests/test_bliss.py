@@ -376,3 +376,17 @@ def test_components_at_min_are_those_of_the_class_attaining_the_min():
     np.testing.assert_allclose(et, model.et_scores(test)[rows, best], rtol=0, atol=1e-12)
     np.testing.assert_allclose(ic + 0.7 * et, model.score_samples(test, normal), rtol=0, atol=1e-12)
     assert len(set(best.tolist())) > 1  # the min moves between classes, so the pairing is exercised
+
+
+def test_nearest_entries_are_the_dictionary_entries_of_the_external_text_score():
+    train, labels, texts, dic, test = toy()
+    model = BLISS(k=2, lam=1.0).fit(train, labels, texts, dic)
+    assert model.nearest_entries(test).tolist() == [[0, 2]]  # sims to the dictionary: 0.8, 0, 0.6
+    rng = np.random.default_rng(1)
+    big = rng.normal(size=(40, 4))
+    words = rng.normal(size=(25, 4))
+    model = BLISS(k=3).fit(train, labels, texts, words)
+    sims = (big / np.linalg.norm(big, axis=1, keepdims=True)) @ (words / np.linalg.norm(words, axis=1, keepdims=True)).T
+    np.testing.assert_array_equal(model.nearest_entries(big), np.argsort(-sims, axis=1)[:, :3])
+    with pytest.raises(ValueError, match="without dictionary_embeddings"):
+        BLISS(lam=0.0).fit(train, labels, texts, None).nearest_entries(test)

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bliss_utils.evaluation.grid import COLUMNS, EmbeddingSet, evaluate_grid, few_shot_indices, summarize
+from bliss_utils.evaluation.grid import (
+    COLUMNS,
+    EmbeddingSet,
+    evaluate_grid,
+    few_shot_indices,
+    method_scores,
+    summarize,
+)
 from bliss_utils.evaluation.metrics import auroc, fpr95
 from bliss_utils.scores.baselines import MCM, RawSimilarity
 from bliss_utils.scores.bliss import BLISS
@@ -198,3 +205,19 @@ def test_seconds_hold_each_trials_own_fit(data, monkeypatch):
     # GMM is fitted once per trial, inside that trial's row; BLISS's rows only score
     assert (frame.loc[frame["method"] == "gmm", "seconds"] >= 0.3).all()
     assert (frame.loc[frame["method"] == "bliss", "seconds"] < 0.3).all()
+
+
+def test_method_scores_are_the_scores_of_one_trial_of_the_grid(data):
+    normal = [0, 2]
+    scores = method_scores(data, normal, ["bliss", "raw-similarity", "dn2"], lam=0.5, k=3)
+    anomalous = ~np.isin(data.test_labels, normal)
+    grid = evaluate_grid(data, {"s": [normal]}, ["bliss", "raw-similarity", "dn2"], lams=[0.5], ks=[3], progress=False)
+    for method, s in scores.items():
+        assert s.shape == (len(data.test),)
+        assert grid.set_index("method").loc[method, "auroc"] == pytest.approx(100 * auroc(s, anomalous))
+    bliss = BLISS(k=3, lam=0.5).fit(data.train, data.train_labels, data.class_texts, data.dictionary)
+    np.testing.assert_allclose(scores["bliss"], bliss.score_samples(data.test, normal), rtol=1e-6)
+    with pytest.raises(ValueError, match="mcm needs at least 2 normal classes"):
+        method_scores(data, [1], ["mcm"])
+    with pytest.raises(ValueError, match="unknown class"):
+        method_scores(data, [9], ["bliss"])

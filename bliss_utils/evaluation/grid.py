@@ -68,6 +68,13 @@ def few_shot_indices(labels: np.ndarray, n_shots: int, seed: int = 0) -> np.ndar
     return np.sort(np.concatenate(picked))
 
 
+def _n_classes(data: EmbeddingSet) -> int:
+    """How many classes ``data`` has: one text each, else the largest label + 1."""
+    if data.class_texts is not None:
+        return data.class_texts.shape[0]
+    return int(max(np.max(data.train_labels), np.max(data.test_labels))) + 1
+
+
 def _check_splits(splits: Mapping[str, Sequence[Sequence[int]]], n_classes: int) -> None:
     if not splits:
         raise ValueError("splits is empty: give at least one setting, e.g. {'cifar10-6': class_splits('cifar10', 6)}")
@@ -169,9 +176,7 @@ def evaluate_grid(
 
     if not methods:
         raise ValueError("methods is empty")
-    n_classes = int(max(np.max(data.train_labels), np.max(data.test_labels))) + 1
-    n_classes = n_classes if data.class_texts is None else data.class_texts.shape[0]
-    _check_splits(splits, n_classes)
+    _check_splits(splits, _n_classes(data))
     image = image_data if image_data is not None else data
     # drawn once per embedding set (few_shot_indices refuses an n_shots below 1 before any fit)
     training = {id(source): _training_part(source, n_shots, seed) for source in (data, image)}
@@ -189,6 +194,32 @@ def evaluate_grid(
             keyed += [((job, m, v), row) for (job, v), row in _method_rows(method, plan, jobs, fit_args, bar)]
     rows = [{"dataset": data.dataset, "n_shots": n_shots, **row} for _, row in sorted(keyed, key=lambda kr: kr[0])]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def method_scores(
+    data: EmbeddingSet,
+    normal_classes: Sequence[int],
+    methods: Sequence[str] = DEFAULT_METHODS,
+    lam: float = 0.5,
+    k: int = 10,
+    image_data: EmbeddingSet | None = None,
+    baseline_params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Each method's score of every test image for one set of normal classes (higher = more anomalous), fitted as
+    :func:`evaluate_grid` fits it, on every training image; the per-image view of one trial."""
+    normal = [int(c) for c in normal_classes]
+    _check_splits(
+        {"normal_classes": [normal]}, len(data.class_texts) if data.class_texts is not None else 1 + max(normal)
+    )
+    image, sweeps = image_data if image_data is not None else data, _sweeps([lam], [k], 1e-8, "mean")
+    out = {}
+    for method in dict.fromkeys(methods):
+        plan = _plan(method, data, image, sweeps, baseline_params or {})
+        if len(normal) < plan.scorer.min_normal_classes:
+            raise ValueError(f"{method} needs at least {plan.scorer.min_normal_classes} normal classes; got {normal}")
+        fit_args = _fit_args(plan.scorer, plan.source, (plan.source.train, plan.source.train_labels))
+        _, _, out[method] = next(iter(plan.scorer.score_grid(fit_args, plan.source.test, [normal], plan.variants)))
+    return out
 
 
 def summarize(results: pandas.DataFrame, metric: str = "auroc", by: Sequence[str] = ()) -> pandas.DataFrame:

@@ -180,6 +180,16 @@ class BLISS(_Scorer):
             return ic
         return ic + self.lam * self._et(x, classes, [self.k])[self.k]
 
+    def nearest_entries(self, X: Any) -> np.ndarray:
+        """D* of Eq. 7 for each row of ``X``: the indices of its K most similar dictionary entries, most similar
+        first, shape (n_test, K); the words behind its external text score."""
+        x = self._prepare(X)
+        if self.dictionary_ is None:
+            raise ValueError("BLISS was fitted without dictionary_embeddings: there are no entries to name")
+        chunk = max(1, CHUNK_BYTES // (self.dictionary_.shape[0] * np.dtype(self.dtype_).itemsize))
+        parts = [top_k(x[s : s + chunk] @ self.dictionary_.T, self.k)[1] for s in range(0, x.shape[0], chunk)]
+        return np.concatenate(parts).astype(np.int64)
+
     def components(self, X: Any, ks: Iterable[int] = ()) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         """IC and, for every K in ``ks``, ET from one dictionary search: (ic, {k: et}), each (n_test, n_classes)."""
         x = self._prepare(X)
