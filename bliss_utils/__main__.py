@@ -25,7 +25,8 @@ An interrupted run resumes from its last finished shard.
 # the help of each embed option too long to share a line with its add_argument call, in the order --help lists them
 EMBED_HELP = {
     "--encoder": "encoder name: clip-vit-b16, blip, slip-vit-b16, vit-b16-in21k, open_clip:MODEL/PRETRAINED, "
-    "hf:REPO_ID, or tiny-clip / tiny-blip / tiny-slip / tiny-vit (random weights, for tests)",
+    "open_clip:MODEL//ABS/PATH.pt, hf:REPO_ID, timm:MODEL//ABS/PATH.pth (image-only), one a $BLISS_PLUGINS module "
+    "registers, or tiny-clip / tiny-blip / tiny-slip / tiny-vit (random weights, for tests)",
     "--dataset": "cifar10, cifar100, tinyimagenet, or imagefolder:PATH "
     "(PATH/train/<class>/*.jpg and PATH/test/<class>/*.jpg)",
     "--split": "which split to embed (TinyImageNet's test split is its official validation split); default both",

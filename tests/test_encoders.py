@@ -568,6 +568,82 @@ def test_hf_clip_form_on_a_saved_tiny_model(tmp_path, images):
     np.testing.assert_allclose(img @ txt.T, reference, atol=1e-5)
 
 
+# -- timm:MODEL on timm's own tiny test architectures, random weights saved with torch.save ----------------------
+def _save_timm(path: pathlib.Path, model_name: str, seed: int) -> dict:
+    import timm
+    import torch
+
+    torch.manual_seed(seed)
+    state = timm.create_model(model_name, pretrained=False).state_dict()  # with its classifier, as released files are
+    torch.save(state, path)
+    return state
+
+
+def test_timm_form_embeds_with_the_file_it_names(tmp_path, images):
+    import timm
+    import torch
+
+    from bliss_utils.encoders import describe_encoder
+
+    state = _save_timm(tmp_path / "vit.pth", "test_vit", seed=0)
+    name = f"timm:test_vit/{tmp_path / 'vit.pth'}"  # an absolute path after MODEL/: timm:test_vit//tmp/...
+    assert "//" in name
+    spec, enc = describe_encoder(name, device="cpu"), load_encoder(name, device="cpu")
+    assert not enc.has_text and spec.has_text is False
+    for field in ("name", "weights_id", "preprocess_id", "dim", "precision"):
+        assert getattr(spec, field) == getattr(enc, field), field
+    assert "sha256=" in spec.weights_id and spec.preprocess_id.startswith("rgb+timm-eval(input_size=160x160")
+    emb = enc.encode_images(images, batch_size=3)
+    assert emb.dtype == np.float32 and emb.shape == (len(images), enc.dim)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # the same numbers as timm's own model given the file's tensors (its classifier dropped)
+    reference = timm.create_model("test_vit", pretrained=False, num_classes=0).eval()
+    reference.load_state_dict({k: v for k, v in state.items() if not k.startswith("head.")})
+    with torch.inference_mode():
+        ref = reference(torch.stack([enc.preprocess(im) for im in images])).numpy()
+    assert enc.dim == ref.shape[1]
+    np.testing.assert_allclose(emb, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-5)
+    with pytest.raises(ValueError, match="image-only"):
+        enc.encode_texts(["a cat"])
+    # weights= is the same file by another route; other bytes are another identity
+    assert describe_encoder("timm:test_vit", weights=tmp_path / "vit.pth").weights_id == spec.weights_id
+    _save_timm(tmp_path / "other.pth", "test_vit", seed=1)
+    assert describe_encoder("timm:test_vit", weights=tmp_path / "other.pth").weights_id != spec.weights_id
+    assert "0.4913" in describe_encoder(name, preprocess="cifar").preprocess_id
+
+
+def test_timm_form_errors_name_the_file_and_model(tmp_path, monkeypatch):
+    from bliss_utils.encoders import describe_encoder
+
+    monkeypatch.delenv("BLISS_WEIGHTS_DIR", raising=False)
+    missing = tmp_path / "absent.pth"
+    for call in (describe_encoder, load_encoder):
+        with pytest.raises(WeightsNotFoundError, match="absent.pth.*does not exist"):
+            call(f"timm:test_vit/{missing}")
+    with pytest.raises(WeightsNotFoundError, match="names no weights file.*timm:test_vit//ABS/PATH"):
+        describe_encoder("timm:test_vit")
+    _save_timm(tmp_path / "resnet.pth", "test_resnet", seed=0)
+    with pytest.raises(ValueError, match=r"resnet\.pth does not fit timm model 'test_vit'.*missing keys"):
+        load_encoder("timm:test_vit", weights=tmp_path / "resnet.pth", device="cpu")
+    with pytest.raises(ValueError, match="unknown timm model 'no_such_net'"):
+        describe_encoder(f"timm:no_such_net/{missing}")
+    (tmp_path / "notes.pth").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="notes.pth is not a state dict file"):
+        load_encoder("timm:test_vit", weights=tmp_path / "notes.pth", device="cpu")
+
+
+def test_timm_form_finds_its_file_in_the_weights_dir(tmp_path, monkeypatch):
+    from bliss_utils.encoders import describe_encoder
+
+    folder = tmp_path / "w" / "timm--test_resnet"
+    folder.mkdir(parents=True)
+    _save_timm(folder / "model.pth", "test_resnet", seed=0)
+    monkeypatch.setenv("BLISS_WEIGHTS_DIR", str(tmp_path / "w"))
+    spec = describe_encoder("timm:test_resnet", device="cpu")
+    assert spec.weights_id == describe_encoder("timm:test_resnet", weights=folder / "model.pth").weights_id
+    assert load_encoder("timm:test_resnet", device="cpu").dim == spec.dim
+
+
 # -- missing weights: one clear error, fast, offline ------------------------------------------------------------------
 @pytest.mark.parametrize(
     "name, url_part, file_part",

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bliss_utils import plugins
 from bliss_utils.scores import methods
 
 # run in a fresh interpreter: the plugin reaches it through $BLISS_PLUGINS only
@@ -55,7 +56,7 @@ def test_a_plugin_module_reaches_evaluate_grid_in_another_process(tmp_path: Path
 
 
 def test_a_missing_plugin_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(methods, "_loaded_plugins", set())
+    monkeypatch.setattr(plugins, "_loaded", set())
     monkeypatch.setenv(methods.PLUGINS_VAR, str(tmp_path / "nowhere.py"))
     with pytest.raises(FileNotFoundError, match=r"BLISS_PLUGINS names .*nowhere\.py"):
         methods.method_names()

@@ -2,6 +2,8 @@
 
 Importing this package is cheap: torch, open_clip, timm and transformers are imported by the backend modules only
 when an encoder of theirs is loaded. :func:`describe_encoder` gives an encoder's identity without building it.
+A user's own encoder joins with :func:`register_encoder`, in every process when its module is named in
+``$BLISS_PLUGINS`` (docs/extending.md, "Your own backbone").
 """
 
 from __future__ import annotations

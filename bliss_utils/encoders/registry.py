@@ -20,6 +20,7 @@ from bliss_utils._checks import torch_device
 from bliss_utils.encoders import preprocessing as pp
 from bliss_utils.encoders.base import Build, Encoder, EncoderSpec, device_precision
 from bliss_utils.encoders.toy import TOY_ENCODERS, ToyEncoder, ToyRecipe
+from bliss_utils.plugins import PLUGINS_VAR, load_plugins
 
 logger = logging.getLogger(__name__)
 
@@ -79,34 +80,118 @@ _BACKBONES: dict[str, Backbone] = {
     **{n: _TOY(s.dim, dict.fromkeys(PREPROCESS_OPTIONS, ToyRecipe()), s.has_text) for n, s in TOY_ENCODERS.items()},
 }
 
-# encoders added at run time by register_encoder: only a builder, nothing declared
-_CUSTOM: dict[str, Callable[..., Encoder]] = {}
+
+@dataclass(frozen=True)
+class Registered:
+    """An encoder added by :func:`register_encoder`: its builder and what the user declared of its identity."""
+
+    builder: Callable[..., Encoder]
+    dim: int | None = None
+    preprocess_id: str | Mapping[str, str] | None = None
+    weights_id: str | Callable[[str | Path | None], str] | None = None
+    has_text: bool = True
+    precision: str | None = None
+
+    @property
+    def declared(self) -> bool:
+        """Whether the identity is declared (dimension, preprocessing and weights), so describing builds nothing."""
+        return self.dim is not None
+
+    def spec(self, name: str, weights: Any, preprocess: str, device: Any) -> EncoderSpec | None:
+        """The declared identity for these arguments; None when it must be learnt by building the encoder."""
+        if not self.declared or (weights is not None and not callable(self.weights_id)):
+            return None
+        weights_id = self.weights_id(weights) if callable(self.weights_id) else self.weights_id
+        pid = self.preprocess_id if isinstance(self.preprocess_id, str) else self.preprocess_id[preprocess]
+        precision = self.precision or precision_for(device)
+        return EncoderSpec(name, str(weights_id), pid, self.dim, self.has_text, precision, preprocess)
+
+
+# encoders added at run time by register_encoder (here, or by a module that $BLISS_PLUGINS names)
+_CUSTOM: dict[str, Registered] = {}
 
 
 # open forms: prefix -> (builder, describer), each receiving the text after the prefix as its first argument
 _OPEN_FORMS: dict[str, tuple[str, str]] = {
     "open_clip:": ("openclip:load_open_clip_spec", "openclip:describe_open_clip_spec"),
     "hf:": ("hf_clip:load_hf_clip", "hf_clip:describe_hf_clip"),
+    "timm:": ("timm_models:load_timm", "timm_models:describe_timm"),
 }
-_OPEN_FORM_HELP = ("open_clip:MODEL/PRETRAINED", "hf:REPO_ID")
+_OPEN_FORM_HELP = (
+    "open_clip:MODEL/PRETRAINED",
+    "open_clip:MODEL//ABS/PATH.pt",
+    "hf:REPO_ID",
+    "timm:MODEL//ABS/PATH.pth",
+)
 
 
 def list_encoders() -> list[str]:
-    """Names :func:`load_encoder` accepts (besides the open forms ``open_clip:MODEL/PRETRAINED`` and ``hf:REPO_ID``)."""
+    """Names :func:`load_encoder` accepts, the encoders that ``$BLISS_PLUGINS`` modules register included.
+
+    Besides them: the open forms ``open_clip:MODEL/PRETRAINED``, ``open_clip:MODEL//ABS/PATH.pt`` (a local checkpoint),
+    ``hf:REPO_ID`` and ``timm:MODEL//ABS/PATH.pth`` (an image-only timm model from a local state dict).
+    """
+    load_plugins()
     return [*_BACKBONES, *(n for n in _CUSTOM if n not in _BACKBONES)]
 
 
-def register_encoder(name: str, builder: Callable[..., Encoder]) -> None:
-    """Add a named encoder: ``builder(name, device=..., weights=..., preprocess=...)`` returns an :class:`Encoder`."""
+def _check_declarations(name: str, dim: Any, preprocess_id: Any, weights_id: Any) -> None:
+    """Refuse a partial or malformed identity declaration of ``register_encoder(name, ...)``, naming the bad value."""
+    declared = {"dim": dim, "preprocess_id": preprocess_id, "weights_id": weights_id}
+    missing = [k for k, v in declared.items() if v is None]
+    if len(missing) == len(declared):
+        return
+    if missing:
+        raise ValueError(f"register_encoder({name!r}): declare {missing} as well, or none of {list(declared)}")
+    options, problems = list(PREPROCESS_OPTIONS), []
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        problems.append("dim must be a positive int")
+    if isinstance(preprocess_id, Mapping):
+        if not all(isinstance(preprocess_id.get(o), str) and preprocess_id[o] for o in options):
+            problems.append(f"preprocess_id must map every option of {options} to an id")
+    elif not (isinstance(preprocess_id, str) and preprocess_id):
+        problems.append(f"preprocess_id must be a non-empty string or a mapping {{option: id}} over {options}")
+    if not (callable(weights_id) or (isinstance(weights_id, str) and weights_id)):
+        problems.append("weights_id must be a non-empty string or a callable taking the weights argument")
+    if problems:
+        raise ValueError(f"register_encoder({name!r}): {'; '.join(problems)}; got {declared}")
+
+
+def register_encoder(
+    name: str,
+    builder: Callable[..., Encoder],
+    *,
+    dim: int | None = None,
+    preprocess_id: str | Mapping[str, str] | None = None,
+    weights_id: str | Callable[[str | Path | None], str] | None = None,
+    has_text: bool = True,
+    precision: str | None = None,
+) -> None:
+    """Add a named encoder: ``builder(name, device=..., weights=..., preprocess=...)`` returns an :class:`Encoder`.
+
+    Declare its identity (``dim``, ``preprocess_id``, ``weights_id``: all three or none) and :func:`describe_encoder`
+    answers from the declarations, so a cache hit builds nothing. ``preprocess_id`` is one id (the builder ignores
+    the preprocess option) or {option: id}; ``weights_id`` a string, or ``weights_id(weights)`` called with the
+    ``weights`` argument (None when not given; raise :class:`WeightsNotFoundError` when the file is absent);
+    ``precision`` defaults to the device's. Undeclared, the encoder is built once to learn its identity; so is a
+    declared one asked for with ``weights=`` when ``weights_id`` is a string. The built encoder must match what is
+    declared. Registration lives in this process: put the call in a module named in ``$BLISS_PLUGINS`` to reach the
+    CLI and the notebook kernels (docs/extending.md).
+    """
     if not isinstance(name, str) or not name or any(name.startswith(p) for p in _OPEN_FORMS):
         raise ValueError(f"encoder name must be a non-empty string not starting with {list(_OPEN_FORMS)}; got {name!r}")
     if not callable(builder):
         raise ValueError(f"builder for {name!r} must be callable; got {type(builder).__name__}")
-    _CUSTOM[name] = builder
+    _check_declarations(name, dim, preprocess_id, weights_id)
+    if precision is not None and not isinstance(precision, str):
+        raise ValueError(f"register_encoder({name!r}): precision must be a string or None; got {precision!r}")
+    pid = preprocess_id if not isinstance(preprocess_id, Mapping) else dict(preprocess_id)
+    _CUSTOM[name] = Registered(builder, dim, pid, weights_id, bool(has_text), precision)
 
 
 def backbone(name: str) -> Backbone | None:
     """The declared data of a named encoder (None for open forms and encoders registered at run time)."""
+    load_plugins()
     return None if name in _CUSTOM else _BACKBONES.get(name)
 
 
@@ -125,9 +210,12 @@ def _check_preprocess(preprocess: str) -> None:
 def _check_name(name: Any) -> None:
     if not isinstance(name, str):
         raise ValueError(f"encoder name must be a string; got {type(name).__name__}")
-    if not (name in _CUSTOM or name in _BACKBONES or any(name.startswith(p) for p in _OPEN_FORMS)):
+    if any(name.startswith(p) for p in _OPEN_FORMS):
+        return
+    if name not in list_encoders():  # reads $BLISS_PLUGINS first, so a plugin's encoders are known
         valid = ", ".join([*list_encoders(), *_OPEN_FORM_HELP])
-        raise ValueError(f"unknown encoder {name!r}; valid names: {valid}")
+        hint = f" (a module of ${PLUGINS_VAR} or register_encoder adds one)"
+        raise ValueError(f"unknown encoder {name!r}{hint}; valid names: {valid}")
 
 
 def preprocess_for(encoder: str, mapping: Mapping[str, str] | str | None) -> str:
@@ -161,8 +249,8 @@ def describe_encoder(
 ) -> EncoderSpec:
     """The identity of encoder ``name`` without building it: finds (never downloads) and fingerprints its weights.
 
-    Raises :class:`WeightsNotFoundError` when the weights are not on this machine. For encoders added with
-    :func:`register_encoder` nothing is declared, so the encoder is built.
+    Raises :class:`WeightsNotFoundError` when the weights are not on this machine. An encoder added with
+    :func:`register_encoder` is described by its declarations; one that declares nothing is built to learn them.
     """
     _check_preprocess(preprocess)
     _check_name(name)
@@ -170,11 +258,12 @@ def describe_encoder(
         if name.startswith(prefix):
             spec = _resolve(describer)(name[len(prefix) :], weights=weights, preprocess=preprocess)
             return replace(spec, precision=precision_for(device), preprocess=preprocess)
-    info = backbone(name)
-    if info is None:
-        e = load_encoder(name, device=device, weights=weights, preprocess=preprocess)
-        return EncoderSpec(e.name, e.weights_id, e.preprocess_id, e.dim, e.has_text, e.precision, preprocess)
-    return _declared(name, info, weights, preprocess, device, local_only=True)[0]
+    if (info := backbone(name)) is not None:
+        return _declared(name, info, weights, preprocess, device, local_only=True)[0]
+    if (spec := _CUSTOM[name].spec(name, weights, preprocess, device)) is not None:
+        return spec
+    e = load_encoder(name, device=device, weights=weights, preprocess=preprocess)
+    return EncoderSpec(e.name, e.weights_id, e.preprocess_id, e.dim, e.has_text, e.precision, preprocess)
 
 
 def _declared(
@@ -185,6 +274,17 @@ def _declared(
     recipe = info.recipes[preprocess]
     spec = EncoderSpec(name, weights_id, recipe.id, info.dim, info.has_text, precision_for(device, info), preprocess)
     return spec, path
+
+
+def _check_built(name: str, encoder: Any, declared: EncoderSpec | None) -> None:
+    """Refuse a registered builder's encoder that is no Encoder, or whose identity differs from the declared one
+    (the cache would key its embeddings under one identity and look them up under another)."""
+    if not isinstance(encoder, Encoder):
+        raise TypeError(f"builder for {name!r} returned {type(encoder).__name__}, not an Encoder")
+    fields = ("name", "weights_id", "preprocess_id", "dim", "has_text", "precision")
+    pairs = {f: (getattr(declared, f), getattr(encoder, f)) for f in fields} if declared is not None else {}
+    if diff := {f: pair for f, pair in pairs.items() if pair[0] != pair[1]}:
+        raise ValueError(f"encoder {name!r} differs from its register_encoder declaration (declared, built): {diff}")
 
 
 def load_encoder(
@@ -201,12 +301,11 @@ def load_encoder(
     for prefix, (builder, _) in _OPEN_FORMS.items():
         if name.startswith(prefix):
             return _resolve(builder)(name[len(prefix) :], **kwargs)
-    info = backbone(name)
-    if info is None:
-        encoder = _CUSTOM[name](name, **kwargs)
-    else:
+    if (info := backbone(name)) is not None:
         spec, path = _declared(name, info, weights, preprocess, device, local_only=False)
-        encoder = _resolve(info.builder)(Build(spec, info.recipes[preprocess], path, torch_device(device)))
-    if not isinstance(encoder, Encoder):
-        raise TypeError(f"builder for {name!r} returned {type(encoder).__name__}, not an Encoder")
+        return _resolve(info.builder)(Build(spec, info.recipes[preprocess], path, torch_device(device)))
+    registered = _CUSTOM[name]
+    declared = registered.spec(name, weights, preprocess, device)
+    encoder = registered.builder(name, **kwargs)
+    _check_built(name, encoder, declared)
     return encoder

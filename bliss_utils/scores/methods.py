@@ -2,23 +2,22 @@
 
 A user's method joins it with ``register_method("name", MyScorer)`` (a :class:`~bliss_utils.scores.base.Scorer`
 subclass, or any callable returning one). To reach every notebook kernel and the CLI as well, put the calls in a
-module and name it in ``$BLISS_PLUGINS`` (module names or ``.py`` paths, comma-separated): the table imports those
-modules the first time it is read, in whichever process reads it (docs/extending.md).
+module and name it in ``$BLISS_PLUGINS`` (:mod:`bliss_utils.plugins`): the table imports those modules the first
+time it is read, in whichever process reads it (docs/extending.md).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import os
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from bliss_utils.plugins import PLUGINS_VAR, load_plugins
 from bliss_utils.scores.base import INPUTS, Scorer
 
-PLUGINS_VAR = "BLISS_PLUGINS"
+# PLUGINS_VAR stays importable from here, where the method table's users have always found it
+__all__ = ["PLUGINS_VAR", "make_method", "method_class", "method_names", "method_table", "register_method"]
+
 # name -> "module:class" of the package's own methods, imported when first built (torch and pyod stay lazy)
 _BUILTIN = {
     "bliss": "bliss:BLISS",
@@ -37,7 +36,6 @@ _BUILTIN = {
     "ssd-cmle": "cmle:SSDCMLE",
 }
 _TABLE: dict[str, Callable[..., Scorer] | str] = dict(_BUILTIN)
-_loaded_plugins: set[str] = set()
 
 
 def register_method(name: str, factory: Callable[..., Scorer], replace: bool = False) -> None:
@@ -49,28 +47,6 @@ def register_method(name: str, factory: Callable[..., Scorer], replace: bool = F
     if name in _TABLE and not replace and _TABLE[name] is not factory:
         raise ValueError(f"method {name!r} is already registered; pass replace=True to redefine it")
     _TABLE[name] = factory
-
-
-def _import_plugin(entry: str) -> None:
-    """Import one ``$BLISS_PLUGINS`` entry: a module name, or a path to a .py file."""
-    if entry.endswith(".py"):
-        path = Path(entry).expanduser().resolve()
-        if not path.is_file():
-            raise FileNotFoundError(f"${PLUGINS_VAR} names {entry!r}, but {path} is not a file")
-        spec = importlib.util.spec_from_file_location(f"bliss_plugin_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    else:
-        importlib.import_module(entry)
-
-
-def load_plugins() -> None:
-    """Import every module ``$BLISS_PLUGINS`` names that this process has not imported yet."""
-    for entry in filter(None, (e.strip() for e in os.environ.get(PLUGINS_VAR, "").split(","))):
-        if entry not in _loaded_plugins:
-            _loaded_plugins.add(entry)
-            _import_plugin(entry)
 
 
 def method_table() -> dict[str, Callable[..., Scorer] | str]:
