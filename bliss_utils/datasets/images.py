@@ -377,7 +377,10 @@ def _split_dirs(path: Path) -> list[Path]:
 def _folder_classes(path: Path) -> tuple[list[str], list[str]]:
     """Return (cleaned class names, folder names): the sorted union of the class folders of every split."""
     if not path.is_dir():
-        raise DatasetNotFoundError(f"image folder {path} does not exist")
+        raise DatasetNotFoundError(
+            f"image folder {path} does not exist: put the images at {path}/train/<class>/<image> and "
+            f"{path}/test/<class>/<image> (or, unlabelled, {path}/test/<image>)"
+        )
     folders = sorted(set().union(*(_class_dirs(d) for d in _split_dirs(path))))
     return [clean_label(f) for f in folders], folders
 

@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ Figures go to <output-dir>/figures (default figures/), tables and REPORT.md to <
 results/), executed notebooks to <results>/executed/, each notebook's time and peak memory to
 <results>/run_times.csv.
 """
+FIRST_YOUR_DATA = 7  # notebooks from 07 on take the user's own data: not part of the paper's run
 STAND_INS_VAR = "BLISS_STAND_INS"  # set for the kernels reproduce starts: it injected the stand-in values itself
 OFFLINE_VAR = "BLISS_OFFLINE"  # read by bliss_utils.encoders at call time: use local weights only
 # the stand-in modes and the one file each keeps its injected settings in (notebooks/)
@@ -81,7 +83,9 @@ def generated_data_root(mode: str, root: Path | None = None) -> Path:
 def make_generated_data(root: Path, sizes: Mapping[str, Any]) -> Path:
     """Generate the datasets of a stand-in mode under ``root`` once (a marker records the sizes; others regenerate).
 
-    ``sizes`` maps cifar10, cifar100 and tinyimagenet to [train, test] images per class, plus a ``seed``.
+    ``sizes`` maps cifar10, cifar100 and tinyimagenet to [train, test] images per class, plus a ``seed``, and
+    optionally ``your_images`` to {"normal": [...], "anomalous": [...], "per_class": n}: an image folder
+    ``root/your_images`` whose train/ holds the normal classes and test/ every class.
     """
     from bliss_utils.datasets import synthetic
 
@@ -94,11 +98,19 @@ def make_generated_data(root: Path, sizes: Mapping[str, Any]) -> Path:
             f"{root} holds files that generated data did not write (real datasets?); stand-in modes generate their "
             "data into an empty folder or one they made: give another DATA_ROOT, or leave it empty for the default"
         )
+    if marker.is_file():  # ours, made with other sizes: start afresh, or files of the old sizes would stay
+        for stale in (p for p in root.iterdir() if p.name != "embeddings"):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     root.mkdir(parents=True, exist_ok=True)
     seed = int(sizes.get("seed", 0))
     synthetic.make_fake_cifar(root, "cifar10", *sizes["cifar10"], seed=seed)
     synthetic.make_fake_cifar(root, "cifar100", *sizes["cifar100"], seed=seed)
     synthetic.make_fake_tinyimagenet(root, *sizes["tinyimagenet"], seed=seed)
+    if folder := sizes.get("your_images"):  # an image folder as a user brings one (07_your_data)
+        classes = [*folder["normal"], *folder["anomalous"]]
+        synthetic.make_fake_imagefolder(root / "your_images", classes, folder["per_class"], seed=seed)
+        for name in folder["anomalous"]:  # seen in test/ only, as anomalies are
+            shutil.rmtree(root / "your_images" / "train" / name)
     atomic_write_text(marker, wanted)
     return root
 
@@ -289,9 +301,12 @@ MODE_LABELS = {
 }
 
 
-def _selected(root: Path, only: list[str] | None) -> list[Path]:
-    """The notebooks to run: all, or those whose names start with one of ``only``."""
+def _selected(root: Path, only: list[str] | None, mode: str) -> list[Path]:
+    """The notebooks to run: those whose names start with one of ``only``; else the paper's, and in smoke mode the
+    your-data ones too (on its generated image folder)."""
     paths = notebook_paths(root)
+    if not only and mode != "smoke":
+        paths = [p for p in paths if int(p.name[:2]) < FIRST_YOUR_DATA]
     if only:
         paths = [p for p in paths if any(p.name.startswith(prefix) for prefix in only)]
         if not paths:
@@ -323,13 +338,17 @@ def check_overrides(declared: Mapping[str, Mapping[str, Any]], overrides: Mappin
                 )
 
 
-def stand_in_values(settings: Mapping[str, Any], stem: str, declared: Mapping[str, Any]) -> dict[str, Any]:
+def stand_in_values(
+    settings: Mapping[str, Any], stem: str, declared: Mapping[str, Any], data_root: str = ""
+) -> dict[str, Any]:
     """The values a stand-in mode's ``settings`` give notebook ``stem``: its ``all`` block, then its own, those the
-    notebook ``declared``; a name in its own block that the notebook lacks is an error."""
+    notebook ``declared``, ``{DATA_ROOT}`` in a string replaced by ``data_root`` (the generated data); a name in its
+    own block that the notebook lacks is an error."""
     own = settings.get(stem, {})
     if unknown := sorted(set(own) - set(declared)):
         raise ValueError(f"the stand-in settings name {unknown} for {stem}, which its parameters cell lacks")
-    return {k: v for k, v in {**settings.get("all", {}), **own}.items() if k in declared}
+    wanted = {k: v for k, v in {**settings.get("all", {}), **own}.items() if k in declared}
+    return {k: v.replace("{DATA_ROOT}", data_root) if isinstance(v, str) else v for k, v in wanted.items()}
 
 
 def _injections(params: Mapping[Path, dict], stand_in: dict, overrides: dict, checked: Sequence[str] = ()) -> dict:
@@ -340,7 +359,8 @@ def _injections(params: Mapping[Path, dict], stand_in: dict, overrides: dict, ch
     inject = {}
     for p, declared in params.items():
         given = {k: v for k, v in overrides.items() if k in declared}
-        inject[p] = {**stand_in_values(stand_in, p.stem, declared), **given}  # the command line wins
+        stand_ins = stand_in_values(stand_in, p.stem, declared, overrides.get("DATA_ROOT", ""))
+        inject[p] = {**stand_ins, **given}  # the command line wins
     return inject
 
 
@@ -373,10 +393,10 @@ def run(args: argparse.Namespace) -> int:
     from bliss_utils.evaluation.report import write_report
 
     root = find_project_root()
-    paths = _selected(root, args.only)
+    mode = "smoke" if args.smoke else "rehearsal" if args.rehearsal else "paper"
+    paths = _selected(root, args.only, mode)
     out_root = Path(args.output_dir).expanduser().resolve() if args.output_dir else root
     overrides = _overrides(args)
-    mode = "smoke" if args.smoke else "rehearsal" if args.rehearsal else "paper"
     stand_in = mode_settings(mode, root) if mode in MODE_FILES else {}
     if stand_in:  # generated data, with its own embedding cache beside it
         data_root = Path(

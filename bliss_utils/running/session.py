@@ -122,9 +122,9 @@ def apply_smoke(namespace: MutableMapping[str, Any], notebook: str) -> dict[str,
             "or set $BLISS_ROOT to it)"
         )
     declared, settings = reproduce.declared_parameters(path), reproduce.mode_settings("smoke", root)
-    wanted = reproduce.stand_in_values(settings, notebook, declared)
-    changes = {k: v for k, v in wanted.items() if namespace.get(k) == declared[k]}
     data = Path(namespace.get("DATA_ROOT") or reproduce.generated_data_root("smoke", root)).expanduser().resolve()
+    wanted = reproduce.stand_in_values(settings, notebook, declared, str(data))
+    changes = {k: v for k, v in wanted.items() if namespace.get(k) == declared[k]}
     changes["DATA_ROOT"] = str(reproduce.make_generated_data(data, settings["data"]))
     if not namespace.get("CACHE_DIR"):  # beside the generated data, as reproduce --smoke keeps it
         changes["CACHE_DIR"] = str(data / "embeddings")
