@@ -6,6 +6,7 @@ from collections import Counter
 import pytest
 
 from bliss_utils.config import PACKAGE_DATA
+from bliss_utils.datasets import splits
 from bliss_utils.datasets.splits import PAPER_SETTINGS, class_splits, n_classes, paper_splits, setting_name
 
 
@@ -70,3 +71,25 @@ def test_paper_splits_covers_every_paper_setting():
     splits = paper_splits()
     assert list(splits) == [setting_name(d, n) for d, n in PAPER_SETTINGS]
     assert [len(v) for v in splits.values()] == [10, 5, 10, 5, 5]
+
+
+def test_your_own_settings_name_classes_of_your_dataset(tmp_path):
+    from bliss_utils.datasets.synthetic import make_fake_imagefolder
+
+    folder = make_fake_imagefolder(tmp_path / "mine", ["cat", "dog", "pickup_truck"], n_per_class=2)
+    name = f"imagefolder:{folder}"
+    custom = {"pets": {"dataset": name, "trials": [["dog", "cat"], ["pickup truck"]]}}
+    assert splits.dataset_settings(name, 0, custom) == {"pets": [[0, 1], [2]]}  # by name, folder or cleaned
+    assert splits.setting_trials("pets", 1, custom) == [[0, 1]] and splits.setting_dataset("pets", custom) == name
+    assert splits.dataset_settings("cifar10", 2, custom) == splits.paper_settings(["cifar10"], 2)
+    assert splits.setting_dataset("cifar100-20") == "cifar100"
+    with pytest.raises(ValueError, match="give its settings in CUSTOM_SETTINGS"):
+        splits.dataset_settings(name, 0, {})
+    with pytest.raises(ValueError, match=r"\['horse'\] are not classes of"):
+        splits.setting_trials("pets", 0, {"pets": {"dataset": name, "trials": [["horse"]]}})
+    with pytest.raises(ValueError, match="one of the paper's settings"):
+        splits.setting_dataset("cifar10-1", {"cifar10-1": {"dataset": name, "trials": [["cat"]]}})
+    with pytest.raises(ValueError, match="must be"):
+        splits.setting_trials("pets", 0, {"pets": [["cat"]]})
+    with pytest.raises(ValueError, match="unknown setting 'pet'"):
+        splits.setting_trials("pet", 0, custom)

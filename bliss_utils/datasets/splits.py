@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 from bliss_utils.config import PACKAGE_DATA
 
@@ -82,3 +83,69 @@ def paper_settings(
             trials = class_splits(d, n)
             out[setting_name(d, n)] = trials[:max_trials] if max_trials else trials
     return out
+
+
+# ------------------------------------------------------------------------------------ settings of your own datasets
+# A notebook's CUSTOM_SETTINGS: {setting name: {"dataset": name, "trials": [[normal class names of trial 0], ...]}}
+Custom = Mapping[str, Mapping[str, Any]]
+
+
+def _custom(setting: str, custom: Custom | None) -> Mapping[str, Any] | None:
+    """The checked entry of ``setting`` in ``custom`` (None when it has none); a malformed entry is an error."""
+    entry = (custom or {}).get(setting)
+    if entry is None:
+        return None
+    if not isinstance(entry, Mapping) or set(entry) != {"dataset", "trials"} or not entry["trials"]:
+        raise ValueError(
+            f"CUSTOM_SETTINGS[{setting!r}] must be {{'dataset': NAME, 'trials': [[normal class names], ...]}} with at "
+            f"least one trial; got {entry!r}"
+        )
+    if setting in paper_splits():
+        raise ValueError(f"CUSTOM_SETTINGS names {setting!r}, one of the paper's settings: give it another name")
+    return entry
+
+
+def setting_dataset(setting: str, custom: Custom | None = None) -> str:
+    """The dataset a setting belongs to: its CUSTOM_SETTINGS entry's, else the paper's (``"cifar10-6"`` -> cifar10)."""
+    if (entry := _custom(setting, custom)) is not None:
+        return entry["dataset"]
+    if setting not in paper_splits():
+        raise ValueError(
+            f"unknown setting {setting!r}: the paper's are {list(paper_splits())}; give your own in CUSTOM_SETTINGS"
+        )
+    return setting.rsplit("-", 1)[0]
+
+
+def setting_trials(setting: str, max_trials: int = 0, custom: Custom | None = None) -> list[list[int]]:
+    """Normal class indices of each trial of ``setting`` (a paper setting or one of ``custom``), to ``max_trials``."""
+    from bliss_utils.datasets.images import class_names
+    from bliss_utils.datasets.prompts import clean_label
+
+    if max_trials < 0:
+        raise ValueError(f"max_trials must be >= 0 (0 = every trial); got {max_trials}")
+    if (entry := _custom(setting, custom)) is None:
+        setting_dataset(setting)  # an unknown name is an error naming the valid ones
+        trials = paper_splits()[setting]
+    else:
+        names = [clean_label(n) for n in class_names(entry["dataset"], "clean")]
+        trials = []
+        for trial in entry["trials"]:
+            if unknown := [c for c in trial if clean_label(c) not in names]:
+                raise ValueError(
+                    f"CUSTOM_SETTINGS[{setting!r}]: {unknown} are not classes of {entry['dataset']}: {names}"
+                )
+            trials.append(sorted({names.index(clean_label(c)) for c in trial}))
+    return trials[:max_trials] if max_trials else trials
+
+
+def dataset_settings(dataset: str, max_trials: int = 0, custom: Custom | None = None) -> dict[str, list[list[int]]]:
+    """Every setting of ``dataset`` as evaluate_grid takes them: the paper's, or its entries in ``custom``."""
+    if dataset in _N_CLASSES:
+        return paper_settings([dataset], max_trials)
+    own = [s for s, entry in (custom or {}).items() if _custom(s, custom) and entry["dataset"] == dataset]
+    if not own:
+        raise ValueError(
+            f"{dataset} is not one of the paper's datasets {sorted(_N_CLASSES)}: give its settings in CUSTOM_SETTINGS "
+            "= {setting name: {'dataset': NAME, 'trials': [[normal class names of trial 0], ...]}}"
+        )
+    return {s: setting_trials(s, max_trials, custom) for s in own}
