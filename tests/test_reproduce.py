@@ -48,7 +48,7 @@ def test_preflight_reads_what_the_notebooks_need_and_downloads_only_when_asked(t
     monkeypatch.setattr(
         anomalyclip_prompts, "download_checkpoint", lambda dest=None: calls.append(("anomalyclip", dest, 1))
     )
-    params = [reproduce.declared_parameters(p) for p in reproduce.notebook_paths(ROOT)]
+    params = [reproduce.declared_parameters(p) for p in reproduce._selected(ROOT, None, "paper")]
     for download in (False, True):
         calls.clear()
         reproduce.preflight(params, tmp_path, download=download)
