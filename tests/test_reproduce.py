@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bliss_utils.running import reproduce
+from bliss_utils.running import preflight, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,56 +28,230 @@ def run_reproduce(*extra: str, env: dict | None = None, timeout: int = 180) -> s
     )
 
 
-def test_preflight_reads_what_the_notebooks_need_and_downloads_only_when_asked(tmp_path, monkeypatch) -> None:
+REAL_NETWORK_REACHABLE = preflight.network_reachable
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch) -> None:
+    """A test says whether the machine is online (monkeypatching network_reachable); none may look for real."""
+
+    def refuse(urls, timeout=preflight.NETWORK_TIMEOUT_S):
+        raise AssertionError(f"a test tried the network ({urls}): monkeypatch preflight.network_reachable")
+
+    monkeypatch.setattr(preflight, "network_reachable", refuse)
+
+
+def fake_disk(monkeypatch, calls: list) -> None:
+    """load_dataset and load_encoder that find nothing until asked to download it (recording each call)."""
     import bliss_utils.datasets.images as datasets_module
     import bliss_utils.encoders as encoders_module
+    from bliss_utils.datasets.images import DatasetNotFoundError
+    from bliss_utils.encoders import WeightsNotFoundError
 
-    calls = []
-    monkeypatch.setattr(
-        datasets_module,
-        "load_dataset",
-        lambda name, split, root=None, download=False: calls.append(("data", name, download)),
-    )
-    monkeypatch.setattr(
-        encoders_module,
-        "load_encoder",
-        lambda name, **kw: calls.append(("weights", name, os.environ.get(reproduce.OFFLINE_VAR))),
-    )
+    present = set()
+
+    def load_dataset(name, split, root=None, download=False):
+        calls.append(("data", name, download))
+        present.update({name} if download else ())
+        if name not in present:
+            raise DatasetNotFoundError(f"{name} not found: extract it into {root}")
+
+    def load_encoder(name, **kw):
+        offline = os.environ.get(preflight.OFFLINE_VAR)
+        calls.append(("weights", name, offline))
+        present.update({name} if not offline else ())
+        if name not in present:
+            raise WeightsNotFoundError(f"weights for {name} not found.\nFetch: https://huggingface.co/x/{name}\nput it")
+
+    monkeypatch.setattr(datasets_module, "load_dataset", load_dataset)
+    monkeypatch.setattr(encoders_module, "load_encoder", load_encoder)
+
+
+def test_preflight_reads_what_the_notebooks_need_and_downloads_only_when_asked(tmp_path, monkeypatch) -> None:
     from bliss_utils.encoders import anomalyclip_prompts
 
+    calls = []
+    fake_disk(monkeypatch, calls)
+    monkeypatch.setattr(anomalyclip_prompts, "checkpoint_or_none", lambda weights=None: None)
     monkeypatch.setattr(
         anomalyclip_prompts, "download_checkpoint", lambda dest=None: calls.append(("anomalyclip", dest, 1))
     )
-    params = [reproduce.declared_parameters(p) for p in reproduce._selected(ROOT, None, "paper")]
-    for download in (False, True):
-        calls.clear()
-        reproduce.preflight(params, tmp_path, download=download)
-        assert {c[1] for c in calls if c[0] == "data"} == {"cifar10", "cifar100", "tinyimagenet"}
-        assert {c[2] for c in calls if c[0] == "data"} == {download}
-        assert {c[2] for c in calls if c[0] == "weights"} == ({None} if download else {"1"})  # offline while checking
-        assert {c[1] for c in calls if c[0] == "weights"} == {"clip-vit-b16", "blip", "slip-vit-b16", "vit-b16-in21k"}
+    monkeypatch.setattr(preflight, "network_reachable", lambda urls, timeout=3.0: True)
+    paths = reproduce._selected(ROOT, None, "paper")
+    params = [reproduce.declared_parameters(p) for p in paths]
+    datasets, weights = (
+        {"cifar10", "cifar100", "tinyimagenet"},
+        {"clip-vit-b16", "blip", "slip-vit-b16", "vit-b16-in21k"},
+    )
+    with pytest.raises(preflight.PreflightError) as err:  # nothing there: one round names all of it
+        preflight.preflight(params, tmp_path, download=False, notebooks=[p.name for p in paths])
+    assert all(f"dataset {d}:" in str(err.value) for d in datasets) and "missing datasets and weights" in str(err.value)
+    assert all(f"weights of {w}:" in str(err.value) for w in weights)
+    assert {c[1] for c in calls if c[0] == "data"} == datasets and {c[2] for c in calls if c[0] == "data"} == {False}
+    assert {c[1] for c in calls if c[0] == "weights"} == weights
+    assert {c[2] for c in calls if c[0] == "weights"} == {"1"}  # offline while checking: nothing downloads
+    assert not any(c[0] == "anomalyclip" for c in calls)  # optional: only --download fetches it
+    calls.clear()
+    preflight.preflight(params, tmp_path, download=True)  # fetches what is missing, then all is there
+    assert {c[1] for c in calls if c[0] == "data" and c[2]} == datasets
+    assert {c[1] for c in calls if c[0] == "weights" and c[2] is None} == weights  # online only to download
+    assert [c for c in calls if c[0] == "anomalyclip"] == [("anomalyclip", None, 1)]
+    assert os.environ.get(preflight.OFFLINE_VAR) is None  # the offline switch is put back
+    calls.clear()
+    preflight.preflight(params, tmp_path, download=True)  # all there now: nothing more to download
+    assert {c[2] for c in calls if c[0] == "data"} == {False} and {c[2] for c in calls if c[0] == "weights"} == {"1"}
 
 
-def test_a_failed_download_is_one_clear_message(tmp_path, monkeypatch) -> None:
+def test_the_settings_a_notebook_names_bring_their_datasets(tmp_path, monkeypatch) -> None:
+    params = [
+        {
+            "SETTINGS": ["cifar10-6", "mine-2"],
+            "CUSTOM_SETTINGS": {"mine-2": {"dataset": "imagefolder:/x", "trials": [["a", "b"]]}},
+        },
+        {"FIG4_SETTING": "cifar100-20", "DATASETS": []},
+        {"EFFICIENCY_SETTING": "tinyimagenet-20", "OBJECT_AWARE_DATASETS": ["cifar10"], "BACKBONE_DATASETS": []},
+    ]
+    needs = preflight._needs(params, ["03.ipynb", "04.ipynb", "05.ipynb"])
+    assert needs.datasets == {
+        "cifar10": "SETTINGS of 03.ipynb",
+        "imagefolder:/x": "SETTINGS of 03.ipynb",
+        "cifar100": "FIG4_SETTING of 04.ipynb",
+        "tinyimagenet": "EFFICIENCY_SETTING of 05.ipynb",
+    }
+    assert needs.problems == [] and needs.encoders == []
+    import bliss_utils.datasets.images as datasets_module
+
+    loaded = []
+    monkeypatch.setattr(datasets_module, "load_dataset", lambda name, split, **kw: loaded.append(name))
+    preflight.preflight(params, tmp_path)
+    assert set(loaded) == {"cifar10", "imagefolder:/x", "cifar100", "tinyimagenet"}
+
+
+def test_a_setting_of_no_known_dataset_is_a_preflight_problem_naming_the_parameter(tmp_path, monkeypatch) -> None:
+    import bliss_utils.datasets.images as datasets_module
+
+    real = datasets_module.load_dataset  # refuses an unknown name before reading anything
+    monkeypatch.setattr(
+        datasets_module, "load_dataset", lambda name, split, **kw: real(name, split) if "11" in name else 0
+    )
+    params = [
+        {"SETTINGS": ["cifar10-6", "mine-3"]},
+        {"FIG4_SETTING": "mine-2", "CUSTOM_SETTINGS": {"mine-2": {"dataset": "imagefolder:/x"}}},  # no trials
+        {"DATASETS": ["cifar11"]},
+    ]
+    with pytest.raises(preflight.PreflightError) as err:
+        preflight.preflight(
+            params, tmp_path, notebooks=["03_similarity_bias.ipynb", "04_main_results.ipynb", "05.ipynb"]
+        )
+    text = str(err.value)
+    assert "SETTINGS of 03_similarity_bias.ipynb names setting 'mine-3': unknown setting 'mine-3'" in text
+    assert "FIG4_SETTING of 04_main_results.ipynb names setting 'mine-2': CUSTOM_SETTINGS['mine-2'] must be" in text
+    assert "DATASETS of 05.ipynb names dataset 'cifar11': unknown dataset 'cifar11'" in text
+    assert "no known dataset or setting" in text and "missing" not in text.splitlines()[0]
+
+
+def test_a_failed_download_says_what_the_plain_preflight_says_and_the_url(tmp_path, monkeypatch) -> None:
     import urllib.error
 
     import bliss_utils.datasets.images as datasets_module
+    import bliss_utils.encoders as encoders_module
+    from bliss_utils.encoders import WeightsNotFoundError
+
+    real_load_dataset = datasets_module.load_dataset
 
     def offline(name, split, root=None, download=False):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+        if download:  # the plain check runs first, without download
+            raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+        return real_load_dataset(name, split, root=root)
+
+    def no_weights(name, **kw):
+        if not os.environ.get(preflight.OFFLINE_VAR):
+            raise WeightsNotFoundError(f"weights for {name} not found: download failed (no network).\nFetch: ...")
+        raise WeightsNotFoundError(f"weights for {name} not found.\nFetch: https://dl.example.org/{name}.pt\nput it")
 
     monkeypatch.setattr(datasets_module, "load_dataset", offline)
-    with pytest.raises(reproduce.PreflightError) as err:
-        reproduce.preflight([{"DATASETS": ["cifar10"]}], tmp_path, download=True)
+    monkeypatch.setattr(encoders_module, "load_encoder", no_weights)
+    params = [{"DATASETS": ["cifar10"], "ENCODER": "slip-vit-b16"}]
+    with pytest.raises(preflight.PreflightError) as plain:
+        preflight.preflight(params, tmp_path, download=False)
+    monkeypatch.setattr(preflight, "network_reachable", lambda urls, timeout=3.0: True)  # online, yet it fails
+    with pytest.raises(preflight.PreflightError) as err:
+        preflight.preflight(params, tmp_path, download=True)
+    text, url = str(err.value), datasets_module.CIFAR_FILES["cifar10"].url
+    plain_lines = [line for line in str(plain.value).splitlines() if line.startswith("- ")]
+    assert len(plain_lines) == 2 and all(line in text.splitlines() for line in plain_lines)
+    assert f"the download of {url} failed: <urlopen error [Errno -3] Temporary failure" in text
+    assert (
+        "the download of https://dl.example.org/slip-vit-b16.pt failed: weights for slip-vit-b16 not found: download "
+        "failed (no network)." in text
+    )
+    assert str(tmp_path) in text and "--smoke" in text and "offline" not in text
+
+
+def test_download_without_network_says_offline_and_tries_nothing(tmp_path, monkeypatch) -> None:
+    from bliss_utils.encoders import anomalyclip_prompts
+
+    calls, asked = [], []
+    fake_disk(monkeypatch, calls)
+    monkeypatch.setattr(anomalyclip_prompts, "checkpoint_or_none", lambda weights=None: None)
+    monkeypatch.setattr(anomalyclip_prompts, "download_checkpoint", lambda dest=None: calls.append(("anomalyclip",)))
+    monkeypatch.setattr(preflight, "network_reachable", lambda urls, timeout=3.0: asked.append(urls) or False)
+    params = [{"DATASETS": ["cifar10", "imagefolder:/nowhere"], "ENCODER": "blip", "RELATED": ["anomalyclip"]}]
+    with pytest.raises(preflight.PreflightError) as err:
+        preflight.preflight(params, tmp_path, download=True)
     text = str(err.value)
-    assert "cifar10" in text and "download failed" in text and "--smoke" in text and str(tmp_path) in text
+    assert not [
+        c for c in calls if c[0] == "anomalyclip" or (c[0] == "data" and c[2]) or (c[0] == "weights" and not c[2])
+    ]
+    assert len(asked) == 1 and "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in asked[0]
+    for url in asked[0]:
+        assert f"download: {url} (not tried: offline)" in text
+    assert "- dataset cifar10: cifar10 not found" in text and "- dataset imagefolder:/nowhere:" in text
+    assert "- weights of blip: weights for blip not found." in text and "AnomalyCLIP's prompt checkpoint" in text
+    assert text.count("appears to be offline") == 1 and "www.cs.toronto.edu, huggingface.co, github.com" in text
+
+
+def test_network_reachable_is_quick_and_true_when_any_host_answers(monkeypatch) -> None:
+    import socket
+    import time
+
+    class Connection:
+        def close(self) -> None:
+            pass
+
+    def connect(endpoint, timeout=None):
+        if endpoint[0] == "hangs.example":
+            time.sleep(5)  # a DNS lookup that never comes back
+        if endpoint[0] != "up.example":
+            raise OSError("no route")
+        return Connection()
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    assert REAL_NETWORK_REACHABLE(["https://up.example/x", "https://hangs.example/y"], timeout=2.0)
+    started = time.monotonic()
+    assert not REAL_NETWORK_REACHABLE(["https://down.example/x", "https://hangs.example/y"], timeout=0.3)
+    assert time.monotonic() - started < 1.5
+    started = time.monotonic()
+    assert not REAL_NETWORK_REACHABLE(["http://down.example/x"])  # refused at once: no waiting out the timeout
+    assert time.monotonic() - started < 1.0
+    assert preflight._endpoint("http://cs231n.stanford.edu/t.zip") == ("cs231n.stanford.edu", 80)
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    assert preflight._endpoint("https://huggingface.co/x") == ("proxy.example", 3128)  # downloads go through it
 
 
 @pytest.mark.slow
 def test_reproduce_stops_at_once_without_data(tmp_path: Path) -> None:
-    proc = run_reproduce("--data-root", str(tmp_path / "none"), "--output-dir", str(tmp_path / "o"))
+    env = {k: v for k, v in os.environ.items() if k not in ("BLISS_WEIGHTS_DIR", "BLISS_OFFLINE")}
+    env.update(
+        BLISS_WEIGHTS_DIR=str(tmp_path / "no-weights"), TORCH_HOME=str(tmp_path / "torch"), HF_HOME=str(tmp_path / "hf")
+    )
+    proc = run_reproduce("--data-root", str(tmp_path / "none"), "--output-dir", str(tmp_path / "o"), env=env)
     assert proc.returncode == 1
-    assert "missing datasets" in proc.stderr and "cifar10" in proc.stderr and "--smoke" in proc.stderr
+    assert "missing datasets and weights" in proc.stderr and "--smoke" in proc.stderr  # one round names both
+    assert all(f"dataset {d}:" in proc.stderr for d in ("cifar10", "cifar100", "tinyimagenet"))
+    assert "weights of clip-vit-b16" in proc.stderr and "Retrying" not in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o" / "results" / "executed").exists(), "no notebook may run when the preflight fails"
 
@@ -169,11 +343,12 @@ def test_download_fetches_the_anomalyclip_checkpoint_only_when_its_row_is_asked_
     monkeypatch.setattr(encoders_module, "load_encoder", lambda name, **kw: None)
     monkeypatch.setattr(anomalyclip_prompts, "checkpoint_or_none", lambda weights=None: None)
     monkeypatch.setattr(anomalyclip_prompts, "download_checkpoint", lambda dest=None: fetched.append(dest))
-    reproduce.preflight([{"RELATED": ["ssd"]}], tmp_path, download=True)
+    monkeypatch.setattr(preflight, "network_reachable", lambda urls, timeout=3.0: True)
+    preflight.preflight([{"RELATED": ["ssd"]}], tmp_path, download=True)
     assert fetched == []
-    reproduce.preflight([{"RELATED": ["anomalyclip"]}], tmp_path, download=False)
+    preflight.preflight([{"RELATED": ["anomalyclip"]}], tmp_path, download=False)
     assert fetched == []  # offline: the notebook reports the row as not run instead
-    reproduce.preflight([{"RELATED": ["anomalyclip"]}], tmp_path, download=True)
+    preflight.preflight([{"RELATED": ["anomalyclip"]}], tmp_path, download=True)
     assert fetched == [None]
 
 

@@ -4,9 +4,9 @@ The notebooks' ``parameters`` cells hold the paper's settings; ``--smoke`` injec
 ``notebooks/smoke.json`` (the one place smoke settings live) and generates the small datasets they read;
 ``--rehearsal`` does the same with ``notebooks/rehearsal.json``: the paper's settings on generated data of the real
 sizes, with cheap stand-ins at the real encoders' dimensions, to measure time and memory. Before any notebook runs, a
-preflight checks that the datasets and weights the notebooks name are there. Each notebook runs in its own short-lived
-process (``bliss_utils.running.notebook``), so its kernel's peak memory is measured alone; ``results/run_times.csv``
-records each notebook's wall time and peak as it finishes.
+preflight (``bliss_utils.running.preflight``) checks that the datasets and weights the notebooks name are there.
+Each notebook runs in its own short-lived process (``bliss_utils.running.notebook``), so its kernel's peak memory is
+measured alone; ``results/run_times.csv`` records each notebook's wall time and peak as it finishes.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 
 from bliss_utils._io import atomic_write_text
 from bliss_utils.config import data_dir, find_project_root, output_dirs
+from bliss_utils.running import preflight
 
 EPILOG = """\
 examples:
@@ -41,17 +42,9 @@ results/), executed notebooks to <results>/executed/, each notebook's time and p
 """
 FIRST_YOUR_DATA = 7  # notebooks from 07 on take the user's own data: not part of the paper's run
 STAND_INS_VAR = "BLISS_STAND_INS"  # set for the kernels reproduce starts: it injected the stand-in values itself
-OFFLINE_VAR = "BLISS_OFFLINE"  # read by bliss_utils.encoders at call time: use local weights only
 # the stand-in modes and the one file each keeps its injected settings in (notebooks/)
 MODE_FILES = {"smoke": "smoke.json", "rehearsal": "rehearsal.json"}
 GENERATED_MARKER = "BLISS_GENERATED_DATA.json"  # in a folder of generated data: the sizes it was made with
-# parameters the preflight reads to know which datasets and encoders the notebooks need
-_DATASET_KEYS = ("DATASETS", "DATASET")
-_ENCODER_KEYS = ("ENCODER", "IMAGE_ENCODER", "BACKBONES")
-
-
-class PreflightError(FileNotFoundError):
-    """Datasets or weights the notebooks need are missing (the message says what to fetch and where to put it)."""
 
 
 def notebook_paths(root: Path | None = None) -> list[Path]:
@@ -122,73 +115,6 @@ def declared_parameters(path: Path) -> dict[str, Any]:
     import papermill as pm
 
     return {name: ast.literal_eval(info["default"]) for name, info in pm.inspect_notebook(str(path)).items()}
-
-
-def _needs(params: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
-    def named(keys: tuple[str, ...]) -> list[str]:
-        values = [p.get(key) or [] for p in params for key in keys]
-        return [v for v in dict.fromkeys(v for vs in values for v in ([vs] if isinstance(vs, str) else vs)) if v]
-
-    return named(_DATASET_KEYS), named(_ENCODER_KEYS)
-
-
-def _stop(what: str, problems: list[str]) -> PreflightError:
-    hint = "Without network or data, `python -m bliss_utils reproduce --smoke` runs the pipeline on generated data."
-    return PreflightError(f"missing {what}; fetch them, then run again:\n" + "\n".join(problems) + f"\n{hint}")
-
-
-def preflight(params: Sequence[Mapping[str, Any]], data_root: Path, download: bool = False) -> None:
-    """Raise :class:`PreflightError` naming every missing dataset, then every missing weights file.
-
-    With ``download`` the missing ones are fetched instead; a failed download (no network) is reported the same way.
-    """
-    from bliss_utils.datasets.images import DatasetNotFoundError, load_dataset
-    from bliss_utils.encoders import WeightsNotFoundError, load_encoder
-
-    datasets, encoders = _needs(params)
-    problems = []
-    for dataset in datasets:
-        try:
-            for split in ("train", "test"):
-                load_dataset(dataset, split, root=data_root, download=download)
-        except DatasetNotFoundError as err:
-            problems.append(f"- dataset {dataset}: {err}")
-        except OSError as err:  # urllib's URLError and socket errors are OSErrors: the download failed
-            problems.append(
-                f"- dataset {dataset}: the download failed ({err}); fetch it by hand: "
-                f"see docs/data.md, and put it under {data_root}"
-            )
-    if problems:  # stop before loading any model: these are quick to report
-        raise _stop("datasets", problems)
-    if download and any("anomalyclip" in (p.get("RELATED") or []) for p in params):
-        from bliss_utils.encoders import anomalyclip_prompts
-
-        try:  # optional: without it the AnomalyCLIP row says "not run: checkpoint missing"
-            if anomalyclip_prompts.checkpoint_or_none() is None:
-                anomalyclip_prompts.download_checkpoint()
-        except (OSError, ValueError) as err:
-            problems.append(
-                f"- AnomalyCLIP's prompt checkpoint: the download failed ({err}); "
-                f"fetch {anomalyclip_prompts.CHECKPOINT_URL} into {anomalyclip_prompts.checkpoint_location()}"
-            )
-    previous = os.environ.get(OFFLINE_VAR)
-    if not download:  # offline while checking: a missing file is reported at once instead of after the hub's retries
-        os.environ[OFFLINE_VAR] = "1"
-    try:
-        for name in encoders:
-            try:
-                load_encoder(name, device="cpu")
-            except WeightsNotFoundError as err:
-                problems.append(f"- weights of {name}: {err}")
-            except OSError as err:
-                problems.append(f"- weights of {name}: the download failed ({err}); see docs/backbones.md")
-    finally:
-        if previous is None:
-            os.environ.pop(OFFLINE_VAR, None)
-        else:
-            os.environ[OFFLINE_VAR] = previous
-    if problems:
-        raise _stop("weights", problems)
 
 
 # the help of each option too long to share a line with its add_argument call, in the order --help lists them
@@ -408,7 +334,8 @@ def run(args: argparse.Namespace) -> int:
     params = {p: declared_parameters(p) for p in paths}  # papermill reads each notebook once
     inject = _injections(params, stand_in, overrides, [item.partition("=")[0] for item in args.set])
     if not args.skip_preflight:
-        preflight([{**params[p], **inject[p]} for p in paths], data_root, download=args.download)
+        merged = [{**params[p], **inject[p]} for p in paths]  # the values the notebooks will run with
+        preflight.preflight(merged, data_root, download=args.download, notebooks=[p.name for p in paths])
     figures, results = output_dirs(args.output_dir)
     _say(f"reproduce: {len(paths)} notebooks, mode {MODE_LABELS.get(mode, mode)}")
     started_all = time.perf_counter()
