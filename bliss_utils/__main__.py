@@ -93,19 +93,19 @@ def parse_preprocess(values: Sequence[str] | None) -> str | dict[str, str] | Non
     return bare[0] if bare else pairs
 
 
-def _load_encoder(args: argparse.Namespace) -> Any:
-    from bliss_utils.encoders import load_encoder, preprocess_for
-
-    preprocess = preprocess_for(args.encoder, parse_preprocess(args.preprocess))
-    return load_encoder(args.encoder, device=args.device, weights=args.weights, preprocess=preprocess)
+def _encoder(args: argparse.Namespace) -> Any:
+    """What embed hands the cache: the encoder's name, so the model is built on a cache miss only."""
+    return args.encoder
 
 
 def _run_embed(args: argparse.Namespace) -> int:
+    from bliss_utils.cache.identity import cache_root
     from bliss_utils.datasets.images import load_dataset
     from bliss_utils.datasets.prompts import PAPER_TEMPLATE
-    from bliss_utils.embeddings import image_cache_path, image_embeddings, text_embeddings
+    from bliss_utils.embeddings import image_embeddings, text_embeddings
 
-    encoder = _load_encoder(args)
+    encoder, name, folder = _encoder(args), args.encoder, cache_root(args.cache_dir)
+    how = {"weights": args.weights, "preprocess": parse_preprocess(args.preprocess) or "default", "device": args.device}
     splits = ("train", "test") if args.split == "both" else (args.split,)
     class_names = None
     sizes = {"batch_size": args.batch_size, "shard_size": args.shard_size, "num_workers": args.num_workers}
@@ -114,17 +114,17 @@ def _run_embed(args: argparse.Namespace) -> int:
             args.dataset, split, root=args.root, download=args.download, skip_bad_images=args.skip_bad_images
         )
         class_names = ds.class_names
-        emb, labels = image_embeddings(encoder, ds, cache_dir=args.cache_dir, progress=not args.no_progress, **sizes)
-        path = image_cache_path(encoder, ds, args.cache_dir)
-        print(f"{encoder.name} {ds.name}/{split}: {emb.shape[0]} images x {emb.shape[1]} dims -> {path}")
+        progress = not args.no_progress
+        emb, _ = image_embeddings(encoder, ds, cache_dir=args.cache_dir, progress=progress, **sizes, **how)
+        print(f"{name} {ds.name}/{split}: {emb.shape[0]} images x {emb.shape[1]} dims, cached in {folder}")
     if args.texts:
         from bliss_utils.datasets.dictionaries import load_dictionary
 
         template = args.template or PAPER_TEMPLATE
-        classes = text_embeddings(encoder, class_names, template, cache_dir=args.cache_dir)
+        classes = text_embeddings(encoder, class_names, template, cache_dir=args.cache_dir, **how)
         entries = load_dictionary(args.dictionary, size=args.dictionary_size)
-        words = text_embeddings(encoder, entries, template, cache_dir=args.cache_dir)
-        print(f"{encoder.name} texts: {classes.shape[0]} class names, {words.shape[0]} {args.dictionary} entries")
+        words = text_embeddings(encoder, entries, template, cache_dir=args.cache_dir, **how)
+        print(f"{name} texts: {classes.shape[0]} class names, {words.shape[0]} {args.dictionary} entries")
     return 0
 
 

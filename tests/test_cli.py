@@ -41,7 +41,7 @@ def test_embed_run_with_fake_encoder_fills_the_cache(fake_data, tmp_path, monkey
         encoders.append(FakeEncoder())
         return encoders[-1]
 
-    monkeypatch.setattr(cli, "_load_encoder", fake_loader)
+    monkeypatch.setattr(cli, "_encoder", fake_loader)
     argv = [
         "embed",
         "--encoder",
@@ -74,7 +74,7 @@ def test_embed_run_with_fake_encoder_fills_the_cache(fake_data, tmp_path, monkey
 
 
 def test_embed_missing_data_is_one_clear_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "_load_encoder", lambda args: FakeEncoder())
+    monkeypatch.setattr(cli, "_encoder", lambda args: FakeEncoder())
     status = cli.main(
         ["embed", "--encoder", "fake", "--dataset", "cifar10", "--split", "train", "--root", str(tmp_path)]
     )
@@ -84,7 +84,7 @@ def test_embed_missing_data_is_one_clear_error(tmp_path, monkeypatch, capsys):
         cli.main(["embed", "--encoder", "fake", "--dataset", "cifar10", "--batch-size", "0"])
 
 
-def test_embed_with_tiny_clip(fake_data, tmp_path, capsys):
+def test_embed_with_tiny_clip(fake_data, tmp_path, capsys, monkeypatch):
     pytest.importorskip("open_clip")
     argv = [
         "embed",
@@ -125,6 +125,13 @@ def test_embed_with_tiny_clip(fake_data, tmp_path, capsys):
         encoder, ds, cache_dir=tmp_path / "workers", num_workers=1, batch_size=8, progress=False
     )
     np.testing.assert_allclose(workers, emb, atol=1e-5)
+    # a second run is a cache hit: it builds no model
+    from bliss_utils import encoders
+    from bliss_utils.cache import request
+
+    monkeypatch.setattr(request, "_MODELS", {})
+    monkeypatch.setattr(encoders, "load_encoder", lambda *a, **k: pytest.fail("embed built a model on a cache hit"))
+    assert cli.main(argv) == 0 and "tiny-clip tinyimagenet/test: 20 images x" in capsys.readouterr().out
 
 
 def test_preprocess_option_per_encoder():
