@@ -32,3 +32,19 @@ def test_mean_cosines_on_orthogonal_vectors() -> None:
     assert out["image_image"] == pytest.approx(1 / 3)  # one identical pair out of three
     assert out["image_own_text"] == pytest.approx(2 / 3)
     assert out["text_dictionary"] == pytest.approx(0.25)
+
+
+def test_error_similarity_correlation_is_spearman_and_undefined_without_errors() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from bliss_utils.evaluation import analysis
+
+    table = pd.DataFrame({"quantile": [1, 2, 3, 4], "fn_share": [0.1, 0.2, 0.3, 0.4], "fp_share": [0.4, 0.3, 0.0, 0.3]})
+    rho = analysis.error_similarity_correlation(table)
+    assert rho["spearman_fn"] == pytest.approx(1.0)
+    # fp ranks 4, 2.5, 1, 2.5 against 1..4: Pearson of the ranks
+    ranks = np.array([4, 2.5, 1, 2.5])
+    assert rho["spearman_fp"] == pytest.approx(np.corrcoef([1, 2, 3, 4], ranks)[0, 1])
+    none = analysis.error_similarity_correlation(table.assign(fn_share=0.0))
+    assert np.isnan(none["spearman_fn"]) and none["spearman_fp"] == rho["spearman_fp"]

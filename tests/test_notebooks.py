@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,9 +15,7 @@ import nbclient
 import nbformat
 import pandas as pd
 import pytest
-from test_encoder_plugins import PLUGIN
 
-from bliss_utils.datasets.synthetic import make_fake_imagefolder
 from bliss_utils.running import reproduce
 from bliss_utils.running.session import SHARED
 from bliss_utils.scores import methods
@@ -293,39 +290,3 @@ def test_your_data_scores_every_test_image_with_the_words_behind_it(smoke_run: P
     assert all(len(n.split("; ")) == 10 for n in rows["nearest_entries"])  # K = 10 entries each
     metrics = pd.read_csv(smoke_run / "out" / "results" / "your_data_metrics.csv").set_index("method")
     assert metrics.loc["bliss", "auroc"] > 75  # the stand-in's towers agree: BLISS must beat chance here too
-
-
-def _your_folder(root: Path, labelled: bool) -> Path:
-    """Three classes; tiger has no training images (the anomaly); unlabelled: test/ holds the images directly."""
-    make_fake_imagefolder(root, ["apple", "rose", "tiger"], n_per_class=6)
-    shutil.rmtree(root / "train" / "tiger")
-    if not labelled:
-        for p in sorted((root / "test").rglob("*.png")):
-            p.rename(root / "test" / f"{p.parent.name}-{p.name}")
-        for d in [d for d in (root / "test").iterdir() if d.is_dir()]:
-            d.rmdir()
-    return root
-
-
-@pytest.mark.notebooks
-@pytest.mark.slow
-@pytest.mark.parametrize("labelled", [True, False], ids=["labelled", "unlabelled"])
-def test_your_data_runs_on_a_users_folder_with_the_users_own_encoder(tmp_path: Path, labelled: bool) -> None:
-    folder, out = _your_folder(tmp_path / "photos", labelled), tmp_path / "out"
-    (tmp_path / "my_encoders.py").write_text(PLUGIN)  # registered in the user's module, reached via $BLISS_PLUGINS
-    env = {**os.environ, methods.PLUGINS_VAR: str(tmp_path / "my_encoders.py")}
-    env.pop(reproduce.STAND_INS_VAR, None)
-    given = {"DATASET": f"imagefolder:{folder}", "ENCODER": "my-projection", "CLASS_NAMES": {"apple": "green apple"}}
-    given |= {"DICTIONARY_SIZE": 64, "METHODS": ["bliss", "dn2"], "N_QUANTILES": 3, "OUTPUT_DIR": str(out)}
-    given |= {"CACHE_DIR": str(tmp_path / "cache")}
-    yaml = [a for k, v in given.items() for a in ("-y", json.dumps({k: v}))]
-    notebook, executed = ROOT / "notebooks" / "07_your_data.ipynb", str(tmp_path / "07.ipynb")
-    run = subprocess.run(
-        [sys.executable, "-m", "papermill", str(notebook), executed, *yaml], env=env, capture_output=True
-    )
-    assert run.returncode == 0, run.stderr.decode()[-3000:]
-    rows = pd.read_csv(out / "results" / "your_data_scores.csv", keep_default_na=False)
-    assert len(rows) == 18 and {"score_bliss", "score_dn2", "ic", "et", "nearest_entries"} <= set(rows.columns)
-    assert set(rows["label"]) == ({"green apple", "rose", "tiger"} if labelled else {""})
-    assert (out / "figures" / "your_data_gallery_bliss.png").is_file()
-    assert (out / "results" / "your_data_metrics.csv").is_file() == labelled

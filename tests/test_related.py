@@ -198,7 +198,7 @@ def test_cmle_refuses_bad_settings():
         SSDCMLE(supcon_weight=0.0).fit(z, y, None, texts)
     with pytest.raises(ValueError, match="needs dictionary_embeddings"):
         SSDCMLE().fit(z, y, texts, None)
-    with pytest.raises(ValueError, match="distinct captions"):
+    with pytest.raises(ValueError, match="1 distinct class_text captions among 20 training images"):
         SSDCMLE(captions="class_text").fit(z, y, texts, None).score_samples(z, [0])
     with pytest.raises(ValueError, match="device must be None or a torch device"):
         SSDCMLE(device="gpu0").fit(z, y, None, texts)

@@ -207,6 +207,7 @@ def error_similarity_correlation(table: pd.DataFrame) -> dict[str, float]:
     """Spearman correlation of quantile index with FN and FP share (Fig. 3's claim: FN rises, FP falls)."""
     from scipy.stats import spearmanr
 
-    fn = spearmanr(table["quantile"], table["fn_share"]).statistic
-    fp = spearmanr(table["quantile"], table["fp_share"]).statistic
-    return {"spearman_fn": float(fn), "spearman_fp": float(fp)}
+    def rho(share: pd.Series) -> float:  # undefined (NaN) when the share is constant, e.g. no errors at all
+        return float(spearmanr(table["quantile"], share).statistic) if share.nunique() > 1 else float("nan")
+
+    return {"spearman_fn": rho(table["fn_share"]), "spearman_fp": rho(table["fp_share"])}

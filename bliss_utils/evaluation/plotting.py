@@ -176,6 +176,8 @@ def plot_error_quantiles(ax: Any, table: Any, ylabel: bool = True, legend: bool 
     sns.barplot(long, x="quantile", y="share", hue="error", palette=[BLUE, ORANGE], ax=ax, legend=legend)
     ax.set_xlabel("dictionary-similarity quantile (low to high)")
     ax.set_ylabel("share of errors" if ylabel else "")
+    if not long["share"].any():  # an empty panel would read as a drawing fault
+        ax.text(0.5, 0.5, "no errors", transform=ax.transAxes, ha="center", va="center", color="grey")
     _untitled_legend(ax)
 
 

@@ -255,9 +255,11 @@ class SSDCMLE(ImageScorer):
         y = self._captions(z, own)
         n_distinct = np.unique(np.round(y, 12), axis=0).shape[0]
         if n_distinct < self.n_clusters:
+            fix = "give more training images" if self.captions == "dictionary" else "use captions='dictionary'"
             raise ValueError(
-                f"{n_distinct} distinct captions for n_clusters={self.n_clusters}: lower n_clusters or use "
-                "captions='dictionary' (class texts give one caption per normal class)"
+                f"SSD+CMLE: {n_distinct} distinct {self.captions} captions among {len(z)} training images, fewer than "
+                f"n_clusters={self.n_clusters}: lower n_clusters (e.g. BASELINE_PARAMS={{'ssd-cmle': {{'n_clusters': "
+                f"{max(n_distinct, 1)}}}}}) or {fix}"
             )
         gmm = mixture.GaussianMixture(self.n_clusters, covariance_type="diag", random_state=self.random_state)
         clusters = gmm.fit_predict(y)
