@@ -40,10 +40,8 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 def _sha(*parts: bytes) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part)
-    return h.hexdigest()[:16]
+    # joining one part returns it as is (no copy of a large array's bytes)
+    return hashlib.sha256(b"".join(parts)).hexdigest()[:16]
 
 
 class ImageDataset:
@@ -240,10 +238,8 @@ def _cifar_folder(name: str, root: Path, download: bool) -> Path:
     folder = root / layout.folder
     needed = [*layout.train, *layout.test, layout.meta]
     if download and any(not (folder / f).is_file() for f in needed):
-        from torchvision.datasets import CIFAR10, CIFAR100
-
         root.mkdir(parents=True, exist_ok=True)
-        (CIFAR10 if name == "cifar10" else CIFAR100)(str(root), train=True, download=True)
+        _cifar_class(name, synthetic=False)(str(root), train=True, download=True)
     missing = [f for f in needed if not (folder / f).is_file()]
     if missing:
         raise DatasetNotFoundError(
@@ -318,29 +314,21 @@ def _load_tinyimagenet(split: str, root: Path, download: bool) -> ImageDataset:
     known = dict(tinyimagenet_classes())
     extra = _words(folder)
     names = [paper_tinyimagenet_label(known[w]) if w in known else extra.get(w) or w for w in wnids]
-    index = {w: i for i, w in enumerate(wnids)}
-    paths: list[Path] = []
-    labels: list[int] = []
     if split == "train":
-        for wnid in wnids:
-            files = _image_files(folder / "train" / wnid / "images", "*")
-            if not files:
-                raise _tiny_missing(folder, f"no training images in {folder / 'train' / wnid / 'images'}")
-            paths += files
-            labels += [index[wnid]] * len(files)
+        per_class = [_image_files(folder / "train" / wnid / "images", "*") for wnid in wnids]
+        if empty := [wnid for wnid, files in zip(wnids, per_class) if not files]:
+            raise _tiny_missing(folder, f"no training images in {folder / 'train' / empty[0] / 'images'}")
+        paths, labels = _by_class(per_class)
     else:
         # TinyImageNet's own test split has no labels: the paper's test split is the official validation split
         annotations = folder / "val" / "val_annotations.txt"
         if not annotations.is_file():
             raise _tiny_missing(folder, f"{annotations} does not exist")
-        for line in annotations.read_text().splitlines():
-            fields = line.split("\t")
-            if len(fields) < 2:
-                continue
-            if fields[1] not in index:
-                raise ValueError(f"{annotations}: wnid {fields[1]!r} of {fields[0]} is not listed in wnids.txt")
-            paths.append(folder / "val" / "images" / fields[0])
-            labels.append(index[fields[1]])
+        index = {w: i for i, w in enumerate(wnids)}
+        rows = [fields for line in annotations.read_text().splitlines() if len(fields := line.split("\t")) >= 2]
+        if unknown := [fields for fields in rows if fields[1] not in index]:
+            raise ValueError(f"{annotations}: wnid {unknown[0][1]!r} of {unknown[0][0]} is not listed in wnids.txt")
+        paths, labels = [folder / "val" / "images" / f[0] for f in rows], [index[f[1]] for f in rows]
         absent = [p for p in paths if not p.is_file()]
         if absent or not paths:
             raise _tiny_missing(folder, f"{len(absent)} validation images listed in {annotations} are missing")
@@ -351,7 +339,8 @@ def _load_tinyimagenet(split: str, root: Path, download: bool) -> ImageDataset:
 
 
 def _image_files(folder: Path, pattern: str) -> list[Path]:
-    return sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS)
+    # none in a folder that is absent (a class folder of the other split only) or not a folder
+    return sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
 
 
 def _other_files(folder: Path) -> list[Path]:
@@ -364,16 +353,6 @@ def _class_dirs(folder: Path) -> list[str]:
     return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def _split_dirs(path: Path) -> list[Path]:
-    dirs = [path / s for s in SPLITS if (path / s).is_dir()]
-    if not dirs:
-        raise DatasetNotFoundError(
-            f"image folder {path} has no train/ or test/ subfolder: lay it out as {path}/train/<class>/<image> and "
-            f"{path}/test/<class>/<image>"
-        )
-    return dirs
-
-
 def _folder_classes(path: Path) -> tuple[list[str], list[str]]:
     """Return (cleaned class names, folder names): the sorted union of the class folders of every split."""
     if not path.is_dir():
@@ -381,7 +360,13 @@ def _folder_classes(path: Path) -> tuple[list[str], list[str]]:
             f"image folder {path} does not exist: put the images at {path}/train/<class>/<image> and "
             f"{path}/test/<class>/<image> (or, unlabelled, {path}/test/<image>)"
         )
-    folders = sorted(set().union(*(_class_dirs(d) for d in _split_dirs(path))))
+    dirs = [path / s for s in SPLITS if (path / s).is_dir()]
+    if not dirs:
+        raise DatasetNotFoundError(
+            f"image folder {path} has no train/ or test/ subfolder: lay it out as {path}/train/<class>/<image> and "
+            f"{path}/test/<class>/<image>"
+        )
+    folders = sorted(set().union(*(_class_dirs(d) for d in dirs)))
     return [clean_label(f) for f in folders], folders
 
 
@@ -393,7 +378,8 @@ def _load_imagefolder(spec: str, split: str) -> ImageDataset:
         raise DatasetNotFoundError(
             f"image folder {path} has no {split}/ subfolder (expected {split_dir}/<class>/<image>)"
         )
-    paths, labels = _labelled_files(split_dir, folders)
+    # the images of each class folder (any depth), labelled by the folder's index
+    paths, labels = _by_class([_image_files(split_dir / f, "**/*") for f in folders])
     loose = _image_files(split_dir, "*")
     if not paths and loose and split == "test":  # a flat folder: test images without labels
         paths, labels = loose, [UNLABELLED] * len(loose)
@@ -407,16 +393,9 @@ def _load_imagefolder(spec: str, split: str) -> ImageDataset:
     return ImageDataset(f"imagefolder:{path}", split, names, labels, paths=paths, base=path)
 
 
-def _labelled_files(split_dir: Path, folders: list[str]) -> tuple[list[Path], list[int]]:
-    """The images of each class folder under ``split_dir`` (any depth), labelled by the folder's index."""
-    paths: list[Path] = []
-    labels: list[int] = []
-    for i, folder in enumerate(folders):
-        if (split_dir / folder).is_dir():
-            files = _image_files(split_dir / folder, "**/*")
-            paths += files
-            labels += [i] * len(files)
-    return paths, labels
+def _by_class(per_class: list[list[Path]]) -> tuple[list[Path], list[int]]:
+    """The files of each class in turn, each labelled by its class's index."""
+    return [p for files in per_class for p in files], [i for i, files in enumerate(per_class) for _ in files]
 
 
 def without_bad_images(ds: ImageDataset) -> ImageDataset:

@@ -52,9 +52,7 @@ def make_prompts(labels: Iterable[str], template: str = PAPER_TEMPLATE) -> list[
     ``class_names(dataset, names="clean")``) for the clean setup.
     """
     _check_template(template)
-    out = []
-    for label in labels:
-        if not isinstance(label, str) or not label.strip():
-            raise ValueError(f"a label must be a non-empty string; got {label!r}")
-        out.append(template.format(label))
-    return out
+    labels = list(labels)
+    if bad := [label for label in labels if not isinstance(label, str) or not label.strip()]:
+        raise ValueError(f"a label must be a non-empty string; got {bad[0]!r}")
+    return [template.format(label) for label in labels]

@@ -59,11 +59,6 @@ def _write_pickle(path: Path, obj: dict) -> None:
         pickle.dump(obj, f, protocol=2)
 
 
-def _mark(folder: Path, **info: object) -> None:
-    info = {"generator": "bliss_utils.datasets.synthetic", "version": GENERATOR_VERSION, **info}
-    (folder / SYNTHETIC_MARKER).write_text(json.dumps(info, indent=1))
-
-
 def _fresh_folder(folder: Path, **info: object) -> None:
     # a dataset generated before (other sizes, or cut short) is replaced whole: no image of it may linger among the
     # new ones; a folder without the marker may hold real data, which is never overwritten
@@ -75,7 +70,9 @@ def _fresh_folder(folder: Path, **info: object) -> None:
             )
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _mark(folder, **info)  # first, so that a generation cut short is still known as generated
+    # the marker first, so that a generation cut short is still known as generated
+    info = {"generator": "bliss_utils.datasets.synthetic", "version": GENERATOR_VERSION, **info}
+    (folder / SYNTHETIC_MARKER).write_text(json.dumps(info, indent=1))
 
 
 def _check_counts(**counts: int) -> None:
@@ -98,8 +95,7 @@ def make_fake_cifar(
     if name not in ("cifar10", "cifar100"):
         raise ValueError(f"name must be 'cifar10' or 'cifar100'; got {name!r}")
     names = class_names(name)
-    k = len(names)
-    train_y, test_y = _labels(k, n_train_per_class), _labels(k, n_test_per_class)
+    train_y, test_y = _labels(len(names), n_train_per_class), _labels(len(names), n_test_per_class)
     # CIFAR stores each image as 3072 bytes: the 1024 red, then green, then blue values, row-major
     pieces = chunked_images(np.concatenate([train_y, test_y]), names, 32, seed, chunk)
     flat = np.concatenate([np.empty((0, 3072), np.uint8), *(p.transpose(0, 3, 1, 2).reshape(-1, 3072) for p in pieces)])
@@ -178,12 +174,9 @@ def make_fake_tinyimagenet(
     # train images first, then val, in one stream of labels: the same images whatever the chunk boundaries
     targets = [train_dirs[c] / f"{wnids[c]}_{i // k}.JPEG" for i, c in enumerate(train_y)]
     targets += [val_images / f"val_{i}.JPEG" for i in range(len(val_y))]
-    labels = np.concatenate([train_y, val_y])
-    done = 0
-    for piece in chunked_images(labels, [label for _, label in classes], 64, seed, chunk):
-        for img, path in zip(piece, targets[done : done + len(piece)]):
-            Image.fromarray(img).save(path, format="JPEG", quality=90)
-        done += len(piece)
+    pieces = chunked_images(np.concatenate([train_y, val_y]), [label for _, label in classes], 64, seed, chunk)
+    for img, path in zip((img for piece in pieces for img in piece), targets, strict=True):
+        Image.fromarray(img).save(path, format="JPEG", quality=90)
     for c in range(k) if n_train_per_class else ():
         boxes = "".join(f"{wnids[c]}_{j}.JPEG\t0\t0\t63\t63\n" for j in range(n_train_per_class))
         (folder / "train" / wnids[c] / f"{wnids[c]}_boxes.txt").write_text(boxes)
