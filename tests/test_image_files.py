@@ -100,3 +100,21 @@ def test_a_flat_test_folder_is_unlabelled_and_class_names_can_be_given(folder, t
     with pytest.raises(ValueError, match=r"class names \['horse'\] are not classes of"):
         renamed(["cat", "dog"], {"horse": "a horse"})
     assert renamed(["T-shirt top", "bag"], {"T-shirt_top": "shirt"}) == ["shirt", "bag"]  # by its folder name
+
+
+def test_class_folders_in_any_script_match_the_names_you_type(tmp_path) -> None:
+    import unicodedata
+
+    from bliss_utils.datasets import splits
+
+    decomposed = unicodedata.normalize("NFD", "café")  # as macOS names a folder
+    make_fake_imagefolder(tmp_path / "f", ["кошка", "猫", decomposed], n_per_class=2)
+    name = f"imagefolder:{tmp_path / 'f'}"
+    train = load_dataset(name, "train")
+    assert train.class_names == ["café", "кошка", "猫"] and train.class_names[0] != decomposed  # composed (NFC)
+    data = load_embedding_set(
+        FakeEncoder(), name, dictionary=["a"], names={"café": "coffee", "猫": "cat"}, cache_dir=tmp_path
+    )
+    assert data.meta["class_names"] == ["coffee", "кошка", "cat"]
+    custom = {"mine-2": {"dataset": name, "trials": [[decomposed, "猫"], ["кошка", "café"]]}}
+    assert splits.setting_trials("mine-2", 0, custom) == [[0, 2], [0, 1]]

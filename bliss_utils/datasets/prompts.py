@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 # The authors' one prompt for class labels and dictionary entries alike ("a" even before a vowel).
@@ -21,10 +22,11 @@ ENSEMBLE_TEMPLATES += ["a {} in a video game.", "art of the {}.", "a photo of th
 
 
 def clean_label(label: str) -> str:
-    """The clean form of a label: underscores become spaces, whitespace runs collapse, ends are stripped."""
+    """The clean form of a label: Unicode NFC, underscores become spaces, whitespace runs collapse, ends stripped."""
     if not isinstance(label, str):
         raise ValueError(f"a label must be a string; got {type(label).__name__}: {label!r}")
-    cleaned = " ".join(label.replace("_", " ").split())
+    # NFC: a folder named on macOS (decomposed, NFD) matches the same name typed elsewhere (composed)
+    cleaned = " ".join(unicodedata.normalize("NFC", label).replace("_", " ").split())
     if not cleaned:
         raise ValueError(f"label {label!r} is empty after cleaning")
     return cleaned
