@@ -138,7 +138,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "reproduce",
         help="run every notebook in order (papermill) and write figures, tables and results/REPORT.md",
-        description="Run notebooks/00-06 headless with their own parameters (the paper's), or --smoke, or --rehearsal.",
+        description="Run the notebooks headless with their own parameters (the paper's: 00-06; 07 on your data with "
+        "--only 07), or --smoke (all of them), or --rehearsal.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
