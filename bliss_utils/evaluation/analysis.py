@@ -14,12 +14,8 @@ from bliss_utils._checks import as_embeddings, check_same_dim, l2_normalize
 from bliss_utils.evaluation.grid import few_shot_indices
 
 
-def _unit(x: np.ndarray, name: str) -> np.ndarray:
-    return l2_normalize(as_embeddings(x, name, dtype=np.float64), name)
-
-
 def _units(**arrays: np.ndarray) -> list[np.ndarray]:
-    out = {name: _unit(x, name) for name, x in arrays.items()}
+    out = {name: l2_normalize(as_embeddings(x, name, dtype=np.float64), name) for name, x in arrays.items()}
     check_same_dim(**out)
     return list(out.values())
 
@@ -36,8 +32,7 @@ def _labels(y: np.ndarray, n: int, name: str, n_texts: int | None = None) -> np.
 
 
 def _mean_offdiagonal(a: np.ndarray) -> float:
-    sims = a @ a.T
-    n = len(a)
+    sims, n = a @ a.T, len(a)
     if n < 2:
         return float("nan")
     return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
@@ -59,9 +54,7 @@ def mean_cosine_similarities(
     """
     z, t = _units(images=images, class_texts=class_texts)
     y = _labels(image_labels, len(z), "image_labels", len(t))
-    sub = (
-        slice(None) if len(z) <= max_images else np.sort(np.random.default_rng(seed).choice(len(z), max_images, False))
-    )
+    sub = np.sort(np.random.default_rng(seed).choice(len(z), max_images, False)) if len(z) > max_images else slice(None)
     sims = z @ t.T
     own = float(sims[np.arange(len(z)), y].mean())
     other_mask = np.ones_like(sims, dtype=bool)
@@ -167,8 +160,7 @@ def errors_by_quantile(
         raise ValueError("flagged and is_anomaly must be boolean arrays")
     if n_quantiles < 1 or n_quantiles > len(m):
         raise ValueError(f"n_quantiles must be between 1 and the number of samples ({len(m)}); got {n_quantiles}")
-    fn = a & ~flagged
-    fp = ~a & flagged
+    fn, fp = a & ~flagged, ~a & flagged
     order = np.argsort(m, kind="stable")
     parts = np.array_split(order, n_quantiles)
     out = pd.DataFrame({"quantile": range(1, n_quantiles + 1), "n": [len(idx) for idx in parts]})
@@ -193,12 +185,9 @@ def pooled_errors_by_quantile(
     share of anomalies, so as many are flagged as there are anomalies), then pool the trials' errors per quantile."""
     if len(scores_by_trial) != len(anomaly_by_trial) or not scores_by_trial:
         raise ValueError("give one score array and one is_anomaly array per trial (at least one trial)")
-    flagged, anomalous = [], []
-    for scores, is_anomaly in zip(scores_by_trial, anomaly_by_trial):
-        is_anomaly = np.asarray(is_anomaly, bool)
-        rate = flag_rate or float(is_anomaly.mean())
-        flagged.append(np.asarray(scores, float) > threshold_for_flag_rate(scores, rate))
-        anomalous.append(is_anomaly)
+    anomalous = [np.asarray(is_anomaly, bool) for is_anomaly in anomaly_by_trial]
+    rates = [flag_rate or float(is_anomaly.mean()) for is_anomaly in anomalous]  # 0: each trial's anomaly share
+    flagged = [np.asarray(s, float) > threshold_for_flag_rate(s, r) for s, r in zip(scores_by_trial, rates)]
     m = np.tile(np.asarray(mean_dict_sim, float).ravel(), len(scores_by_trial))
     return errors_by_quantile(m, np.concatenate(flagged), np.concatenate(anomalous), n_quantiles)
 

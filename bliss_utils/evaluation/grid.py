@@ -61,10 +61,8 @@ def few_shot_indices(labels: np.ndarray, n_shots: int, seed: int = 0) -> np.ndar
         raise ValueError(f"n_shots must be >= 1; got {n_shots}")
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
-    picked = []
-    for c in np.unique(labels):
-        rows = np.flatnonzero(labels == c)
-        picked.append(rows if rows.size <= n_shots else rng.choice(rows, n_shots, replace=False))
+    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    picked = [rows if rows.size <= n_shots else rng.choice(rows, n_shots, replace=False) for rows in by_class]
     return np.sort(np.concatenate(picked))
 
 
@@ -104,9 +102,8 @@ def _plan(method: str, data: EmbeddingSet, image: EmbeddingSet, sweeps: dict, pa
     """How ``method`` runs: image-only methods read ``image``, the others ``data``."""
     scorer = make_method(method, **params.get(method, {}))
     source = image if tuple(scorer.inputs) == ("images",) else data
-    for needed in ("class_texts", "dictionary"):
+    for needed, kind in (("class_texts", "class text"), ("dictionary", "dictionary")):
         if needed in scorer.inputs and getattr(source, needed) is None:
-            kind = "class text" if needed == "class_texts" else "dictionary"
             raise ValueError(f"method {method!r} needs {kind} embeddings, but data.{needed} is None")
     swept = [p for p in scorer.grid_params if p in sweeps]
     variants = [dict(zip(swept, values)) for values in itertools.product(*(sweeps[p] for p in swept))]
@@ -124,9 +121,7 @@ def _training_part(source: EmbeddingSet, n_shots: int | None, seed: int) -> tupl
 def _fit_args(scorer: Any, source: EmbeddingSet, training: tuple[np.ndarray, np.ndarray]) -> tuple:
     """The four fit arguments, None where the scorer does not read them."""
     train, labels = training if "images" in scorer.inputs else (None, None)
-    texts = source.class_texts if "class_texts" in scorer.inputs else None
-    dictionary = source.dictionary if "dictionary" in scorer.inputs else None
-    return train, labels, texts, dictionary
+    return train, labels, *(getattr(source, n) if n in scorer.inputs else None for n in ("class_texts", "dictionary"))
 
 
 def _method_rows(method: str, plan: _Plan, jobs: list, fit_args: tuple, bar: Any) -> list[tuple[tuple, dict]]:
@@ -208,9 +203,8 @@ def method_scores(
     """Each method's score of every test image for one set of normal classes (higher = more anomalous), fitted as
     :func:`evaluate_grid` fits it, on every training image; the per-image view of one trial."""
     normal = [int(c) for c in normal_classes]
-    _check_splits(
-        {"normal_classes": [normal]}, len(data.class_texts) if data.class_texts is not None else 1 + max(normal)
-    )
+    n_classes = len(data.class_texts) if data.class_texts is not None else 1 + max(normal)
+    _check_splits({"normal_classes": [normal]}, n_classes)
     image, sweeps = image_data if image_data is not None else data, _sweeps([lam], [k], 1e-8, "mean")
     out = {}
     for method in dict.fromkeys(methods):
@@ -227,5 +221,4 @@ def summarize(results: pandas.DataFrame, metric: str = "auroc", by: Sequence[str
     and every value of the extra columns ``by`` (e.g. a dictionary label an ablation added)."""
     keys = list(dict.fromkeys([c for c in COLUMNS if c not in ("trial", "auroc", "fpr95", "seconds")] + list(by)))
     grouped = results.groupby(keys, dropna=False)[metric]
-    out = grouped.agg(mean="mean", std=lambda s: float(np.std(s, ddof=0)), n_trials="count")
-    return out.reset_index()
+    return grouped.agg(mean="mean", std=lambda s: float(np.std(s, ddof=0)), n_trials="count").reset_index()

@@ -12,6 +12,8 @@ from bliss_utils._checks import to_numpy
 if TYPE_CHECKING:
     import pandas as pd
 
+_WELCH = {"equal_var": False, "alternative": "greater"}  # Welch's one-sided t-test, H1: mean a > mean b
+
 
 def _check_scores_labels(scores: Any, is_anomaly: Any) -> tuple[np.ndarray, np.ndarray]:
     """Validate a score vector and a boolean anomaly vector of the same length with both classes present."""
@@ -77,9 +79,7 @@ def one_sided_ttest(a: Any, b: Any) -> float:
     """p-value of Welch's one-sided t-test, H1: mean(a) > mean(b) (per-trial AUROCs of two methods)."""
     from scipy import stats
 
-    a_arr = _check_sample(a, "a")
-    b_arr = _check_sample(b, "b")
-    return float(stats.ttest_ind(a_arr, b_arr, equal_var=False, alternative="greater").pvalue)
+    return float(stats.ttest_ind(_check_sample(a, "a"), _check_sample(b, "b"), **_WELCH).pvalue)
 
 
 def one_sided_ttest_from_stats(
@@ -98,14 +98,10 @@ def one_sided_ttest_from_stats(
         raise ValueError(f"standard deviations must be >= 0; got {std_a}, {std_b}")
     if population_std:
         # ddof=0 -> ddof=1: scipy expects sample standard deviations
-        std_a = std_a * np.sqrt(n_a / (n_a - 1))
-        std_b = std_b * np.sqrt(n_b / (n_b - 1))
+        std_a, std_b = std_a * np.sqrt(n_a / (n_a - 1)), std_b * np.sqrt(n_b / (n_b - 1))
     if std_a == 0 and std_b == 0:
         raise ValueError("both standard deviations are 0: the t statistic is undefined")
-    res = stats.ttest_ind_from_stats(
-        mean_a, std_a, int(n_a), mean_b, std_b, int(n_b), equal_var=False, alternative="greater"
-    )
-    return float(res.pvalue)
+    return float(stats.ttest_ind_from_stats(mean_a, std_a, int(n_a), mean_b, std_b, int(n_b), **_WELCH).pvalue)
 
 
 def beats_next_best(
@@ -121,7 +117,8 @@ def beats_next_best(
     """Whether ``method`` beats the highest-mean other row of ``setting`` by a one-sided Welch t-test at ``alpha``."""
     # trials: per-trial results (evaluate_grid's columns plus "group"); rows: one row per (group, method, setting)
     # with "mean", "std", "n_trials" and "source" ("measured": its trials are in ``trials``; else mean ± std only)
-    ours = trials.loc[(trials["setting"] == setting) & (trials["method"] == method), "auroc"].to_numpy()
+    in_setting = trials["setting"] == setting
+    ours = trials.loc[in_setting & (trials["method"] == method), "auroc"].to_numpy()
     others = rows[
         (rows["setting"] == setting)
         & ~((rows["method"] == method) & (rows["group"] == group))
@@ -131,9 +128,7 @@ def beats_next_best(
         return False
     best = others.loc[others["mean"].idxmax()]  # ties: the first row with the highest mean
     if best["source"] == "measured":
-        mask = (
-            (trials["setting"] == setting) & (trials["method"] == best["method"]) & (trials["group"] == best["group"])
-        )
+        mask = in_setting & (trials["method"] == best["method"]) & (trials["group"] == best["group"])
         p = one_sided_ttest(ours, trials.loc[mask, "auroc"].to_numpy())
     else:  # a reported row: its mean ± std (population std) over the protocol's trial count
         p = one_sided_ttest_from_stats(

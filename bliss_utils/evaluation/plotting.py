@@ -58,23 +58,19 @@ def _in_notebook() -> bool:
 def _rc() -> dict[str, Any]:
     from cycler import cycler
 
-    rc = dict(STYLE)
-    rc["axes.prop_cycle"] = cycler(color=PALETTE)
-    return rc
+    return {**STYLE, "axes.prop_cycle": cycler(color=PALETTE)}
 
 
 @contextmanager
 def style() -> Iterator[None]:
     """Context manager applying the project's figure style (restores the previous rcParams on exit)."""
-    plt = _pyplot()
-    with plt.rc_context(_rc()):
+    with _pyplot().rc_context(_rc()):
         yield
 
 
 def apply_style() -> None:
     """Apply the project's figure style globally (for notebooks)."""
-    plt = _pyplot()
-    plt.rcParams.update(_rc())
+    _pyplot().rcParams.update(_rc())
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None, height: float | None = None, **kwargs: Any):
@@ -130,18 +126,16 @@ def plot_tsne(
     is_text = np.asarray(is_text, bool)
     labels = np.asarray(labels)
     classes = np.unique(labels)
+    cross = {"s": 45, "marker": "X", "edgecolors": "black", "linewidths": 0.6}  # a class text
     for i, c in enumerate(classes):
         colour = PALETTE[i % len(PALETTE)]
         img = (~is_text) & (labels == c)
         name = class_names[c] if len(classes) <= max_legend else None
         ax.scatter(coords[img, 0], coords[img, 1], s=4, color=colour, alpha=0.6, linewidths=0, label=name)
         txt = is_text & (labels == c)
-        ax.scatter(
-            coords[txt, 0], coords[txt, 1], s=45, marker="X", color=colour, edgecolors="black", linewidths=0.6, zorder=3
-        )
-    ax.scatter([], [], s=45, marker="X", color="white", edgecolors="black", linewidths=0.6, label="class text")
-    ax.set_xticks([])
-    ax.set_yticks([])
+        ax.scatter(coords[txt, 0], coords[txt, 1], color=colour, zorder=3, **cross)
+    ax.scatter([], [], color="white", label="class text", **cross)
+    ax.set(xticks=[], yticks=[])
     ax.grid(False)
     if title:
         ax.set_title(title)
@@ -162,8 +156,7 @@ def plot_distributions(
     long = pd.concat([pd.DataFrame({"value": np.ravel(v), "sample": k}) for k, v in samples.items()], ignore_index=True)
     density = {"stat": "density", "common_norm": False, "element": "poly", "fill": False, "bins": 60}
     sns.histplot(long, x="value", hue="sample", **density, palette=list(colours[: len(samples)]), ax=ax)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("density")
+    ax.set(xlabel=xlabel, ylabel="density")
     _untitled_legend(ax)
 
 
@@ -174,8 +167,7 @@ def plot_error_quantiles(ax: Any, table: Any, ylabel: bool = True, legend: bool 
     long = table.melt(id_vars="quantile", value_vars=["fn_share", "fp_share"], var_name="error", value_name="share")
     long["error"] = long["error"].map({"fn_share": "false negatives", "fp_share": "false positives"})
     sns.barplot(long, x="quantile", y="share", hue="error", palette=[BLUE, ORANGE], ax=ax, legend=legend)
-    ax.set_xlabel("dictionary-similarity quantile (low to high)")
-    ax.set_ylabel("share of errors" if ylabel else "")
+    ax.set(xlabel="dictionary-similarity quantile (low to high)", ylabel="share of errors" if ylabel else "")
     if not long["share"].any():  # an empty panel would read as a drawing fault
         ax.text(0.5, 0.5, "no errors", transform=ax.transAxes, ha="center", va="center", color="grey")
     _untitled_legend(ax)
@@ -199,17 +191,14 @@ def plot_ic_et(
     idx = np.arange(len(ic))
     if len(idx) > max_points:  # keep the PDF light; subsample uniformly
         idx = np.sort(np.random.default_rng(seed).choice(idx, max_points, replace=False))
-    normal = idx[~is_anomaly[idx]]
-    anomalous = idx[is_anomaly[idx]]
-    ax.scatter(ic[normal], et[normal], s=3, color=BLUE, alpha=0.5, linewidths=0, label="normal")
-    ax.scatter(ic[anomalous], et[anomalous], s=3, color=ORANGE, alpha=0.5, linewidths=0, label="anomaly")
+    for points, colour, label in ((idx[~is_anomaly[idx]], BLUE, "normal"), (idx[is_anomaly[idx]], ORANGE, "anomaly")):
+        ax.scatter(ic[points], et[points], s=3, color=colour, alpha=0.5, linewidths=0, label=label)
     if lam and scores is not None:
         # BLISS's decision boundaries are the lines IC + lam * ET = const
         x = np.linspace(np.nanpercentile(ic, 1), np.nanpercentile(ic, 99), 2)
         c = np.nanmedian(np.asarray(scores, float))
         ax.plot(x, (c - x) / lam, color="black", lw=0.8, ls="--", label=f"IC + {lam:g}·ET = const")
-    ax.set_xlabel("internal class score (IC)")
-    ax.set_ylabel("external text score (ET)")
+    ax.set(xlabel="internal class score (IC)", ylabel="external text score (ET)")
     ax.legend(markerscale=3)
 
 
@@ -223,8 +212,7 @@ def plot_metric_curve(
     sns.lineplot(trials, x=x, y=y, hue=hue, errorbar="sd", marker="o", markersize=4, palette=palette, ax=ax)
     if xlog:
         ax.set_xscale("log")
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(_metric_label(y))
+    ax.set(xlabel=xlabel or x, ylabel=_metric_label(y))
     _untitled_legend(ax)
 
 
@@ -244,8 +232,7 @@ def plot_grouped_bars(
     palette = PALETTE[: trials[hue].nunique()]
     bars = {"errorbar": "sd", "capsize": 0.1, "err_kws": {"linewidth": 0.8}, "palette": palette}
     sns.barplot(trials, x=x, y=y, hue=hue, order=order, hue_order=hue_order, **bars, ax=ax, legend=legend)
-    ax.set_xlabel("")
-    ax.set_ylabel(_metric_label(y))
+    ax.set(xlabel="", ylabel=_metric_label(y))
     ax.tick_params(axis="x", labelrotation=30)
     _untitled_legend(ax)
 
@@ -255,6 +242,4 @@ def plot_efficiency(axes: Sequence[Any], table: Any) -> None:
     table = table.sort_values("entries", kind="stable")  # the line joins the points by size, not in table order
     for ax, y, label in zip(axes, ("seconds", "auroc"), ("fit + score time (s)", "AUROC")):
         ax.plot(table["entries"], table[y], marker="o", ms=3, color=BLUE)
-        ax.set_xscale("log")
-        ax.set_xlabel("dictionary entries")
-        ax.set_ylabel(label)
+        ax.set(xscale="log", xlabel="dictionary entries", ylabel=label)

@@ -211,8 +211,6 @@ def write_report(out_dir: str | Path | None = None, mode: str | None = None) -> 
 
 def mean_abs_difference(table: pd.DataFrame, exclude_notes: Sequence[str] = ()) -> float:
     """Mean |difference| over the cells of a :func:`beside_paper` table that were measured, except flagged cells."""
-    diffs = []
-    for d, note in zip(table["difference"], table.get("note", [""] * len(table))):
-        if d and not any(flag in str(note) for flag in exclude_notes):
-            diffs.append(abs(float(d)))
+    flagged = [any(flag in str(note) for flag in exclude_notes) for note in table.get("note", [""] * len(table))]
+    diffs = [abs(float(d)) for d, skip in zip(table["difference"], flagged) if d and not skip]
     return float(np.mean(diffs)) if diffs else float("nan")

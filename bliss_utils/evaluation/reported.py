@@ -29,25 +29,19 @@ def load_reported() -> dict[str, Any]:
     return data
 
 
-def _split_setting(setting: str) -> tuple[str, int]:
-    dataset, _, n = setting.rpartition("-")
-    return dataset, int(n)
-
-
-def _row(
-    table: str, setting: str, method: str, backbone: str, mean: float, std: float | None = None, **extra: Any
-) -> dict:
-    dataset, n_normal = _split_setting(setting)
+def _row(setting: str, method: str, backbone: str, mean: float, std: float | None = None, **extra: Any) -> dict:
+    """One cell of a table (its table and source are added by ``_rows``)."""
+    dataset, _, n_normal = setting.rpartition("-")  # e.g. cifar10-6: 6 normal classes of CIFAR-10
     lam = extra.pop("lam", None)
-    row = {"table": table, "dataset": dataset, "setting": setting, "method": method, "backbone": backbone}
+    row = {"dataset": dataset, "setting": setting, "method": method, "backbone": backbone}
     row |= {"lam": _NAN if lam is None else float(lam), "auroc_mean": float(mean)}
     row |= {"auroc_std": _NAN if std is None else float(std), "note": extra.pop("note", "")}
     row |= {"label": extra.pop("label", ""), "group": extra.pop("group", "")}
     # only BLISS uses a dictionary; the paper's default is ImageNet-1k class names
     row["dictionary"] = extra.pop("dictionary", "imagenet" if method == "bliss" else "")
     # computed from the splits, so the t-test uses the same trial counts as the paper's protocol
-    row["n_trials"] = len(class_splits(dataset, n_normal))
-    return row | {"starred": bool(extra.pop("starred", False)), "source": extra.pop("source")}
+    row["n_trials"] = len(class_splits(dataset, int(n_normal)))
+    return row | {"starred": bool(extra.pop("starred", False))}
 
 
 def _table1_rows(t: dict) -> Iterator[dict]:
@@ -58,18 +52,13 @@ def _table1_rows(t: dict) -> Iterator[dict]:
             if cell is None:
                 continue  # '-' in the paper: no number reported
             about = {"note": notes.get(setting, ""), "label": r["label"], "group": r["group"], "starred": star}
-            yield _row(
-                "table1", setting, r["method"], r["backbone"], *cell, lam=r.get("lam"), source=t["source"], **about
-            )
+            yield _row(setting, r["method"], r["backbone"], *cell, lam=r.get("lam"), **about)
 
 
 def _table2_rows(t: dict) -> Iterator[dict]:
     for r in t["rows"]:
         for setting, mean in zip(t["settings"], r["auroc_mean"], strict=True):
-            label = f"lambda={r['lam']}"
-            yield _row(
-                "table2", setting, t["method"], t["backbone"], mean, lam=r["lam"], label=label, source=t["source"]
-            )
+            yield _row(setting, t["method"], t["backbone"], mean, lam=r["lam"], label=f"lambda={r['lam']}")
 
 
 def _table3_rows(t: dict) -> Iterator[dict]:
@@ -77,24 +66,24 @@ def _table3_rows(t: dict) -> Iterator[dict]:
     for setting, means in zip(t["settings"], t["auroc_mean"], strict=True):
         for col, mean in zip(t["columns"], means, strict=True):
             about = {"note": notes.get((setting, col["method"], col["backbone"]), ""), "label": col["label"]}
-            yield _row(
-                "table3", setting, col["method"], col["backbone"], mean, lam=col.get("lam"), source=t["source"], **about
-            )
+            yield _row(setting, col["method"], col["backbone"], mean, lam=col.get("lam"), **about)
 
 
 def _dictionary_rows(t: dict) -> Iterator[dict]:
     for r in t["rows"]:
-        about = {"dictionary": r["dictionary"], "note": r["note"], "label": r["dictionary"], "source": t["source"]}
-        yield _row(
-            "dictionary_ablation", t["setting"], t["method"], t["backbone"], r["auroc_mean"], lam=t["lam"], **about
-        )
+        about = {"dictionary": r["dictionary"], "note": r["note"], "label": r["dictionary"]}
+        yield _row(t["setting"], t["method"], t["backbone"], r["auroc_mean"], lam=t["lam"], **about)
 
 
 def _rows() -> list[dict]:
     data = load_reported()
-    tables = (("table1", _table1_rows), ("table2", _table2_rows), ("table3", _table3_rows))
-    rows = [row for key, rows_of in tables for row in rows_of(data[key])]
-    return rows + list(_dictionary_rows(data["dictionary_ablation"]))
+    tables = {"table1": _table1_rows, "table2": _table2_rows, "table3": _table3_rows}
+    tables["dictionary_ablation"] = _dictionary_rows
+    return [
+        {"table": key, **row, "source": data[key]["source"]}
+        for key, rows_of in tables.items()
+        for row in rows_of(data[key])
+    ]
 
 
 def reported_results() -> Any:
@@ -112,12 +101,9 @@ def reported_cell(
 ) -> tuple[float, float]:
     """(auroc_mean, auroc_std) of one reported cell; ValueError when it is absent or ambiguous."""
     df = reported_results()
-    mask = (df["table"] == table) & (df["setting"] == setting) & (df["method"] == method) & (df["backbone"] == backbone)
-    for col, value in where.items():
-        if isinstance(value, float) and math.isnan(value):
-            mask &= df[col].isna()
-        else:
-            mask &= df[col] == value
+    mask = df["table"] == table
+    for col, value in {"setting": setting, "method": method, "backbone": backbone, **where}.items():
+        mask &= df[col].isna() if isinstance(value, float) and math.isnan(value) else df[col] == value
     hit = df[mask]
     if len(hit) != 1:
         raise ValueError(
