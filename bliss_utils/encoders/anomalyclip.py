@@ -17,8 +17,8 @@ import numpy as np
 from bliss_utils._checks import require
 from bliss_utils._io import atomic_path
 from bliss_utils.encoders import anomalyclip_prompts as acp
-from bliss_utils.encoders.base import OPEN_CLIP, Build, finish_model, seeded
-from bliss_utils.encoders.openclip import TINY_CLIP_CFG, OpenClipEncoder, load_open_clip_spec, open_clip_weights
+from bliss_utils.encoders import openclip as oc
+from bliss_utils.encoders.base import OPEN_CLIP, Build, finish_model
 from bliss_utils.encoders.weights import TINY_SEED, random_weights
 
 # the prompts' code (anomalyclip_prompts) needs only the standard library at import; torch is imported where used
@@ -26,7 +26,7 @@ from bliss_utils.encoders.weights import TINY_SEED, random_weights
 BACKBONE_SPEC = "ViT-L-14-336-quickgelu/openai"
 # the tiny CLIP with 9 text blocks, so all 8 deep prompts are used as in the real model; run at 48 px (native 32)
 # to exercise the positional-embedding interpolation that 336 -> 518 px needs (the sizes: registry.py)
-TINY_ANOMALYCLIP_CFG: dict[str, Any] = {**TINY_CLIP_CFG, "text_cfg": {**TINY_CLIP_CFG["text_cfg"], "layers": 9}}
+TINY_ANOMALYCLIP_CFG: dict[str, Any] = {**oc.TINY_CLIP_CFG, "text_cfg": {**oc.TINY_CLIP_CFG["text_cfg"], "layers": 9}}
 # what the image path records in every weights id: the CLS token without ln_post (so never plain ViT-L/14's)
 _IMAGE_PATH = "+cls-no-ln-post"
 
@@ -35,7 +35,7 @@ _IMAGE_PATH = "+cls-no-ln-post"
 LEARNED_PROMPTS = {"<anomalyclip learned normal prompt>": 0, "<anomalyclip learned abnormal prompt>": 1}
 
 
-class AnomalyClipEncoder(OpenClipEncoder):
+class AnomalyClipEncoder(oc.OpenClipEncoder):
     """open_clip CLIP whose image embeddings are AnomalyCLIP's global token; holds the learned prompts."""
 
     def __init__(self, model: Any, tokenizer: Any, prompts: Any, **kwargs: Any) -> None:
@@ -65,7 +65,7 @@ class AnomalyClipEncoder(OpenClipEncoder):
 def anomalyclip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
     """(prompt checkpoint, identity): the ViT-L/14@336 weights' identity, the checkpoint's sha256 and the image path."""
     path = acp.find_checkpoint(weights)
-    _, backbone_id = open_clip_weights(BACKBONE_SPEC, f"open_clip:{BACKBONE_SPEC}", None, local_only)
+    _, backbone_id = oc.open_clip_weights(BACKBONE_SPEC, f"open_clip:{BACKBONE_SPEC}", None, local_only)
     return path, f"{backbone_id}+anomalyclip-prompts:sha256={acp.sha256_of(path)}{_IMAGE_PATH}"
 
 
@@ -80,16 +80,14 @@ def tiny_anomalyclip_weights(
 
 def load_anomalyclip_vit_l14_336(build: Build) -> AnomalyClipEncoder:
     """OpenAI ViT-L/14@336 (open_clip, QuickGELU) with AnomalyCLIP's released prompts from ``build.weights``."""
-    backbone = load_open_clip_spec(BACKBONE_SPEC, device=build.device)
+    backbone = oc.load_open_clip_spec(BACKBONE_SPEC, device=build.device)
     prompts = acp.load_prompt_checkpoint(build.weights, int(backbone.model.token_embedding.weight.shape[1]))
     return AnomalyClipEncoder(backbone.model, backbone.tokenizer, prompts, **build.encoder_fields())
 
 
 def build_tiny_anomalyclip(seed: int = TINY_SEED) -> Any:
     """The tiny open_clip CLIP with 9 text blocks and seeded random weights."""
-    open_clip = require(*OPEN_CLIP)
-    with seeded(seed):
-        return open_clip.CLIP(**TINY_ANOMALYCLIP_CFG)
+    return oc.build_tiny_clip(seed, TINY_ANOMALYCLIP_CFG)
 
 
 def generated_checkpoint_state(width: int, seed: int = TINY_SEED, dtype: str = "float16") -> dict[str, Any]:

@@ -158,12 +158,9 @@ def prompts_from_state(state: Any, width: int | None = None, sha256: str = "") -
         raise ValueError(f"AnomalyCLIP checkpoint lacks key(s) {missing}; found {sorted(sd)[:12]}")
     if unknown := [k for k in sd if k not in required and not _BUFFER_KEYS.match(k) and not _PROJECTION_KEYS.match(k)]:
         raise ValueError(f"AnomalyCLIP checkpoint has unexpected key(s) {sorted(unknown)[:8]}: another model's file?")
-    tensors = {}
-    for key in required:
-        t = sd[key]
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise ValueError(f"checkpoint key {key!r} must be a floating-point tensor; got {type(t).__name__}")
-        tensors[key] = t.detach().to(torch.float32)
+    if bad := next((k for k in required if not (isinstance(sd[k], torch.Tensor) and sd[k].is_floating_point())), None):
+        raise ValueError(f"checkpoint key {bad!r} must be a floating-point tensor; got {type(sd[bad]).__name__}")
+    tensors = {key: sd[key].detach().to(torch.float32) for key in required}
     w = width if width is not None else int(tensors["ctx_pos"].shape[-1])
     shapes = {"ctx_pos": (1, 1, N_CTX, w), "ctx_neg": (1, 1, N_CTX, w), **dict.fromkeys(deep_keys, (N_DEEP_TOKENS, w))}
     for key, shape in shapes.items():

@@ -103,9 +103,8 @@ class Encoder:
     def _autocast(self) -> contextlib.AbstractContextManager:
         import torch
 
-        if self.precision == "fp16-autocast":
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        fp16 = self.precision == "fp16-autocast"
+        return torch.autocast(device_type="cuda", dtype=torch.float16) if fp16 else contextlib.nullcontext()
 
     def _finish(self, chunks: list[np.ndarray], what: str) -> np.ndarray:
         if not chunks:
@@ -173,7 +172,4 @@ def seeded(seed: int) -> Iterator[None]:
 
 def finish_model(model: Any, device: Any) -> Any:
     """Move ``model`` to ``device`` in eval mode with gradients off (open_clip builds models in train mode)."""
-    model = model.to(device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return model.to(device).eval().requires_grad_(False)

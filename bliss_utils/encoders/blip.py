@@ -23,6 +23,7 @@ BLIP_REPO = "Salesforce/blip-itm-base-coco"
 BLIP_MAX_TOKENS = 35  # the original BLIP's text length for retrieval
 # the original BLIP vision transformer's LayerNorm eps; the converted Hub configs carry transformers' default 1e-5
 BLIP_VISION_LN_EPS = 1e-6
+_EPS_SUFFIX = f"+vision-ln-eps={BLIP_VISION_LN_EPS:g}"  # what every blip weights id records of it
 
 TINY_WORDS = ("this", "is", "a", "photo", "of", "the")
 
@@ -41,20 +42,15 @@ class BlipITCEncoder(Encoder):
         return self.model.text_proj(hidden[:, 0, :])
 
 
-def _eps_suffix() -> str:
-    return f"+vision-ln-eps={BLIP_VISION_LN_EPS:g}"
-
-
 def blip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[Path, str]:
     """(model folder, weights identity) of blip; the identity records the vision LayerNorm eps it is loaded with."""
     folder, weights_id = model_folder(BLIP_REPO, name, weights, local_only)
-    return folder, weights_id + _eps_suffix()
+    return folder, weights_id + _EPS_SUFFIX
 
 
 def tiny_blip_weights(name: str, weights: str | Path | None, local_only: bool = False) -> tuple[None, str]:
     """(no file, identity) of tiny-blip's seeded random weights, with the vision LayerNorm eps."""
-    _, weights_id = random_weights(name, weights)
-    return None, weights_id + _eps_suffix()
+    return None, random_weights(name, weights)[1] + _EPS_SUFFIX
 
 
 def load_blip(build: Build) -> BlipITCEncoder:

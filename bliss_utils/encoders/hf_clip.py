@@ -8,16 +8,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from bliss_utils._checks import require, torch_device
+from bliss_utils.encoders import preprocessing as pp
 from bliss_utils.encoders.base import TRANSFORMERS, Build, Encoder, EncoderSpec, finish_model
 from bliss_utils.encoders.hf_common import model_folder, pil_processor_class
-from bliss_utils.encoders.preprocessing import ResizeCropNormalize, choose_recipe, hf_image_processor_transform
 
 
 def _features(out: Any) -> Any:
     # transformers 5 returns a ModelOutput whose pooler_output holds the projected features; 4.x a tensor
-    if getattr(out, "pooler_output", None) is not None:
-        return out.pooler_output
-    return out
+    return out.pooler_output if getattr(out, "pooler_output", None) is not None else out
 
 
 class HFClipEncoder(Encoder):
@@ -50,9 +48,9 @@ def _parts(repo_id: str, weights: str | Path | None, preprocess: str, local_only
     processor = pil_processor_class(generic.removesuffix("Fast").removesuffix("Pil")).from_pretrained(folder)
     if preprocess == "cifar":
         mean, std = tuple(processor.image_mean), tuple(processor.image_std)
-        recipe = choose_recipe(ResizeCropNormalize(_processor_size(processor), "bicubic", mean, std), "cifar")
+        recipe = pp.choose_recipe(pp.ResizeCropNormalize(_processor_size(processor), "bicubic", mean, std), "cifar")
     else:
-        transform, preprocess_id = hf_image_processor_transform(processor)
+        transform, preprocess_id = pp.hf_image_processor_transform(processor)
         recipe = SimpleNamespace(id=preprocess_id, build=lambda: transform)
     dim = int(getattr(config, "projection_dim", 0) or config.text_config.hidden_size)
     return Build(EncoderSpec(name, weights_id, recipe.id, dim), recipe, folder, None)
@@ -83,6 +81,5 @@ def load_hf_clip(
 
 def _processor_size(processor: Any) -> int:
     crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
-    size = crop or processor.size
-    get = size.get if hasattr(size, "get") else (lambda k, d=None: getattr(size, k, d))
-    return int(get("height", None) or get("shortest_edge", None))
+    size = pp._compact(crop or processor.size)  # a plain dict, also of transformers 5's SizeDict
+    return int(size.get("height") or size.get("shortest_edge"))

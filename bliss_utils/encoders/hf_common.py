@@ -37,12 +37,10 @@ def model_folder(repo_id: str, encoder: str, weights: str | Path | None, local_o
         folder = explicit_path(weights, encoder, fetch, "")
         if not _has_weights(folder):
             raise missing(encoder, fetch, "", f"{folder} holds no config.json with model weights")
-        return folder, f"hf-folder@{fingerprint(folder)}"
-    folder = weights_dir_entry(encoder)
-    if folder is None or not _has_weights(folder):
-        folder = hf_snapshot(repo_id, [*_CONFIG_AND_TOKENIZER, "*.safetensors"], encoder, local_only)
-        if not _has_weights(folder):  # some repos ship only PyTorch .bin weights
-            folder = hf_snapshot(repo_id, [*_CONFIG_AND_TOKENIZER, "pytorch_model*.bin*"], encoder, local_only)
-        if not _has_weights(folder):
+    elif (folder := weights_dir_entry(encoder)) is None or not _has_weights(folder):
+        for files in ("*.safetensors", "pytorch_model*.bin*"):  # some repos ship only PyTorch .bin weights
+            if _has_weights(folder := hf_snapshot(repo_id, [*_CONFIG_AND_TOKENIZER, files], encoder, local_only)):
+                break
+        else:
             raise missing(encoder, fetch, "", f"the cached copy of {repo_id} has no model weights")
     return folder, f"hf-folder@{fingerprint(folder)}"

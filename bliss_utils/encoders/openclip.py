@@ -155,12 +155,15 @@ def describe_open_clip_spec(spec: str, *, weights: str | Path | None = None, pre
     return _open_clip_build(spec, weights, preprocess, local_only=True)[0].spec
 
 
-def _build_open_clip(model_name: str, path: Path, cfg: dict[str, Any]) -> Any:
+def _open_clip_model_encoder(model_name: str, cfg: dict[str, Any], build: Build) -> OpenClipEncoder:
+    """The encoder ``build`` declares: open_clip's ``model_name`` (tag config ``cfg``) with ``build.weights``."""
     open_clip = require(*OPEN_CLIP)
-    if is_torchscript(path):
-        return load_openai_torchscript(path, openai_sha256(model_name))
-    # a tag's quick_gelu must reach the architecture: passing a file path bypasses open_clip's tag lookup
-    return open_clip.create_model(model_name, pretrained=str(path), force_quick_gelu=bool(cfg.get("quick_gelu", False)))
+    if is_torchscript(build.weights):
+        model = load_openai_torchscript(build.weights, openai_sha256(model_name))
+    else:  # a tag's quick_gelu must reach the architecture: passing a file path bypasses open_clip's tag lookup
+        quick_gelu = bool(cfg.get("quick_gelu", False))
+        model = open_clip.create_model(model_name, pretrained=str(build.weights), force_quick_gelu=quick_gelu)
+    return open_clip_encoder(model, open_clip.get_tokenizer(model_name), build)
 
 
 def load_open_clip_spec(
@@ -168,9 +171,7 @@ def load_open_clip_spec(
 ) -> OpenClipEncoder:
     """Build ``open_clip:MODEL/PRETRAINED`` (PRETRAINED: a tag of MODEL, or a local checkpoint file)."""
     build, cfg = _open_clip_build(spec, weights, preprocess, local_only=False)
-    build, model_name = replace(build, device=torch_device(device)), spec.partition("/")[0]
-    model = _build_open_clip(model_name, build.weights, cfg)
-    return open_clip_encoder(model, require(*OPEN_CLIP).get_tokenizer(model_name), build)
+    return _open_clip_model_encoder(spec.partition("/")[0], cfg, replace(build, device=torch_device(device)))
 
 
 def open_clip_encoder(model: Any, tokenizer: Any, build: Build) -> OpenClipEncoder:
@@ -191,17 +192,14 @@ def clip_vit_b16_weights(name: str, weights: str | Path | None, local_only: bool
 
 def load_clip_vit_b16(build: Build) -> OpenClipEncoder:
     """OpenAI CLIP ViT-B/16 (the paper's default backbone) through open_clip, with QuickGELU."""
-    open_clip = require(*OPEN_CLIP)
-    cfg = open_clip.get_pretrained_cfg(CLIP_MODEL, CLIP_TAG)
-    model = _build_open_clip(CLIP_MODEL, build.weights, cfg)
-    return open_clip_encoder(model, open_clip.get_tokenizer(CLIP_MODEL), build)
+    return _open_clip_model_encoder(CLIP_MODEL, require(*OPEN_CLIP).get_pretrained_cfg(CLIP_MODEL, CLIP_TAG), build)
 
 
-def build_tiny_clip(seed: int = wt.TINY_SEED) -> Any:
-    """The tiny open_clip CLIP (QuickGELU, real tokenizer vocabulary) with seeded random weights."""
+def build_tiny_clip(seed: int = wt.TINY_SEED, cfg: dict[str, Any] = TINY_CLIP_CFG) -> Any:
+    """The tiny open_clip CLIP ``cfg`` (QuickGELU, real tokenizer vocabulary) with seeded random weights."""
     open_clip = require(*OPEN_CLIP)
     with seeded(seed):
-        return open_clip.CLIP(**TINY_CLIP_CFG)
+        return open_clip.CLIP(**cfg)
 
 
 def load_tiny_clip(build: Build) -> OpenClipEncoder:

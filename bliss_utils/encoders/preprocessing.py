@@ -35,10 +35,9 @@ class ResizeCropNormalize:
     @property
     def id(self) -> str:
         """Stable description of the recipe, e.g. for cache keys."""
-        return (
-            f"resize-shortest{self.size}-{self.interpolation}+centercrop{self.size}+rgb"
-            f"+normalize(mean={_fmt(self.mean)};std={_fmt(self.std)})"
-        )
+        crop = f"+centercrop{self.size}" if self.resize_mode == "shortest" else ""  # a squash has nothing to crop
+        stats = f"mean={_fmt(self.mean)};std={_fmt(self.std)}"
+        return f"resize-{self.resize_mode}{self.size}-{self.interpolation}{crop}+rgb+normalize({stats})"
 
     def build(self) -> Callable[[Any], Any]:
         """The transform as a PIL -> (3, size, size) float tensor callable (open_clip's eval transform)."""
@@ -87,13 +86,6 @@ class SquashNormalize(ResizeCropNormalize):
     """Resize to ``size`` x ``size`` ignoring the aspect ratio (``interpolation``), RGB, normalise; no crop."""
 
     resize_mode: ClassVar[str] = "squash"
-
-    @property
-    def id(self) -> str:
-        """Stable description of the recipe, e.g. for cache keys."""
-        return (
-            f"resize-squash{self.size}-{self.interpolation}+rgb+normalize(mean={_fmt(self.mean)};std={_fmt(self.std)})"
-        )
 
 
 Recipe = ResizeCropNormalize | HFProcessorRecipe | SquashNormalize

@@ -207,15 +207,17 @@ def _check_preprocess(preprocess: str) -> None:
         raise ValueError(f"preprocess must be one of {list(PREPROCESS_OPTIONS)}; got {preprocess!r}")
 
 
-def _check_name(name: Any) -> None:
+def _check_name(name: Any) -> str | None:
+    """Refuse a name that is neither registered nor an open form; return the open form's prefix (None if named)."""
     if not isinstance(name, str):
         raise ValueError(f"encoder name must be a string; got {type(name).__name__}")
-    if any(name.startswith(p) for p in _OPEN_FORMS):
-        return
+    if prefix := next((p for p in _OPEN_FORMS if name.startswith(p)), None):
+        return prefix
     if name not in list_encoders():  # reads $BLISS_PLUGINS first, so a plugin's encoders are known
         valid = ", ".join([*list_encoders(), *_OPEN_FORM_HELP])
         hint = f" (a module of ${PLUGINS_VAR} or register_encoder adds one)"
         raise ValueError(f"unknown encoder {name!r}{hint}; valid names: {valid}")
+    return None
 
 
 def preprocess_for(encoder: str, mapping: Mapping[str, str] | str | None) -> str:
@@ -253,11 +255,9 @@ def describe_encoder(
     :func:`register_encoder` is described by its declarations; one that declares nothing is built to learn them.
     """
     _check_preprocess(preprocess)
-    _check_name(name)
-    for prefix, (_, describer) in _OPEN_FORMS.items():
-        if name.startswith(prefix):
-            spec = _resolve(describer)(name[len(prefix) :], weights=weights, preprocess=preprocess)
-            return replace(spec, precision=precision_for(device), preprocess=preprocess)
+    if prefix := _check_name(name):
+        spec = _resolve(_OPEN_FORMS[prefix][1])(name[len(prefix) :], weights=weights, preprocess=preprocess)
+        return replace(spec, precision=precision_for(device), preprocess=preprocess)
     if (info := backbone(name)) is not None:
         return _declared(name, info, weights, preprocess, device, local_only=True)[0]
     if (spec := _CUSTOM[name].spec(name, weights, preprocess, device)) is not None:
@@ -296,11 +296,9 @@ def load_encoder(
     ``preprocess="cifar"`` swaps the image normalisation for the CIFAR statistics the paper's code used for CLIP.
     """
     _check_preprocess(preprocess)
-    _check_name(name)
     kwargs = {"device": device, "weights": weights, "preprocess": preprocess}
-    for prefix, (builder, _) in _OPEN_FORMS.items():
-        if name.startswith(prefix):
-            return _resolve(builder)(name[len(prefix) :], **kwargs)
+    if prefix := _check_name(name):
+        return _resolve(_OPEN_FORMS[prefix][0])(name[len(prefix) :], **kwargs)
     if (info := backbone(name)) is not None:
         spec, path = _declared(name, info, weights, preprocess, device, local_only=False)
         return _resolve(info.builder)(Build(spec, info.recipes[preprocess], path, torch_device(device)))

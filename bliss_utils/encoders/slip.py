@@ -102,13 +102,16 @@ def slip_config(sd: dict[str, Any], timm_model_name: str) -> dict[str, Any]:
     vocab, width = map(int, sd["token_embedding.weight"].shape)
     layers = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"transformer\.resblocks\.(\d+)\.", k)))
     text = {"context_length": int(sd["positional_embedding"].shape[0]), "vocab_size": vocab, "width": width}
-    text.update(heads=max(1, width // 64), layers=layers)  # SLIP (like OpenAI CLIP) uses 64-wide heads: 8 at 512
-    return {
-        "embed_dim": int(sd["text_projection"].shape[1]),
-        "quick_gelu": True,  # reaches the text tower only: open_clip's timm towers keep timm's exact GELU, as SLIP
-        "vision_cfg": {"timm_model_name": timm_model_name, **_TIMM_TOWER, "image_size": _vision_image_size(sd)},
-        "text_cfg": text,
-    }
+    embed_dim = int(sd["text_projection"].shape[1])
+    return _clip_kwargs(embed_dim, timm_model_name, _vision_image_size(sd), layers=layers, **text)
+
+
+def _clip_kwargs(embed_dim: int, timm_model_name: str, image_size: int, **text: Any) -> dict[str, Any]:
+    """open_clip CLIP keyword arguments of a SLIP model: a timm vision tower of ``image_size`` px, a text tower."""
+    text["heads"] = max(1, text["width"] // 64)  # SLIP (like OpenAI CLIP) uses 64-wide heads: 8 at 512
+    vision = {"timm_model_name": timm_model_name, **_TIMM_TOWER, "image_size": image_size}
+    # quick_gelu reaches the text tower only: open_clip's timm towers keep timm's exact GELU, as SLIP
+    return {"embed_dim": embed_dim, "quick_gelu": True, "vision_cfg": vision, "text_cfg": text}
 
 
 def _vision_image_size(sd: dict[str, Any]) -> int:
@@ -157,9 +160,7 @@ def make_tiny_slip_checkpoint(seed: int = TINY_SEED) -> dict[str, Any]:
 
     open_clip = require(*OPEN_CLIP)
     _register_tiny_timm_model()
-    vision = {"timm_model_name": TINY_TIMM_MODEL, **_TIMM_TOWER, "image_size": TINY_VISION["img_size"]}
-    text = {**TINY_TEXT, "heads": max(1, TINY_TEXT["width"] // 64)}
-    cfg = {"embed_dim": TINY_EMBED_DIM, "quick_gelu": True, "vision_cfg": vision, "text_cfg": text}
+    cfg = _clip_kwargs(TINY_EMBED_DIM, TINY_TIMM_MODEL, TINY_VISION["img_size"], **TINY_TEXT)
     with seeded(seed):
         sd = open_clip_to_slip(open_clip.CLIP(**cfg).state_dict())
         hidden, out_dim = TINY_SSL_DIMS

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,7 @@ class TimmRecipe:
     def build(self) -> Any:
         """The transform as a PIL -> (3, H, W) float tensor callable."""
         timm = require(*TIMM)
-        config = {"input_size": (3, *self.input_size), "interpolation": self.interpolation, "crop_pct": self.crop_pct}
-        config.update(crop_mode=self.crop_mode, mean=self.mean, std=self.std)
+        config = {**asdict(self), "input_size": (3, *self.input_size)}  # the fields are create_transform's arguments
         return _RGB(timm.data.create_transform(**config, is_training=False))
 
 
@@ -98,20 +97,19 @@ def model_facts(model_name: str) -> tuple[int, dict[str, Any]]:
     import torch
 
     timm = require(*TIMM)
+
+    def facts(model: Any) -> tuple[int, dict[str, Any]]:
+        config = timm.data.resolve_model_data_config(model)
+        return int(model(torch.zeros(1, *config["input_size"])).shape[-1]), config
+
     try:
         with torch.device("meta"):
-            model = timm.create_model(model_name, pretrained=False, num_classes=0)
-            config = timm.data.resolve_model_data_config(model)
-            dim = model(torch.zeros(1, *config["input_size"])).shape[-1]
+            return facts(timm.create_model(model_name, pretrained=False, num_classes=0))
     except (NotImplementedError, RuntimeError) as err:
-        logger.info(
-            "%s does not run on the meta device (%s); building it on the CPU to learn its size", model_name, err
-        )
-        model = timm.create_model(model_name, pretrained=False, num_classes=0).eval()
-        config = timm.data.resolve_model_data_config(model)
-        with torch.inference_mode():
-            dim = model(torch.zeros(1, *config["input_size"])).shape[-1]
-    return int(dim), config
+        logger.info("%s does not run on the meta device (%s); building it on the CPU for its size", model_name, err)
+    model = timm.create_model(model_name, pretrained=False, num_classes=0).eval()
+    with torch.inference_mode():
+        return facts(model)
 
 
 def _recipe(model_name: str, preprocess: str) -> Any:
@@ -150,12 +148,8 @@ def _timm_build(spec: str, weights: str | Path | None, preprocess: str) -> Build
     """The identity of ``timm:<spec>`` as a :class:`Build` (no device yet): file fingerprint, recipe, dimension."""
     model_name, path = _model_name(spec), weights_file(spec, weights)
     recipe, dim = _recipe(model_name, preprocess), model_facts(model_name)[0]
-    return Build(
-        EncoderSpec(PREFIX + spec, f"state-dict@{file_fingerprint(path)}", recipe.id, dim, has_text=False),
-        recipe,
-        path,
-        None,
-    )
+    identity = EncoderSpec(PREFIX + spec, f"state-dict@{file_fingerprint(path)}", recipe.id, dim, has_text=False)
+    return Build(identity, recipe, path, None)
 
 
 def describe_timm(spec: str, *, weights: str | Path | None = None, preprocess: str = "default") -> EncoderSpec:

@@ -73,11 +73,8 @@ def explicit_path(weights: str | Path, encoder: str, fetch: str, filename: str) 
 
 def _hf_cache_dir() -> str | None:
     # huggingface_hub reads HF_HOME/HF_HUB_CACHE once at import; read them again so later changes are honoured
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return os.path.join(os.environ["HF_HOME"], "hub")
-    return None
+    home = os.environ.get("HF_HOME")
+    return os.environ.get("HF_HUB_CACHE") or (os.path.join(home, "hub") if home else None)
 
 
 def _hub_errors() -> tuple[type[BaseException], ...]:
