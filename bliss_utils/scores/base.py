@@ -125,9 +125,6 @@ class ImageScorer(_Scorer):
         self.models_: OrderedDict[frozenset, Any] = OrderedDict()
         return self
 
-    def _train_of(self, classes: np.ndarray) -> np.ndarray:
-        return self.train_[np.isin(self.train_labels_, classes)]
-
     def _model(self, classes: np.ndarray) -> Any:
         """The model fitted on ``classes``' training images: fitted on first use, cached, least recently used out."""
         key = frozenset(int(c) for c in classes)
@@ -135,10 +132,17 @@ class ImageScorer(_Scorer):
             self.models_.move_to_end(key)
         else:
             logger.info("fitting %s on normal classes %s", type(self).__name__, sorted(key))
-            self.models_[key] = self._fit_model(self._train_of(classes), self.train_labels_, classes)
+            own = np.isin(self.train_labels_, classes)
+            self.models_[key] = self._fit_model(self.train_[own], self.train_labels_[own], classes)
             while len(self.models_) > MAX_CACHED_MODELS:
                 self.models_.popitem(last=False)
         return self.models_[key]
 
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> Any:  # pragma: no cover
+        """The model of the normal ``classes`` from their training images ``z`` and labels."""
         raise NotImplementedError
+
+    def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
+        """The ``score`` of the rows of ``X`` by the model fitted on the normal classes; higher = more anomalous."""
+        x = self._prepare(X)
+        return self._model(self._normal(normal_classes)).score(x)

@@ -157,9 +157,8 @@ class DN2(ImageScorer):
         if key not in self.models_:
             self.models_.clear()
         cache = self.models_.setdefault(key, {})
-        for c in classes:
-            if int(c) not in cache:
-                cache[int(c)] = self._class_nearest(x, int(c))
+        for c in {int(c) for c in classes} - cache.keys():
+            cache[c] = self._class_nearest(x, c)
         sims = np.concatenate([cache[int(c)] for c in classes], axis=1)
         if sims.shape[1] > self.k:
             sims = np.partition(sims, sims.shape[1] - self.k, axis=1)[:, -self.k :]

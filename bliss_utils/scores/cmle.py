@@ -116,14 +116,10 @@ def _linear(n_in: int, n_out: int, generator: Any, zero: bool = False) -> Any:
     import torch
 
     layer = torch.nn.utils.skip_init(torch.nn.Linear, n_in, n_out)
+    bound = 1.0 / np.sqrt(n_in)
     with torch.no_grad():
-        if zero:
-            layer.weight.zero_()
-            layer.bias.zero_()
-        else:
-            bound = 1.0 / np.sqrt(n_in)
-            layer.weight.uniform_(-bound, bound, generator=generator)
-            layer.bias.uniform_(-bound, bound, generator=generator)
+        for p in layer.parameters():  # the weight, then the bias: the order of the draws from ``generator``
+            p.zero_() if zero else p.uniform_(-bound, bound, generator=generator)
     return layer
 
 
@@ -242,11 +238,9 @@ class SSDCMLE(ImageScorer):
 
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> AdaptedSSD:
         torch = require("torch", "torch", "SSD+CMLE")
-        targets = self._cluster_targets(z, labels[np.isin(labels, classes)])
+        targets = self._cluster_targets(z, labels)
         adapter, losses, steps, train_seconds = self._train_adapter(torch, z, *targets, classes)
-        adapter.cpu().eval()
-        for p in adapter.parameters():
-            p.requires_grad_(False)
+        adapter.cpu().eval().requires_grad_(False)
         return AdaptedSSD(adapter, fit_mahalanobis(_apply(adapter, z)), losses, steps, train_seconds)
 
     def _cluster_targets(self, z: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -320,8 +314,3 @@ class SSDCMLE(ImageScorer):
             err = ((fz - recon) ** 2).sum(dim=1) * has
             loss = loss + self.lle_weight * err.sum() / has.sum().clamp(min=1.0)
         return loss
-
-    def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
-        """SSD score of the adapted test embeddings against the adapted normal training images."""
-        x = self._prepare(X)
-        return self._model(self._normal(normal_classes)).score(x)

@@ -85,9 +85,8 @@ class GMM(ImageScorer):
         device = torch_device(self.device, float64=True)
         # float64: EM with full covariances in float32 loses positive-definiteness on 768-d data
         x = torch.from_numpy(z.astype(np.float64)).to(device)
-        own = labels[np.isin(labels, classes)]
-        groups = [own == c for c in classes] if self.components == "per-class" else [np.ones(len(own), dtype=bool)]
-        resp = torch.from_numpy(np.stack(groups, axis=1).astype(np.float64)).to(device)
+        groups = labels[:, None] == classes if self.components == "per-class" else np.ones((len(labels), 1), bool)
+        resp = torch.from_numpy(groups.astype(np.float64)).to(device)
         weights, means, prec_chol = self._m_step(torch, x, resp)
         log_likelihood, desc = -math.inf, f"GMM EM on {len(classes)} classes"
         steps = _progress.progress(

@@ -119,9 +119,8 @@ class BlockedKNN:
         idx = np.empty((q.shape[0], k), dtype=np.int64)
         in_index = np.array([self._position.get(key, -1) for key in keys])
         hit = in_index >= 0
-        if hit.any():
-            # a digest match is confirmed on the values (a collision would otherwise go unnoticed)
-            hit[hit] = np.all(q[hit].astype(np.float64) == self.fit_X_[in_index[hit]], axis=1)
+        # a digest match is confirmed on the values (a collision would otherwise go unnoticed)
+        hit[hit] = np.all(q[hit].astype(np.float64) == self.fit_X_[in_index[hit]], axis=1)
         if hit.sum() * 4 >= self.n_samples_fit_ and (self._self is None or self._self[0].shape[1] < k):
             self._self = self._search(None, k)
         todo = []

@@ -204,9 +204,8 @@ class LUNAR(ImageScorer):
         with torch.random.fork_rng(devices=[]), self._threads(torch, z.shape[0]):
             pyod_args = {name: value for name, value in self.get_params().items() if name not in OWN_ARGS}
             model = pyod_lunar.LUNAR(scaler=MinMaxScaler(), **pyod_args)
-            fast_fit(
-                model, z.astype(np.float32), self.device, f"LUNAR on {len(classes)} classes" if self.progress else None
-            )
+            # fast_fit casts the images to float32, as PyOD's fit does
+            fast_fit(model, z, self.device, f"LUNAR on {len(classes)} classes" if self.progress else None)
         model.n_fit_images_ = z.shape[0]  # fixes the thread count its scoring runs on
         return model
 

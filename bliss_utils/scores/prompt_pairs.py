@@ -107,10 +107,6 @@ class PromptPairScore(_Scorer):
         self.dim_, self.dtype_ = arr.shape[2], np.float64
         return self
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "pairs_"):
-            raise ValueError("this PromptPairScore instance is not fitted yet: call fit(...) before scoring")
-
     def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
         """Prompt-pair score of each row of ``X`` (min over the normal classes when per class)."""
         x = self._prepare(X)

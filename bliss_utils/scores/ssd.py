@@ -47,12 +47,10 @@ def fit_mahalanobis(train: np.ndarray) -> MahalanobisModel:
 
 
 class SSD(ImageScorer):
-    """Mahalanobis distance to the normal classes' training images (one cluster); fitted per set of normal classes."""
+    """Mahalanobis distance to the normal classes' training images (one cluster); fitted per set of normal classes.
+
+    ``score_samples`` (ImageScorer's) is the squared Mahalanobis distance to the normal classes' images.
+    """
 
     def _fit_model(self, z: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> Any:
         return fit_mahalanobis(z)
-
-    def score_samples(self, X: Any, normal_classes: Any | None = None) -> np.ndarray:
-        """Squared Mahalanobis distance to the normal classes' images; higher = more anomalous."""
-        x = self._prepare(X)
-        return self._model(self._normal(normal_classes)).score(x)
