@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from bliss_utils import encoders as enc_pkg
-from bliss_utils.encoders import WeightsNotFoundError, list_encoders, load_encoder
+from bliss_utils.encoders import WeightsNotFoundError, describe_encoder, list_encoders, load_encoder
 
 TINY = ["tiny-clip", "tiny-blip", "tiny-slip", "tiny-vit"]
 WITH_TEXT = ["tiny-clip", "tiny-blip", "tiny-slip"]
@@ -566,6 +566,8 @@ def test_hf_clip_form_on_a_saved_tiny_model(tmp_path, images):
         out = model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"], pixel_values=pixels)
         reference = (out.logits_per_image / model.logit_scale.exp()).numpy()
     np.testing.assert_allclose(img @ txt.T, reference, atol=1e-5)
+    with pytest.raises(WeightsNotFoundError, match="there is no folder .*gone; hf: takes a folder saved with"):
+        describe_encoder(f"hf:{tmp_path / 'gone'}")  # a path, not a hub id: no library traceback
 
 
 # -- timm:MODEL on timm's own tiny test architectures, random weights saved with torch.save ----------------------

@@ -10,6 +10,7 @@ from typing import Any
 from bliss_utils._checks import require, torch_device
 from bliss_utils.encoders import preprocessing as pp
 from bliss_utils.encoders.base import TRANSFORMERS, Build, Encoder, EncoderSpec, finish_model
+from bliss_utils.encoders.errors import WeightsNotFoundError
 from bliss_utils.encoders.hf_common import model_folder, pil_processor_class
 
 
@@ -42,6 +43,12 @@ def _parts(repo_id: str, weights: str | Path | None, preprocess: str, local_only
         raise ValueError("hf:REPO_ID needs a repository id, e.g. hf:openai/clip-vit-base-patch16")
     if weights is None and Path(repo_id).expanduser().is_dir():
         weights = repo_id
+    elif weights is None and (repo_id.startswith(("/", ".", "~")) or repo_id.count("/") > 1):  # a path, not a hub id
+        raise WeightsNotFoundError(
+            f"{name}: there is no folder {Path(repo_id).expanduser()}; hf: takes a folder saved with "
+            "save_pretrained (config.json, weights, tokenizer and preprocessor files) or a hub id, e.g. "
+            "hf:openai/clip-vit-base-patch16"
+        )
     folder, weights_id = model_folder(repo_id, name, weights, local_only)
     config = transformers.AutoConfig.from_pretrained(folder)
     generic = type(transformers.AutoImageProcessor.from_pretrained(folder)).__name__
