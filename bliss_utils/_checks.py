@@ -40,8 +40,7 @@ def as_embeddings(x: Any, name: str, dtype: np.dtype | None = None) -> np.ndarra
 def l2_normalize(x: np.ndarray, name: str) -> np.ndarray:
     """Divide each row by its L2 norm; a zero row is an error (its direction is undefined)."""
     norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
-    zero = np.flatnonzero(norms[:, 0] == 0)
-    if zero.size:
+    if (zero := np.flatnonzero(norms[:, 0] == 0)).size:
         raise ValueError(f"{name} has {zero.size} zero vector(s) (first at row {zero[0]}): cannot L2-normalise")
     return x / norms
 
@@ -110,8 +109,7 @@ def as_labels(y: Any, n: int, n_classes: int, name: str = "train_labels") -> np.
             arr = arr.astype(np.int64)
         else:
             raise ValueError(f"{name} must be integers indexing the class texts; got dtype {arr.dtype}")
-    bad = arr[(arr < 0) | (arr >= n_classes)]
-    if bad.size:
+    if (bad := arr[(arr < 0) | (arr >= n_classes)]).size:
         raise ValueError(
             f"{name} has label(s) {sorted(set(bad.tolist()))[:5]} outside the {n_classes} class texts "
             f"(0..{n_classes - 1})"
@@ -124,11 +122,9 @@ def as_class_list(normal_classes: Any, available: np.ndarray, n_classes: int) ->
     arr = np.atleast_1d(to_numpy(normal_classes)).astype(np.int64).ravel()
     if arr.size == 0:
         raise ValueError("normal_classes is empty: give at least one normal class")
-    unknown = arr[(arr < 0) | (arr >= n_classes)]
-    if unknown.size:
+    if (unknown := arr[(arr < 0) | (arr >= n_classes)]).size:
         raise ValueError(f"unknown class(es) {sorted(set(unknown.tolist()))}: there are {n_classes} class texts")
-    missing = np.setdiff1d(arr, available)
-    if missing.size:
+    if (missing := np.setdiff1d(arr, available)).size:
         raise ValueError(
             f"normal class(es) {missing.tolist()} have no training images: their statistics were not fitted"
         )

@@ -28,20 +28,13 @@ def memo_path() -> Path:
     return config.data_dir() / MEMO_NAME
 
 
-def _version_key(path: Path) -> str:
-    st = path.stat()
-    return f"{path}|{st.st_size}|{st.st_mtime_ns}"
-
-
 def _read_memo(memo: Path) -> dict[str, str]:
     try:
         data = json.loads(memo.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict):
-        return {}
     # a hand-edited or damaged entry is dropped rather than trusted
-    return {k: v for k, v in data.items() if isinstance(v, str) and len(v) == 64}
+    return {k: v for k, v in data.items() if isinstance(v, str) and len(v) == 64} if isinstance(data, dict) else {}
 
 
 def file_sha256(path: str | Path) -> str:
@@ -49,15 +42,13 @@ def file_sha256(path: str | Path) -> str:
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise ValueError(f"cannot fingerprint {path}: not a file")
-    key = _version_key(path)
+    st = path.stat()
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
     with _LOCK:
+        if key not in _SEEN and key in (known := _read_memo(memo := memo_path())):
+            _SEEN[key] = known[key]
         if key in _SEEN:
             return _SEEN[key]
-        memo = memo_path()
-        known = _read_memo(memo)
-        if key in known:
-            _SEEN[key] = known[key]
-            return known[key]
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 22):
@@ -84,14 +75,11 @@ def file_fingerprint(path: str | Path) -> str:
 
 def folder_fingerprint(folder: str | Path, names: list[str]) -> str:
     """One sha256 over the relative names, sizes and hashes of ``names`` (files inside ``folder``), in sorted order."""
-    folder = Path(folder)
-    digest = hashlib.sha256()
-    total = 0
+    folder, digest, total = Path(folder), hashlib.sha256(), 0
     for rel in sorted(names):
-        f = folder / rel
-        size = f.stat().st_size
+        size = (folder / rel).stat().st_size
         total += size
-        digest.update(f"{rel}\t{size}\t{file_sha256(f)}\n".encode())
+        digest.update(f"{rel}\t{size}\t{file_sha256(folder / rel)}\n".encode())
     return f"{len(names)} files:{total}B:sha256={digest.hexdigest()}"
 
 

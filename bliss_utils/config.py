@@ -11,8 +11,7 @@ PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 def find_project_root(start: Path | None = None) -> Path:
     """Return ``$BLISS_ROOT``, else the checkout above ``start`` (the cwd), else the one this package was installed
     from (``pip install -e``), else the cwd."""
-    env = os.environ.get("BLISS_ROOT")
-    if env:
+    if env := os.environ.get("BLISS_ROOT"):
         return Path(env).expanduser().resolve()
     here = (start or Path.cwd()).resolve()
     # a script or kernel started outside the checkout still finds its data, notebooks and outputs

@@ -84,8 +84,7 @@ def image_embeddings(
     """
     req = EncoderRequest(encoder, weights, preprocess, device, cached_only)
     how = Batching(batch_size, shard_size, num_workers, progress)
-    emb, labels, _ = lookup.images(req, dataset, split, root, download, cache_dir, how)
-    return emb, labels
+    return lookup.images(req, dataset, split, root, download, cache_dir, how)[:2]
 
 
 def text_embeddings(
@@ -120,8 +119,7 @@ def _dictionary_entries(dictionary: Any, size: int | None, exclude: Sequence[str
 
 def _class_names(dataset: str, train_meta: dict, test_meta: dict, names: str | Mapping[str, str]) -> list[str]:
     """The class names both splits' files record, in the prompts' style ``names`` (or renamed by a mapping)."""
-    class_names = train_meta.get("class_names")
-    if class_names != test_meta.get("class_names"):
+    if (class_names := train_meta.get("class_names")) != test_meta.get("class_names"):
         raise ValueError(f"{dataset}: train and test splits list different classes")
     if isinstance(names, Mapping):
         return renamed(class_names, names, dataset)

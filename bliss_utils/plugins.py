@@ -18,10 +18,6 @@ PLUGINS_VAR = "BLISS_PLUGINS"
 _loaded: set[str] = set()
 
 
-def _entries() -> list[str]:
-    return [e for e in (e.strip() for e in os.environ.get(PLUGINS_VAR, "").split(",")) if e]
-
-
 def _import_plugin(entry: str) -> None:
     """Import one ``$BLISS_PLUGINS`` entry: a module name, or a path to a .py file."""
     if not entry.endswith(".py"):
@@ -38,7 +34,8 @@ def _import_plugin(entry: str) -> None:
 
 def load_plugins() -> None:
     """Import every module ``$BLISS_PLUGINS`` names that this process has not imported yet."""
-    for entry in _entries():  # read at call time: a test or notebook may set it late
+    # read at call time: a test or notebook may set it late
+    for entry in filter(None, (e.strip() for e in os.environ.get(PLUGINS_VAR, "").split(","))):
         if entry not in _loaded:
             _loaded.add(entry)
             _import_plugin(entry)

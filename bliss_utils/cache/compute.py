@@ -76,9 +76,7 @@ def _shard_path(shard_dir: Path, rows: range) -> Path:
 
 def _check_files(ds: ImageDataset, rows: list[int]) -> None:
     """Decode the files of ``rows`` before embedding any: a bad one stops the run now, naming every bad file."""
-    if ds.paths is None or not rows:
-        return
-    if bad := find_bad_images([ds.paths[i] for i in rows]):
+    if ds.paths is not None and rows and (bad := find_bad_images([ds.paths[i] for i in rows])):
         raise BadImageError(
             f"{ds.name}/{ds.split}: {len(bad)} image files cannot be read; nothing was embedded:\n{describe_bad(bad)}\n"
             "Replace or delete them, or skip them: load_dataset(..., skip_bad_images=True), embed --skip-bad-images"
