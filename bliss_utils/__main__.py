@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from bliss_utils.running import reproduce
@@ -107,23 +108,18 @@ def _run_embed(args: argparse.Namespace) -> int:
     encoder, name, folder = _encoder(args), args.encoder, cache_root(args.cache_dir)
     how = {"weights": args.weights, "preprocess": parse_preprocess(args.preprocess) or "default", "device": args.device}
     splits = ("train", "test") if args.split == "both" else (args.split,)
-    class_names = None
     sizes = {"batch_size": args.batch_size, "shard_size": args.shard_size, "num_workers": args.num_workers}
+    found = {"root": args.root, "download": args.download, "skip_bad_images": args.skip_bad_images}
     for split in splits:
-        ds = load_dataset(
-            args.dataset, split, root=args.root, download=args.download, skip_bad_images=args.skip_bad_images
-        )
-        class_names = ds.class_names
-        progress = not args.no_progress
-        emb, _ = image_embeddings(encoder, ds, cache_dir=args.cache_dir, progress=progress, **sizes, **how)
+        ds = load_dataset(args.dataset, split, **found)
+        emb, _ = image_embeddings(encoder, ds, cache_dir=args.cache_dir, progress=not args.no_progress, **sizes, **how)
         print(f"{name} {ds.name}/{split}: {emb.shape[0]} images x {emb.shape[1]} dims, cached in {folder}")
-    if args.texts:
+    if args.texts:  # with the class names of the last split embedded
         from bliss_utils.datasets.dictionaries import load_dictionary
 
-        template = args.template or PAPER_TEMPLATE
-        classes = text_embeddings(encoder, class_names, template, cache_dir=args.cache_dir, **how)
-        entries = load_dictionary(args.dictionary, size=args.dictionary_size)
-        words = text_embeddings(encoder, entries, template, cache_dir=args.cache_dir, **how)
+        texts = partial(text_embeddings, encoder, template=args.template or PAPER_TEMPLATE, cache_dir=args.cache_dir)
+        classes = texts(ds.class_names, **how)
+        words = texts(load_dictionary(args.dictionary, size=args.dictionary_size), **how)
         print(f"{name} texts: {classes.shape[0]} class names, {words.shape[0]} {args.dictionary} entries")
     return 0
 
@@ -144,10 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.INFO if getattr(args, "verbose", False) else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for name in ("batch_size", "shard_size"):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -103,20 +103,17 @@ def _missing_datasets(datasets: Mapping[str, str], data_root: Path) -> tuple[lis
 
     missing, problems = [], []
     for name, where in datasets.items():
+        label = f"dataset {name}"
         try:
             for split in SPLITS:
                 load_dataset(name, split, root=data_root, download=False)
         except DatasetNotFoundError as err:
             url = _dataset_url(name)
-            missing.append(
-                _Missing("datasets", f"dataset {name}", str(err), url, partial(fetch, name) if url else None)
-            )
+            missing.append(_Missing("datasets", label, str(err), url, partial(fetch, name) if url else None))
         except ValueError as err:  # not a dataset name: say which parameter gave it
             problems.append(f"- {where} names dataset {name!r}: {err}")
         except OSError as err:
-            missing.append(
-                _Missing("datasets", f"dataset {name}", f"cannot be read under {data_root} ({err})", None, None)
-            )
+            missing.append(_Missing("datasets", label, f"cannot be read under {data_root} ({err})", None, None))
     return missing, problems
 
 

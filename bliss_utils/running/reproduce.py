@@ -62,8 +62,7 @@ def mode_settings(mode: str, root: Path | None = None) -> dict[str, Any]:
         raise ValueError(f"mode must be one of {list(MODE_FILES)}; got {mode!r}")
     path = (root or find_project_root()) / "notebooks" / MODE_FILES[mode]
     settings = json.loads(path.read_text(encoding="utf-8"))
-    missing = {"data", "all"} - set(settings)
-    if missing:
+    if missing := {"data", "all"} - set(settings):
         raise ValueError(f"{path} lacks section(s) {sorted(missing)}")
     return settings
 
@@ -173,12 +172,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             out[name] = json.loads(value)
         except ValueError:
             out[name] = value  # a bare string
-    for key, value in (("DATA_ROOT", args.data_root), ("OUTPUT_DIR", args.output_dir), ("DEVICE", args.device)):
-        if value:
-            out[key] = str(Path(value).expanduser().resolve()) if key != "DEVICE" else value
-    if args.max_trials:
-        out["MAX_TRIALS"] = args.max_trials
-    return out
+    folders = {"DATA_ROOT": args.data_root, "OUTPUT_DIR": args.output_dir}
+    out |= {key: str(Path(value).expanduser().resolve()) for key, value in folders.items() if value}
+    return out | {key: value for key, value in (("DEVICE", args.device), ("MAX_TRIALS", args.max_trials)) if value}
 
 
 def record_run_time(results: Path, notebook: str, seconds: float | None, peak_gib: float, mode: str) -> Path:
@@ -207,15 +203,14 @@ def run_notebook(
 
     In a stand-in ``mode`` its kernel is told (``STAND_INS_VAR``) that ``parameters`` already hold the stand-ins.
     """
-    env = {k: v for k, v in os.environ.items() if k != STAND_INS_VAR} | (
-        {STAND_INS_VAR: mode} if mode in MODE_FILES else {}
-    )
+    env = {k: v for k, v in os.environ.items() if k != STAND_INS_VAR}
+    env |= {STAND_INS_VAR: mode} if mode in MODE_FILES else {}
     with tempfile.TemporaryDirectory(prefix="bliss-run-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
         spec = {"input": str(path), "output": str(out), "parameters": dict(parameters), "kernel": kernel}
         job.write_text(json.dumps({**spec, "cwd": str(cwd), "result": str(result)}))
-        command = [sys.executable, "-m", "bliss_utils.running.notebook", str(job)]
-        proc = subprocess.run(command, cwd=cwd, env=env, check=False)
+        # not check=True: a failed notebook is told by its result file, a crashed runner by its status below
+        proc = subprocess.run([sys.executable, "-m", "bliss_utils.running.notebook", str(job)], cwd=cwd, env=env)
         if result.is_file():
             return json.loads(result.read_text(encoding="utf-8"))
     return {"failed": f"its runner exited with status {proc.returncode} (the error is printed above)"}
@@ -232,13 +227,11 @@ def _selected(root: Path, only: list[str] | None, mode: str) -> list[Path]:
     """The notebooks to run: those whose names start with one of ``only``; else the paper's, and in smoke mode the
     your-data ones too (on its generated image folder)."""
     paths = notebook_paths(root)
-    if not only and mode != "smoke":
-        paths = [p for p in paths if int(p.name[:2]) < FIRST_YOUR_DATA]
-    if only:
-        paths = [p for p in paths if any(p.name.startswith(prefix) for prefix in only)]
-        if not paths:
-            raise ValueError(f"--only {' '.join(only)} matches no notebook in notebooks/")
-    return paths
+    if not only:
+        return paths if mode == "smoke" else [p for p in paths if int(p.name[:2]) < FIRST_YOUR_DATA]
+    if paths := [p for p in paths if any(p.name.startswith(prefix) for prefix in only)]:
+        return paths
+    raise ValueError(f"--only {' '.join(only)} matches no notebook in notebooks/")
 
 
 def _fits(value: Any, default: Any) -> bool:
@@ -322,15 +315,14 @@ def run(args: argparse.Namespace) -> int:
     root = find_project_root()
     mode = "smoke" if args.smoke else "rehearsal" if args.rehearsal else "paper"
     paths = _selected(root, args.only, mode)
-    out_root = Path(args.output_dir).expanduser().resolve() if args.output_dir else root
     overrides = _overrides(args)
     stand_in = mode_settings(mode, root) if mode in MODE_FILES else {}
     if stand_in:  # generated data, with its own embedding cache beside it
-        data_root = Path(
-            overrides.get("DATA_ROOT") or (out_root / "data" if args.output_dir else generated_data_root(mode, root))
-        )
-        overrides["DATA_ROOT"] = str(make_generated_data(data_root.resolve(), stand_in["data"]))
-        overrides.setdefault("CACHE_DIR", str(Path(overrides["DATA_ROOT"]) / "embeddings"))
+        # (--output-dir, when given, is also the resolved OUTPUT_DIR override)
+        default = Path(overrides["OUTPUT_DIR"]) / "data" if args.output_dir else generated_data_root(mode, root)
+        generated = make_generated_data(Path(overrides.get("DATA_ROOT") or default).resolve(), stand_in["data"])
+        overrides["DATA_ROOT"] = str(generated)
+        overrides.setdefault("CACHE_DIR", str(generated / "embeddings"))
     data_root = Path(overrides.get("DATA_ROOT") or data_dir())
     params = {p: declared_parameters(p) for p in paths}  # papermill reads each notebook once
     inject = _injections(params, stand_in, overrides, [item.partition("=")[0] for item in args.set])

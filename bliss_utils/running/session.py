@@ -77,9 +77,8 @@ class Session:
         """Cached embeddings of ``texts`` through ``encoder``'s text tower with ``template``."""
         from bliss_utils import embeddings
 
-        preprocess = self.text.get("preprocess")
-        where = {k: v for k, v in self.where.items() if k != "root"}
-        load = partial(embeddings.text_embeddings, encoder, texts, template=template, preprocess=preprocess, **where)
+        where = {k: v for k, v in self.where.items() if k != "root"} | {"preprocess": self.text.get("preprocess")}
+        load = partial(embeddings.text_embeddings, encoder, texts, template=template, **where)
         return _stop_if_missing(load, self.smoke)
 
     def backbone(self, encoder: str) -> str:
