@@ -111,10 +111,14 @@ def test_parameters_cell_holds_every_knob_typed_and_explained(path: Path) -> Non
 
 
 @pytest.mark.parametrize("mode", sorted(STAND_INS))
-def test_stand_in_settings_name_declared_parameters_only(mode: str) -> None:
+def test_stand_in_settings_name_declared_parameters_only_with_their_types(mode: str) -> None:
     declared = set().union(*(reproduce.declared_parameters(p) for p in NOTEBOOKS))
     assert set(STAND_INS[mode]["all"]) <= declared
     assert set(STAND_INS[mode]) - {"_about", "data", "all"} <= {p.stem for p in NOTEBOOKS}
+    for path in NOTEBOOKS:  # open_session refuses a value of another type, so a bad one would stop the run
+        params = reproduce.declared_parameters(path)
+        for name, value in reproduce.stand_in_values(STAND_INS[mode], path.stem, params, "/data").items():
+            assert reproduce.parameter_fits(value, params[name]), f"{mode}: {path.stem}'s {name} = {value!r}"
 
 
 def _run(out: Path, data: Path, only: list[str] | None = None, **extra: str) -> None:

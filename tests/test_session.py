@@ -90,3 +90,16 @@ def test_smoke_on_its_own_needs_the_notebook_name_and_refuses_a_folder_of_real_d
     with pytest.raises(FileExistsError, match="did not write"):
         open_session(namespace, "02_similarity_distributions", style=False)
     assert [p.name for p in tmp_path.iterdir()] == ["cifar-10-batches-py"]
+
+
+def test_a_parameter_of_another_type_than_declared_is_refused_in_one_line(tmp_path: Path, injected: None) -> None:
+    from bliss_utils.running.session import ParameterError
+
+    stem = "04_main_results"
+    for name, value in (("DATASETS", "cifar10"), ("LAM", "high"), ("MAX_TRIALS", 1.5), ("SMOKE", 1)):
+        with pytest.raises(ParameterError, match=f"^{name} = {value!r} is a {type(value).__name__}, but {stem}"):
+            open_session({**_declared(stem), name: value}, stem, style=False)
+    err = pytest.raises(ParameterError, open_session, {**_declared(stem), "DATASETS": "cifar10"}, stem, style=False)
+    assert '-y \'DATASETS: ["cifar10", "cifar100", "tinyimagenet"]\'' in str(err.value)
+    assert err.value._render_traceback_() == [f"ParameterError: {err.value}"]  # IPython shows the message alone
+    open_session({**_declared(stem), "LAM": 1, "OUTPUT_DIR": str(tmp_path)}, stem, style=False)  # int for float

@@ -234,7 +234,7 @@ def _selected(root: Path, only: list[str] | None, mode: str) -> list[Path]:
     raise ValueError(f"--only {' '.join(only)} matches no notebook in notebooks/")
 
 
-def _fits(value: Any, default: Any) -> bool:
+def parameter_fits(value: Any, default: Any) -> bool:
     """Whether ``value`` may replace a parameter declared with ``default`` (an int may stand for a float)."""
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
@@ -251,7 +251,7 @@ def check_overrides(declared: Mapping[str, Mapping[str, Any]], overrides: Mappin
             known = sorted({k for params in declared.values() for k in params})
             raise ValueError(f"no selected notebook ({', '.join(declared)}) declares {name}; their parameters: {known}")
         for nb, default in owners.items():
-            if not _fits(value, default):
+            if not parameter_fits(value, default):
                 raise ValueError(
                     f"{name}={value!r} is a {type(value).__name__}, but {nb} declares {name} as a "
                     f'{type(default).__name__} (default {default!r}); --set values are JSON: true, 0.5, ["a"]'

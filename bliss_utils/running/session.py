@@ -7,6 +7,7 @@ default (``""``: the project's folder or the automatic device; ``DICTIONARY_SIZE
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bliss_utils.config import find_project_root, output_dirs
-from bliss_utils.running.reproduce import STAND_INS_VAR
+from bliss_utils.running.reproduce import STAND_INS_VAR, parameter_fits
 
 # parameter -> the type every notebook declares it with
 SHARED = {"DATA_ROOT": str, "CACHE_DIR": str, "OUTPUT_DIR": str, "DEVICE": str, "SMOKE": bool, "PAPER_BACKBONE": dict}
@@ -37,6 +38,13 @@ SMOKE_HINT = (
 
 class NotebookStop(FileNotFoundError):
     """What a notebook needs is missing; IPython and papermill show this message alone, not a library traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+class ParameterError(TypeError):
+    """A parameter holds a value of another type than its notebook declares (a papermill -p, an edited cell)."""
 
     def _render_traceback_(self) -> list[str]:
         return [f"{type(self).__name__}: {self}"]
@@ -105,6 +113,31 @@ def _checked(namespace: Mapping[str, Any], name: str, kind: type) -> Any:
     return value
 
 
+def _declared(notebook: str) -> dict[str, Any]:
+    """The parameters (name -> declared value) of ``notebooks/<notebook>.ipynb`` in the project."""
+    from bliss_utils.running import reproduce
+
+    path = find_project_root() / "notebooks" / f"{notebook}.ipynb"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"open_session(..., notebook={notebook!r}): no notebook {path} (start the kernel inside the repository, "
+            "or set $BLISS_ROOT to it)"
+        )
+    return reproduce.declared_parameters(path)
+
+
+def check_parameters(namespace: Mapping[str, Any], notebook: str) -> None:
+    """Raise a :class:`ParameterError` for a parameter whose value is not of the type ``notebook`` declares."""
+    for name, default in _declared(notebook).items():
+        if name in namespace and not parameter_fits(value := namespace[name], default):
+            kind = type(default).__name__
+            raise ParameterError(
+                f"{name} = {value!r} is a {type(value).__name__}, but {notebook} declares a {kind} ({name}: {kind} = "
+                f"{default!r}). With papermill, -p gives numbers, booleans and strings; give a list or a dict with "
+                f"-y, e.g. -y '{name}: {json.dumps(default)}'"
+            )
+
+
 def apply_smoke(namespace: MutableMapping[str, Any], notebook: str) -> dict[str, Any]:
     """Put ``notebooks/smoke.json``'s values into ``namespace`` where a parameter still holds the value the notebook
     file ``notebook`` declares, generate the smoke data on first use, and return what changed.
@@ -114,13 +147,7 @@ def apply_smoke(namespace: MutableMapping[str, Any], notebook: str) -> dict[str,
     from bliss_utils.running import reproduce
 
     root = find_project_root()
-    path = root / "notebooks" / f"{notebook}.ipynb"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"open_session(..., notebook={notebook!r}): no notebook {path} (start the kernel inside the repository, "
-            "or set $BLISS_ROOT to it)"
-        )
-    declared, settings = reproduce.declared_parameters(path), reproduce.mode_settings("smoke", root)
+    declared, settings = _declared(notebook), reproduce.mode_settings("smoke", root)
     data = Path(namespace.get("DATA_ROOT") or reproduce.generated_data_root("smoke", root)).expanduser().resolve()
     wanted = reproduce.stand_in_values(settings, notebook, declared, str(data))
     changes = {k: v for k, v in wanted.items() if namespace.get(k) == declared[k]}
@@ -138,6 +165,8 @@ def open_session(namespace: MutableMapping[str, Any], notebook: str = "", style:
     With ``SMOKE = True`` in a notebook run on its own, ``notebook`` (its file's name without .ipynb) is needed:
     :func:`apply_smoke` fills the namespace with the smoke values first (``reproduce`` injects them itself).
     """
+    if notebook:  # papermill's -p and an edited cell are checked here; reproduce's --set before it starts
+        check_parameters(namespace, notebook)
     if namespace.get("SMOKE") is True and not os.environ.get(STAND_INS_VAR):
         if not notebook:
             raise ValueError("SMOKE = True on its own needs open_session(globals(), notebook=<its file name>)")
