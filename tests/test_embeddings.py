@@ -251,16 +251,18 @@ def test_copied_cache_needs_neither_model_nor_dataset(tmp_path, monkeypatch):
 
 
 def test_cache_hit_never_builds_the_model(fake_data, tmp_path, monkeypatch):
-    from bliss_utils.encoders import openclip
+    import dataclasses
+
+    from bliss_utils.encoders import registry
 
     calls = []
-    real = openclip.load_tiny_clip
+    info = registry.backbone("tiny-clip")
 
     def spy(*args, **kwargs):
         calls.append(args)
-        return real(*args, **kwargs)
+        return info.builder(*args, **kwargs)
 
-    monkeypatch.setattr(openclip, "load_tiny_clip", spy)
+    monkeypatch.setitem(registry._BACKBONES, "tiny-clip", dataclasses.replace(info, builder=spy))
     monkeypatch.setattr("bliss_utils.cache.request._MODELS", {})
     kwargs = {"root": fake_data, "cache_dir": tmp_path, "progress": False, "device": "cpu"}
     a, _ = image_embeddings("tiny-clip", "cifar10", "test", **kwargs)
@@ -282,7 +284,7 @@ def _write_slip(path, seed):
 
 
 def test_weights_file_fingerprint_keys_the_cache_and_missing_weights_fall_back(fake_data, tmp_path, monkeypatch):
-    from bliss_utils.encoders import WeightsNotFoundError, describe_encoder, registry
+    from bliss_utils.encoders import WeightsNotFoundError, describe_encoder, registry, slip
 
     monkeypatch.setenv("BLISS_DATA_DIR", str(tmp_path / "memo"))
     # tiny-slip's code path with a checkpoint file: a named encoder whose weights come from a file
@@ -290,7 +292,7 @@ def test_weights_file_fingerprint_keys_the_cache_and_missing_weights_fall_back(f
     monkeypatch.setitem(
         registry._BACKBONES,
         "file-slip",
-        registry.Backbone("slip:load_slip_vit_b16", "slip:slip_weights", info.dim, info.recipes),
+        registry.Backbone(slip.load_slip_vit_b16, slip.slip_weights, info.dim, info.recipes),
     )
     monkeypatch.setattr("bliss_utils.encoders.slip.SLIP_TIMM_MODEL", "bliss_tiny_slip_vit")
     ckpt = tmp_path / "w" / "file-slip" / "slip_base_100ep.pt"

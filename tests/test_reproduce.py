@@ -371,6 +371,7 @@ def test_rehearsal_generates_the_real_datasets_sizes() -> None:
 
 
 def test_rehearsal_stand_ins_have_the_real_backbones_dimensions_and_nothing_is_shrunk() -> None:
+    from bliss_utils.encoders import toy
     from bliss_utils.encoders.registry import backbone
 
     settings = reproduce.mode_settings("rehearsal", ROOT)
@@ -381,7 +382,7 @@ def test_rehearsal_stand_ins_have_the_real_backbones_dimensions_and_nothing_is_s
     for stand_in, real in stand_ins.items():
         ours, theirs = backbone(stand_in), backbone(real)
         assert (ours.dim, ours.has_text) == (theirs.dim, theirs.has_text), f"{stand_in} does not match {real}"
-        assert ours.builder == "toy:load_toy", f"{stand_in} must be a cheap toy stand-in"
+        assert ours.builder is toy.load_toy, f"{stand_in} must be a cheap toy stand-in"
     # the paper's settings: nothing that cuts trials, the dictionary or a grid is injected
     injected = set().union(*(v for k, v in settings.items() if k not in ("_about", "data")))
     assert injected <= {

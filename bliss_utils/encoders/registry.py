@@ -1,14 +1,14 @@
-"""Encoder names -> what they are (declared as data) and how to build them (looked up lazily).
+"""Encoder names -> what they are (declared as data) and how to build them.
 
-Each named backbone declares its dimension and its preprocessing recipes as data, and names two functions: one that
+Each named backbone declares its dimension and its preprocessing recipes as data, and holds two functions: one that
 finds its weights file and returns the weights identity (cheap: no model is built), one that builds the model from what
 the entry declares (:class:`~bliss_utils.encoders.base.Build`). So :func:`describe_encoder` knows everything the
-embedding cache keys on without importing torch's model code, and the built encoder carries that same identity.
+embedding cache keys on without building a model, and the built encoder carries that same identity. The family
+modules import torch, open_clip, transformers and timm inside their functions, so importing them here stays cheap.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from bliss_utils._checks import torch_device
+from bliss_utils.encoders import anomalyclip, blip, hf_clip, openclip, slip, timm_models, toy, vit
 from bliss_utils.encoders import preprocessing as pp
+from bliss_utils.encoders import weights as wt
 from bliss_utils.encoders.base import Build, Encoder, EncoderSpec, device_precision
-from bliss_utils.encoders.toy import TOY_ENCODERS, ToyEncoder, ToyRecipe
 from bliss_utils.plugins import PLUGINS_VAR, load_plugins
 
 logger = logging.getLogger(__name__)
@@ -29,11 +30,11 @@ PREPROCESS_OPTIONS = ("default", "cifar")
 
 @dataclass(frozen=True)
 class Backbone:
-    """A named encoder as data: builder and weights resolver ("module:function" in this package, imported on use so
-    this module stays cheap), dimension, recipes, text tower."""
+    """A named encoder as data: its builder (a Build -> Encoder) and weights resolver ((name, weights, local_only) ->
+    (file, weights id)), dimension, recipes, text tower."""
 
-    builder: str
-    weights: str
+    builder: Callable[[Build], Encoder]
+    weights: Callable[..., tuple[Path | None, str]]
     dim: int
     recipes: Mapping[str, pp.Recipe] | pp.Recipe = field(repr=False)
     has_text: bool = True
@@ -54,30 +55,33 @@ _VIT = partial(pp.HFProcessorRecipe, "ViTImageProcessor", resample="BILINEAR", m
 # AnomalyCLIP: a bicubic squash, no crop (its "cifar" recipe stays a squash)
 _SQUASH = partial(pp.SquashNormalize, interpolation="bicubic", mean=pp.OPENAI_MEAN, std=pp.OPENAI_STD)
 # the smoke and rehearsal stand-ins: one fixed preprocessing and precision, whatever the option and device
-_TOY = partial(Backbone, "toy:load_toy", "toy:toy_weights", precision=ToyEncoder.PRECISION)
+_TOY = partial(Backbone, toy.load_toy, toy.toy_weights, precision=toy.ToyEncoder.PRECISION)
 TINY_SIZE = 32
 ANOMALYCLIP_SIZE = 518  # the authors' test resolution, from ViT-L/14's 336: positional embeddings interpolated
 # tiny-anomalyclip runs its 32 px model at 48 px to exercise the same interpolation
 TINY_ANOMALYCLIP_SIZE = 48
 
 _BACKBONES: dict[str, Backbone] = {
-    "clip-vit-b16": Backbone("openclip:load_clip_vit_b16", "openclip:clip_vit_b16_weights", 512, _CLIP(224)),
-    "blip": Backbone("blip:load_blip", "blip:blip_weights", 256, _BLIP(384)),
-    "slip-vit-b16": Backbone("slip:load_slip_vit_b16", "slip:slip_weights", 512, _SLIP(224)),
-    "vit-b16-in21k": Backbone("vit:load_vit_in21k", "vit:vit_weights", 768, _VIT(224), has_text=False),
-    "tiny-clip": Backbone("openclip:load_tiny_clip", "weights:random_weights", 32, _CLIP(TINY_SIZE)),
-    "tiny-blip": Backbone("blip:load_tiny_blip", "blip:tiny_blip_weights", 16, _BLIP(TINY_SIZE)),
-    "tiny-slip": Backbone("slip:load_tiny_slip", "weights:random_weights", 24, _SLIP(TINY_SIZE)),
-    "tiny-vit": Backbone("vit:load_tiny_vit", "weights:random_weights", 48, _VIT(TINY_SIZE), has_text=False),
+    "clip-vit-b16": Backbone(openclip.load_clip_vit_b16, openclip.clip_vit_b16_weights, 512, _CLIP(224)),
+    "blip": Backbone(blip.load_blip, blip.blip_weights, 256, _BLIP(384)),
+    "slip-vit-b16": Backbone(slip.load_slip_vit_b16, slip.slip_weights, 512, _SLIP(224)),
+    "vit-b16-in21k": Backbone(vit.load_vit_in21k, vit.vit_weights, 768, _VIT(224), has_text=False),
+    "tiny-clip": Backbone(openclip.load_tiny_clip, wt.random_weights, 32, _CLIP(TINY_SIZE)),
+    "tiny-blip": Backbone(blip.load_tiny_blip, blip.tiny_blip_weights, 16, _BLIP(TINY_SIZE)),
+    "tiny-slip": Backbone(slip.load_tiny_slip, wt.random_weights, 24, _SLIP(TINY_SIZE)),
+    "tiny-vit": Backbone(vit.load_tiny_vit, wt.random_weights, 48, _VIT(TINY_SIZE), has_text=False),
     # AnomalyCLIP's backbone with the authors' learned prompts (docs/related_methods.md): a 518 px squash, no crop
     "anomalyclip-vit-l14-336": Backbone(
-        "anomalyclip:load_anomalyclip_vit_l14_336", "anomalyclip:anomalyclip_weights", 768, _SQUASH(ANOMALYCLIP_SIZE)
+        anomalyclip.load_anomalyclip_vit_l14_336, anomalyclip.anomalyclip_weights, 768, _SQUASH(ANOMALYCLIP_SIZE)
     ),
     "tiny-anomalyclip": Backbone(
-        "anomalyclip:load_tiny_anomalyclip", "anomalyclip:tiny_anomalyclip_weights", 32, _SQUASH(TINY_ANOMALYCLIP_SIZE)
+        anomalyclip.load_tiny_anomalyclip, anomalyclip.tiny_anomalyclip_weights, 32, _SQUASH(TINY_ANOMALYCLIP_SIZE)
     ),
     # smoke and rehearsal stand-ins whose towers agree (encoders/toy.py): one fixed preprocessing whatever the option
-    **{n: _TOY(s.dim, dict.fromkeys(PREPROCESS_OPTIONS, ToyRecipe()), s.has_text) for n, s in TOY_ENCODERS.items()},
+    **{
+        n: _TOY(s.dim, dict.fromkeys(PREPROCESS_OPTIONS, toy.ToyRecipe()), s.has_text)
+        for n, s in toy.TOY_ENCODERS.items()
+    },
 }
 
 
@@ -112,10 +116,10 @@ _CUSTOM: dict[str, Registered] = {}
 
 
 # open forms: prefix -> (builder, describer), each receiving the text after the prefix as its first argument
-_OPEN_FORMS: dict[str, tuple[str, str]] = {
-    "open_clip:": ("openclip:load_open_clip_spec", "openclip:describe_open_clip_spec"),
-    "hf:": ("hf_clip:load_hf_clip", "hf_clip:describe_hf_clip"),
-    "timm:": ("timm_models:load_timm", "timm_models:describe_timm"),
+_OPEN_FORMS: dict[str, tuple[Callable[..., Encoder], Callable[..., EncoderSpec]]] = {
+    "open_clip:": (openclip.load_open_clip_spec, openclip.describe_open_clip_spec),
+    "hf:": (hf_clip.load_hf_clip, hf_clip.describe_hf_clip),
+    "timm:": (timm_models.load_timm, timm_models.describe_timm),
 }
 _OPEN_FORM_HELP = (
     "open_clip:MODEL/PRETRAINED",
@@ -195,13 +199,6 @@ def backbone(name: str) -> Backbone | None:
     return None if name in _CUSTOM else _BACKBONES.get(name)
 
 
-def _resolve(target: str | Callable[..., Any]) -> Callable[..., Any]:
-    if callable(target):
-        return target
-    module, func = target.split(":")
-    return getattr(importlib.import_module(f".{module}", __package__), func)
-
-
 def _check_preprocess(preprocess: str) -> None:
     if preprocess not in PREPROCESS_OPTIONS:
         raise ValueError(f"preprocess must be one of {list(PREPROCESS_OPTIONS)}; got {preprocess!r}")
@@ -256,7 +253,7 @@ def describe_encoder(
     """
     _check_preprocess(preprocess)
     if prefix := _check_name(name):
-        spec = _resolve(_OPEN_FORMS[prefix][1])(name[len(prefix) :], weights=weights, preprocess=preprocess)
+        spec = _OPEN_FORMS[prefix][1](name[len(prefix) :], weights=weights, preprocess=preprocess)
         return replace(spec, precision=precision_for(device), preprocess=preprocess)
     if (info := backbone(name)) is not None:
         return _declared(name, info, weights, preprocess, device, local_only=True)[0]
@@ -270,7 +267,7 @@ def _declared(
     name: str, info: Backbone, weights: Any, preprocess: str, device: Any, local_only: bool
 ) -> tuple[EncoderSpec, Path | None]:
     """The identity a backbone entry declares, its weights found (downloaded unless ``local_only``), and the file."""
-    path, weights_id = _resolve(info.weights)(name, weights, local_only=local_only)
+    path, weights_id = info.weights(name, weights, local_only=local_only)
     recipe = info.recipes[preprocess]
     spec = EncoderSpec(name, weights_id, recipe.id, info.dim, info.has_text, precision_for(device, info), preprocess)
     return spec, path
@@ -298,10 +295,10 @@ def load_encoder(
     _check_preprocess(preprocess)
     kwargs = {"device": device, "weights": weights, "preprocess": preprocess}
     if prefix := _check_name(name):
-        return _resolve(_OPEN_FORMS[prefix][0])(name[len(prefix) :], **kwargs)
+        return _OPEN_FORMS[prefix][0](name[len(prefix) :], **kwargs)
     if (info := backbone(name)) is not None:
         spec, path = _declared(name, info, weights, preprocess, device, local_only=False)
-        return _resolve(info.builder)(Build(spec, info.recipes[preprocess], path, torch_device(device)))
+        return info.builder(Build(spec, info.recipes[preprocess], path, torch_device(device)))
     registered = _CUSTOM[name]
     declared = registered.spec(name, weights, preprocess, device)
     encoder = registered.builder(name, **kwargs)
