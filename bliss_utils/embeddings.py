@@ -26,7 +26,7 @@ from bliss_utils.cache.compute import DEFAULT_SHARD_SIZE, Batching
 from bliss_utils.cache.identity import FORMAT_VERSION, cache_root, encoder_identity
 from bliss_utils.cache.request import EncoderRequest, NotCachedError
 from bliss_utils.cache.store import CacheMismatchError
-from bliss_utils.datasets.images import NAME_STYLES, ImageDataset
+from bliss_utils.datasets.images import NAME_STYLES, SPLITS, ImageDataset
 from bliss_utils.datasets.prompts import PAPER_TEMPLATE, as_templates, clean_label
 
 __all__ = [
@@ -157,6 +157,7 @@ def load_embedding_set(
     num_workers: int = 0,
     progress: bool = True,
     cached_only: bool = False,
+    skip_bad_images: bool = False,
 ) -> Any:
     """Train and test image embeddings, class-text and dictionary embeddings of one encoder as a ``grid.EmbeddingSet``.
 
@@ -165,15 +166,20 @@ def load_embedding_set(
     CIFAR-100's ``aquarium_fish``; ``"clean"``: underscores as spaces) or a mapping {class or folder name: the words
     its prompt uses}, other classes keeping their names. Image-only encoders give no texts.
     ``cached_only=True`` reads the cache and never builds a model: a miss is a :class:`NotCachedError`.
+    ``skip_bad_images=True`` leaves out the image files that cannot be read (each split decoded in full first).
     """
+    from bliss_utils.datasets.images import load_dataset
     from bliss_utils.evaluation.grid import EmbeddingSet
 
     if not isinstance(names, Mapping) and names not in NAME_STYLES:
         raise ValueError(f"names must be one of {list(NAME_STYLES)} or a mapping of class name -> words; got {names!r}")
     req = EncoderRequest(encoder, weights, preprocess, device, cached_only)
     how = Batching(batch_size, shard_size, num_workers, progress)
-    train, train_labels, train_meta = lookup.images(req, dataset, "train", root, download, cache_dir, how)
-    test, test_labels, test_meta = lookup.images(req, dataset, "test", root, download, cache_dir, how)
+    got = {}
+    for split in SPLITS:  # a dataset object is read as it is: with skip_bad_images, without the bad files
+        source = load_dataset(dataset, split, root, download, skip_bad_images=True) if skip_bad_images else dataset
+        got[split] = lookup.images(req, source, split, root, download, cache_dir, how)
+    (train, train_labels, train_meta), (test, test_labels, test_meta) = got["train"], got["test"]
     class_names = _class_names(dataset, train_meta, test_meta, names)
     entries = _dictionary_entries(dictionary, dictionary_size, dictionary_exclude) if req.has_text else None
     class_texts = lookup.texts(req, class_names, template, cache_dir, 256, progress) if req.has_text else None

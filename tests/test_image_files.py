@@ -79,6 +79,12 @@ def test_bad_images_are_skipped_and_listed_on_request_and_other_files_counted(fo
     assert emb.shape[0] == len(kept) and labels.tolist() == kept.labels.tolist()
     with pytest.raises(BadImageError, match=str(bad)):  # read one by one, it still names the file
         full.image(full.paths.index(bad))
+    name, fake = f"imagefolder:{folder}", FakeEncoder()
+    with pytest.raises(BadImageError, match="SKIP_BAD_IMAGES = True in 07_your_data"):  # the notebooks' way too
+        load_embedding_set(fake, name, dictionary=["a"], cache_dir=tmp_path / "s")
+    data = load_embedding_set(fake, name, dictionary=["a"], cache_dir=tmp_path / "s", skip_bad_images=True)
+    assert data.train.shape[0] == len(kept) and data.train_labels.tolist() == kept.labels.tolist()
+    np.testing.assert_array_equal(data.train, emb)  # the rows of load_dataset(..., skip_bad_images=True).paths
 
 
 def test_a_flat_test_folder_is_unlabelled_and_class_names_can_be_given(folder, tmp_path) -> None:

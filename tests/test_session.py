@@ -103,3 +103,16 @@ def test_a_parameter_of_another_type_than_declared_is_refused_in_one_line(tmp_pa
     assert '-y \'DATASETS: ["cifar10", "cifar100", "tinyimagenet"]\'' in str(err.value)
     assert err.value._render_traceback_() == [f"ParameterError: {err.value}"]  # IPython shows the message alone
     open_session({**_declared(stem), "LAM": 1, "OUTPUT_DIR": str(tmp_path)}, stem, style=False)  # int for float
+
+
+def test_unreadable_images_stop_a_notebook_with_their_list_alone() -> None:
+    from bliss_utils.datasets.files import BadImageError
+    from bliss_utils.running.session import NotebookStop, _stop_if_missing
+
+    def load():
+        raise BadImageError("mine/train: 1 image files cannot be read; nothing was embedded:\n  /x/a.png: truncated")
+
+    for smoke in (False, True):
+        with pytest.raises(NotebookStop, match=r"^mine/train: 1 image files cannot be read.*\n  /x/a.png") as err:
+            _stop_if_missing(load, smoke)
+        assert err.value._render_traceback_() == [f"NotebookStop: {err.value}"]

@@ -79,7 +79,8 @@ def _check_files(ds: ImageDataset, rows: list[int]) -> None:
     if ds.paths is not None and rows and (bad := find_bad_images([ds.paths[i] for i in rows])):
         raise BadImageError(
             f"{ds.name}/{ds.split}: {len(bad)} image files cannot be read; nothing was embedded:\n{describe_bad(bad)}\n"
-            "Replace or delete them, or skip them: load_dataset(..., skip_bad_images=True), embed --skip-bad-images"
+            "Replace or delete them, or skip them: skip_bad_images=True (load_dataset, load_embedding_set), "
+            "embed --skip-bad-images, or SKIP_BAD_IMAGES = True in 07_your_data"
         )
 
 

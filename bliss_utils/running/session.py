@@ -51,12 +51,16 @@ class ParameterError(TypeError):
 
 
 def _stop_if_missing(load: Callable[[], Any], smoke: bool) -> Any:
-    """``load()``, with a missing dataset or checkpoint in paper mode turned into a :class:`NotebookStop`."""
+    """``load()``, with a missing dataset or checkpoint in paper mode turned into a :class:`NotebookStop`, and
+    unreadable image files into one naming them."""
+    from bliss_utils.datasets.files import BadImageError
     from bliss_utils.datasets.images import DatasetNotFoundError
     from bliss_utils.encoders import WeightsNotFoundError
 
     try:
         return load()
+    except BadImageError as err:  # the list of files is the message; a traceback would bury it
+        raise NotebookStop(str(err)) from None
     except (DatasetNotFoundError, WeightsNotFoundError) as err:
         if smoke:
             raise
