@@ -320,10 +320,11 @@ def run(args: argparse.Namespace) -> int:
     if stand_in:  # generated data, with its own embedding cache beside it
         # (--output-dir, when given, is also the resolved OUTPUT_DIR override)
         default = Path(overrides["OUTPUT_DIR"]) / "data" if args.output_dir else generated_data_root(mode, root)
-        generated = make_generated_data(Path(overrides.get("DATA_ROOT") or default).resolve(), stand_in["data"])
+        wanted = Path(overrides.get("DATA_ROOT") or default).expanduser().resolve()  # --set DATA_ROOT=~/x too
+        generated = make_generated_data(wanted, stand_in["data"])
         overrides["DATA_ROOT"] = str(generated)
         overrides.setdefault("CACHE_DIR", str(generated / "embeddings"))
-    data_root = Path(overrides.get("DATA_ROOT") or data_dir())
+    data_root = Path(overrides.get("DATA_ROOT") or data_dir()).expanduser()
     params = {p: declared_parameters(p) for p in paths}  # papermill reads each notebook once
     inject = _injections(params, stand_in, overrides, [item.partition("=")[0] for item in args.set])
     if not args.skip_preflight:
