@@ -64,7 +64,8 @@ def fake_disk(monkeypatch, calls: list) -> None:
             raise WeightsNotFoundError(f"weights for {name} not found.\nFetch: https://huggingface.co/x/{name}\nput it")
 
     monkeypatch.setattr(datasets_module, "load_dataset", load_dataset)
-    monkeypatch.setattr(encoders_module, "load_encoder", load_encoder)
+    for checks_or_fetches in ("describe_encoder", "load_encoder"):  # offline it checks, online it fetches
+        monkeypatch.setattr(encoders_module, checks_or_fetches, load_encoder)
 
 
 def test_preflight_reads_what_the_notebooks_need_and_downloads_only_when_asked(tmp_path, monkeypatch) -> None:
@@ -171,6 +172,7 @@ def test_a_failed_download_says_what_the_plain_preflight_says_and_the_url(tmp_pa
 
     monkeypatch.setattr(datasets_module, "load_dataset", offline)
     monkeypatch.setattr(encoders_module, "load_encoder", no_weights)
+    monkeypatch.setattr(encoders_module, "describe_encoder", no_weights)
     params = [{"DATASETS": ["cifar10"], "ENCODER": "slip-vit-b16"}]
     with pytest.raises(preflight.PreflightError) as plain:
         preflight.preflight(params, tmp_path, download=False)
@@ -341,6 +343,7 @@ def test_download_fetches_the_anomalyclip_checkpoint_only_when_its_row_is_asked_
 
     fetched = []
     monkeypatch.setattr(encoders_module, "load_encoder", lambda name, **kw: None)
+    monkeypatch.setattr(encoders_module, "describe_encoder", lambda name, **kw: None)
     monkeypatch.setattr(anomalyclip_prompts, "checkpoint_or_none", lambda weights=None: None)
     monkeypatch.setattr(anomalyclip_prompts, "download_checkpoint", lambda dest=None: fetched.append(dest))
     monkeypatch.setattr(preflight, "network_reachable", lambda urls, timeout=3.0: True)
@@ -452,3 +455,10 @@ def test_a_set_value_of_the_wrong_type_is_refused() -> None:
     with pytest.raises(ValueError, match="declares LAM as a float"):
         reproduce.check_overrides(declared, {"LAM": True})  # a bool is not a number here
     reproduce.check_overrides(declared, {"LAM": 2, "SMOKE": True, "DATASETS": ["cifar100"]})
+
+
+def test_the_weights_check_builds_no_model(tmp_path, monkeypatch) -> None:
+    import bliss_utils.encoders as encoders_module
+
+    monkeypatch.setattr(encoders_module, "load_encoder", lambda *a, **k: pytest.fail("the preflight built a model"))
+    preflight.preflight([{"ENCODER": "tiny-clip", "BACKBONES": ["tiny-slip", "toy-blip"]}], tmp_path)  # all there

@@ -118,8 +118,8 @@ def _missing_datasets(datasets: Mapping[str, str], data_root: Path) -> tuple[lis
 
 
 def _missing_weights(encoders: Sequence[str]) -> list[_Missing]:
-    """The encoders whose weights are not on this machine, checked offline (nothing is downloaded)."""
-    from bliss_utils.encoders import WeightsNotFoundError, load_encoder
+    """The encoders whose weights are not on this machine, checked offline (nothing is downloaded or built)."""
+    from bliss_utils.encoders import WeightsNotFoundError, describe_encoder, load_encoder
 
     def fetch(name: str) -> None:
         load_encoder(name, device="cpu")  # online now: the library's own cache fills, or it fails
@@ -129,8 +129,8 @@ def _missing_weights(encoders: Sequence[str]) -> list[_Missing]:
     os.environ[OFFLINE_VAR] = "1"  # a missing file is reported at once instead of after the hub's retries
     try:
         for name in encoders:
-            try:
-                load_encoder(name, device="cpu")
+            try:  # finds and fingerprints the weights without building the model (a ViT-L/14 is gigabytes)
+                describe_encoder(name, device="cpu")
             except WeightsNotFoundError as err:
                 url = m.group(0) if (m := _URL.search(str(err))) else None  # missing() names the file to fetch
                 missing.append(_Missing("weights", f"weights of {name}", str(err), url, partial(fetch, name)))
