@@ -130,9 +130,10 @@ def _declared(notebook: str) -> dict[str, Any]:
     return reproduce.declared_parameters(path)
 
 
-def check_parameters(namespace: Mapping[str, Any], notebook: str) -> None:
-    """Raise a :class:`ParameterError` for a parameter whose value is not of the type ``notebook`` declares."""
-    for name, default in _declared(notebook).items():
+def check_parameters(namespace: Mapping[str, Any], notebook: str, declared: Mapping[str, Any] | None = None) -> None:
+    """Raise a :class:`ParameterError` for a parameter whose value is not of the type ``notebook`` declares
+    (``declared``: its parameters, when already read)."""
+    for name, default in (declared if declared is not None else _declared(notebook)).items():
         if name in namespace and not parameter_fits(value := namespace[name], default):
             kind = type(default).__name__
             raise ParameterError(
@@ -142,16 +143,20 @@ def check_parameters(namespace: Mapping[str, Any], notebook: str) -> None:
             )
 
 
-def apply_smoke(namespace: MutableMapping[str, Any], notebook: str) -> dict[str, Any]:
+def apply_smoke(
+    namespace: MutableMapping[str, Any], notebook: str, declared: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Put ``notebooks/smoke.json``'s values into ``namespace`` where a parameter still holds the value the notebook
-    file ``notebook`` declares, generate the smoke data on first use, and return what changed.
+    file ``notebook`` declares (``declared``, when already read), generate the smoke data on first use, and return
+    what changed.
 
     Parameters given explicitly (a papermill ``-p``, an edit of the parameters cell) differ from the file and win.
     """
     from bliss_utils.running import reproduce
 
     root = find_project_root()
-    declared, settings = _declared(notebook), reproduce.mode_settings("smoke", root)
+    declared = declared if declared is not None else _declared(notebook)
+    settings = reproduce.mode_settings("smoke", root)
     data = Path(namespace.get("DATA_ROOT") or reproduce.generated_data_root("smoke", root)).expanduser().resolve()
     wanted = reproduce.stand_in_values(settings, notebook, declared, str(data))
     changes = {k: v for k, v in wanted.items() if namespace.get(k) == declared[k]}
@@ -169,12 +174,13 @@ def open_session(namespace: MutableMapping[str, Any], notebook: str = "", style:
     With ``SMOKE = True`` in a notebook run on its own, ``notebook`` (its file's name without .ipynb) is needed:
     :func:`apply_smoke` fills the namespace with the smoke values first (``reproduce`` injects them itself).
     """
-    if notebook:  # papermill's -p and an edited cell are checked here; reproduce's --set before it starts
-        check_parameters(namespace, notebook)
+    declared = _declared(notebook) if notebook else None  # the notebook file, read once for both uses below
+    if declared is not None:  # papermill's -p and an edited cell are checked here; reproduce's --set before it starts
+        check_parameters(namespace, notebook, declared)
     if namespace.get("SMOKE") is True and not os.environ.get(STAND_INS_VAR):
         if not notebook:
             raise ValueError("SMOKE = True on its own needs open_session(globals(), notebook=<its file name>)")
-        apply_smoke(namespace, notebook)
+        apply_smoke(namespace, notebook, declared)
     shared = {name: _checked(namespace, name, kind) for name, kind in SHARED.items()}
     text = {arg: namespace[name] for name, arg in TEXT_SETTINGS.items() if name in namespace}
     if "dictionary_size" in text:
